@@ -1,0 +1,204 @@
+//! The Alexa-style skill Metrics API: `POST /v2/skills/{skillId}/metrics`
+//! and `GET /v2/skills/metrics`.
+
+pub mod types;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use serde_json::Value as JsonValue;
+
+use super::auth::Principal;
+use super::token::Signer;
+use super::{ApiError, AppState, JsonBody};
+use crate::definition::builtin;
+use crate::series::Series;
+use types::*;
+
+/// Checks a skill id from the path (1 to 255 characters).
+fn skill_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    let Path(id) =
+        path.map_err(|e| ApiError::bad("INVALID_STRING_LENGTH", format!("skillId: {e}")))?;
+    let n = id.chars().count();
+    if n == 0 || n > 255 {
+        return Err(ApiError::bad(
+            "INVALID_STRING_LENGTH",
+            format!("skillId must be 1 to 255 characters, got {n}"),
+        ));
+    }
+    Ok(id)
+}
+
+/// `POST /v2/skills/{skillId}/metrics`.
+pub async fn get_metrics(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+    JsonBody(body): JsonBody<JsonValue>,
+) -> Result<Json<GetMetricsResponse>, ApiError> {
+    let skill = skill_id(path)?;
+    principal.require(&skill)?;
+    let request = check_request(&body, &skill)?;
+    if !state.workspace_exists(&skill).await? {
+        return Err(ApiError::not_found(
+            "SKILL_NOT_FOUND",
+            format!("no skill {skill:?} has any events"),
+        ));
+    }
+
+    let mut unpaged = body.clone();
+    if let Some(o) = unpaged.as_object_mut() {
+        o.remove("nextToken");
+    }
+    let digest = Signer::request_digest(&["alexa.metrics", &skill, &unpaged.to_string()]);
+    let offsets = match &request.next_token {
+        None => vec![0; request.queries.len()],
+        Some(t) => state
+            .tokens
+            .verify(&digest, t)
+            .filter(|o| o.len() == request.queries.len())
+            .ok_or_else(|| {
+                ApiError::bad("INVALID_NEXT_TOKEN", "nextToken does not belong to this request (same skill and body, without nextToken)")
+            })?,
+    };
+
+    let runs = request.queries.iter().map(|q| state.engine.run(&q.query));
+    let all: Vec<Vec<Series>> = futures::future::try_join_all(runs).await?;
+
+    let max = request.max_results;
+    let mut results = Vec::with_capacity(all.len());
+    let mut next = Vec::with_capacity(all.len());
+    let mut more = false;
+    for ((q, series), offset) in request.queries.iter().zip(&all).zip(&offsets) {
+        let total: u64 = series.iter().map(|s| s.points.len() as u64).sum();
+        let end = (offset + max).min(total);
+        more |= end < total;
+        next.push(end);
+        results.push(QueryResult {
+            id: q.id.clone(),
+            label: q.label.clone(),
+            namespace: q.namespace.clone(),
+            name: q.name.clone(),
+            stat: q.stat.clone(),
+            data: page(series, &q.group_by, *offset, end),
+        });
+    }
+    let next_token = more.then(|| state.tokens.sign(&digest, next));
+    Ok(Json(GetMetricsResponse {
+        results,
+        pagination_context: PaginationContext { next_token },
+    }))
+}
+
+/// The points `[from, to)` of the series laid end to end, as data entries
+/// (a series cut by the page boundary appears in both pages).
+fn page(series: &[Series], group_by: &[String], from: u64, to: u64) -> Vec<Data> {
+    let mut out = Vec::new();
+    let mut seen = 0u64;
+    for s in series {
+        let len = s.points.len() as u64;
+        let (lo, hi) = (from.max(seen), to.min(seen + len));
+        if lo < hi {
+            let slice = &s.points[(lo - seen) as usize..(hi - seen) as usize];
+            out.push(Data {
+                timestamps: slice.iter().map(|(t, _)| timestamp(*t)).collect(),
+                values: slice.iter().map(|(_, v)| *v).collect(),
+                grouped_by: group_by
+                    .iter()
+                    .zip(&s.group)
+                    .map(|(field, value)| GroupedBy {
+                        field: field.clone(),
+                        value: value.clone(),
+                    })
+                    .collect(),
+            });
+        }
+        seen += len;
+    }
+    out
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ListParams {
+    #[serde(rename = "metricNamespace")]
+    namespace: Option<String>,
+    #[serde(rename = "maxResults")]
+    max_results: Option<String>,
+    #[serde(rename = "nextToken")]
+    next_token: Option<String>,
+}
+
+/// `GET /v2/skills/metrics?metricNamespace=&maxResults=&nextToken=`.
+pub async fn list_metrics(
+    State(state): State<Arc<AppState>>,
+    _principal: Principal,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<ListMetricsResponse>, ApiError> {
+    let Query(params) = params.map_err(|e| ApiError::bad("INVALID_PARAMETER", e.body_text()))?;
+    let namespaces: Vec<&builtin::Namespace> = match params.namespace.as_deref() {
+        None | Some("") => builtin::namespaces().iter().collect(),
+        Some(n) => vec![builtin::namespace(n).ok_or_else(|| {
+            ApiError::bad(
+                "INVALID_NAMESPACE",
+                format!("metricNamespace: unknown namespace {n:?}"),
+            )
+        })?],
+    };
+    let max: u64 = match params.max_results.as_deref() {
+        None | Some("") => 100,
+        Some(s) => s
+            .parse()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad(
+                    "INVALID_MAX_RESULTS",
+                    "maxResults must be a whole number from 1 to 100",
+                )
+            })?,
+    };
+    let all: Vec<MetricInfo> = namespaces
+        .iter()
+        .flat_map(|ns| {
+            ns.metrics.iter().map(|m| MetricInfo {
+                name: m.name.clone(),
+                namespace: ns.namespace.clone(),
+                description: m.description.clone(),
+                supported_dimensions: m.supported_dimensions.clone(),
+                supported_group_by_options: m.supported_group_by_options.clone(),
+                supported_stats: m.supported_stats.clone(),
+            })
+        })
+        .collect();
+    let digest = Signer::request_digest(&[
+        "alexa.list",
+        params.namespace.as_deref().unwrap_or(""),
+        &max.to_string(),
+    ]);
+    let from = match params.next_token.as_deref() {
+        None | Some("") => 0,
+        Some(t) => state
+            .tokens
+            .verify(&digest, t)
+            .and_then(|o| o.first().copied())
+            .ok_or_else(|| {
+                ApiError::bad(
+                    "INVALID_NEXT_TOKEN",
+                    "nextToken does not belong to this listing",
+                )
+            })?,
+    };
+    let to = (from + max).min(all.len() as u64);
+    let next_token = (to < all.len() as u64).then(|| state.tokens.sign(&digest, vec![to]));
+    let metrics = all
+        .into_iter()
+        .skip(from as usize)
+        .take((to.saturating_sub(from)) as usize)
+        .collect();
+    Ok(Json(ListMetricsResponse {
+        metrics,
+        pagination_context: PaginationContext { next_token },
+    }))
+}

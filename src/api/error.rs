@@ -1,0 +1,144 @@
+//! The one place errors become HTTP answers. User mistakes are 4xx with the
+//! documented body `{"message", "code"}`; anything else is a 500 with a
+//! generic body, and the full error is logged once, here.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{message}")]
+    NotFound { code: &'static str, message: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("too many requests; retry in {} s", .0.as_secs().max(1))]
+    TooManyRequests(Duration),
+    #[error("{message}")]
+    Unavailable {
+        message: String,
+        retry_after: Duration,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    message: &'a str,
+    code: &'a str,
+}
+
+impl ApiError {
+    pub fn bad(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::NotFound {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// An unexpected failure: logged in full, answered generically.
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        Self::Internal(e.to_string())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest { code, .. } | Self::NotFound { code, .. } => code,
+            Self::Unauthorized(_) => "UNAUTHORIZED",
+            Self::Forbidden(_) => "FORBIDDEN",
+            Self::Conflict(_) => "CONFLICT",
+            Self::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            Self::Unsupported(_) => "UNSUPPORTED_MEDIA_TYPE",
+            Self::Unprocessable(_) => "NOT_EVALUABLE",
+            Self::TooManyRequests(_) => "TOO_MANY_REQUESTS",
+            Self::Unavailable { .. } => "SERVICE_UNAVAILABLE",
+            Self::Internal(_) => "INTERNAL_ERROR",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = match &self {
+            Self::Internal(detail) => {
+                tracing::error!(error = %detail, "request failed");
+                "internal error; the server log has the details".to_string()
+            }
+            other => other.to_string(),
+        };
+        let mut response = (
+            status,
+            Json(Body {
+                message: &message,
+                code: self.code(),
+            }),
+        )
+            .into_response();
+        let retry = match &self {
+            Self::TooManyRequests(d) => Some(*d),
+            Self::Unavailable { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
+        if let Some(d) = retry {
+            let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        response
+    }
+}
+
+impl From<crate::engine::Error> for ApiError {
+    fn from(e: crate::engine::Error) -> Self {
+        match e {
+            crate::engine::Error::Compile(crate::compile::Error::Invalid(p)) => {
+                ApiError::bad("INVALID_ARGUMENT", p.to_string())
+            }
+            crate::engine::Error::Compile(crate::compile::Error::Field { path, message }) => {
+                ApiError::bad("INVALID_ARGUMENT", format!("{path}: {message}"))
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! The command line: one args struct per subcommand.
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::format::Format;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "metricstore",
+    version,
+    about = "Metrics engine for conversational products"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The HTTP server (skill Metrics API and the other APIs).
+    Serve(ServeArgs),
+    /// Interactive SQL over the event tables (or one statement with -c).
+    Sql(SqlArgs),
+    /// Write realistic, seeded demo events.
+    Generate(GenerateArgs),
+}
+
+/// Where the data lives.
+#[derive(Debug, Args, Clone)]
+pub struct StorageArgs {
+    /// A local directory, file:// URL or s3://bucket/prefix.
+    #[arg(long, default_value = "./data")]
+    pub data: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SqlArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Run this one statement (or backslash command), print and exit.
+    #[arg(short = 'c', long = "command")]
+    pub command: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Number of events to write.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: u64,
+    /// Number of days, ending on --end.
+    #[arg(long, default_value_t = 30)]
+    pub days: u32,
+    /// Random seed: the same seed gives the same events.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Last day (UTC, YYYY-MM-DD); defaults to today.
+    #[arg(long)]
+    pub end: Option<chrono::NaiveDate>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// If the location holds no events yet, generate demo events first.
+    #[arg(long)]
+    pub demo: bool,
+    /// Requests per second allowed per token (0: no limit).
+    #[arg(long, env = "METRICSTORE_RATE_LIMIT", default_value_t = 50)]
+    pub rate_limit: u32,
+    /// Requests a token may send in a burst above its rate.
+    #[arg(long, env = "METRICSTORE_RATE_BURST", default_value_t = 100)]
+    pub burst: u32,
+}

@@ -1,0 +1,194 @@
+//! The built-in Alexa-style metric catalog, loaded from `queries/` (the
+//! files are embedded in the binary, so every workspace has them).
+//!
+//! A catalog metric is a [`Measure`] plus what the skill Metrics API lists
+//! for it: `supportedStats`, `supportedDimensions` and
+//! `supportedGroupByOptions`. A stat turns the measure into the aggregation
+//! asked for ([`CatalogMetric::measure_for_stat`]).
+
+use std::sync::LazyLock;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Aggregation, Dimension, Field, Filter, Measure, Operator};
+
+/// The namespace files, in the order the catalog lists them.
+const FILES: [(&str, &str); 9] = [
+    (
+        "Alexa.Custom",
+        include_str!("../../queries/alexa.custom.json"),
+    ),
+    (
+        "Alexa.SmartHome",
+        include_str!("../../queries/alexa.smarthome.json"),
+    ),
+    (
+        "Alexa.AccountActivationEvents",
+        include_str!("../../queries/alexa.accountactivationevents.json"),
+    ),
+    (
+        "Alexa.Music",
+        include_str!("../../queries/alexa.music.json"),
+    ),
+    (
+        "Alexa.SkillEnablementEvents",
+        include_str!("../../queries/alexa.skillenablementevents.json"),
+    ),
+    (
+        "Alexa.EstimatedTurnError",
+        include_str!("../../queries/alexa.estimatedturnerror.json"),
+    ),
+    (
+        "Alexa.SkillQuality",
+        include_str!("../../queries/alexa.skillquality.json"),
+    ),
+    (
+        "Alexa.SkillInvocations",
+        include_str!("../../queries/alexa.skillinvocations.json"),
+    ),
+    (
+        "Alexa.Automation",
+        include_str!("../../queries/alexa.automation.json"),
+    ),
+];
+
+/// One namespace file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Namespace {
+    pub namespace: String,
+    pub description: String,
+    /// The event types the namespace reads (documentation; the measures
+    /// say exactly which).
+    pub event_types: Vec<String>,
+    /// The `attributes` keys the namespace reads.
+    #[serde(default)]
+    pub attributes: Vec<String>,
+    pub metrics: Vec<CatalogMetric>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CatalogMetric {
+    pub name: String,
+    pub description: String,
+    pub measure: Measure,
+    #[serde(rename = "supportedStats")]
+    pub supported_stats: Vec<String>,
+    #[serde(rename = "supportedDimensions")]
+    pub supported_dimensions: Vec<String>,
+    #[serde(rename = "supportedGroupByOptions")]
+    pub supported_group_by_options: Vec<String>,
+}
+
+/// Every built-in namespace.
+pub fn namespaces() -> &'static [Namespace] {
+    static ALL: LazyLock<Vec<Namespace>> = LazyLock::new(|| {
+        FILES
+            .iter()
+            .map(|(name, text)| {
+                let ns: Namespace = serde_json::from_str(text)
+                    .unwrap_or_else(|e| panic!("built-in namespace {name} does not parse: {e}"));
+                assert_eq!(
+                    &ns.namespace, name,
+                    "namespace file of {name} names another namespace"
+                );
+                ns
+            })
+            .collect()
+    });
+    &ALL
+}
+
+pub fn namespace(name: &str) -> Option<&'static Namespace> {
+    namespaces().iter().find(|n| n.namespace == name)
+}
+
+impl Namespace {
+    pub fn metric(&self, name: &str) -> Option<&CatalogMetric> {
+        self.metrics.iter().find(|m| m.name == name)
+    }
+}
+
+/// The aggregation a stat asks for, `None` for an unknown stat. `count`
+/// keeps a counting measure as it is (a distinct count stays distinct).
+pub fn stat_aggregation(stat: &str) -> Option<Option<Aggregation>> {
+    let s = stat.to_ascii_lowercase();
+    Some(match s.as_str() {
+        "count" | "sum" => None,
+        "avg" | "average" => Some(Aggregation::Avg),
+        "min" | "minimum" => Some(Aggregation::Min),
+        "max" | "maximum" => Some(Aggregation::Max),
+        _ => {
+            let p: f64 = s.strip_prefix('p')?.parse().ok()?;
+            if !(0.0..=100.0).contains(&p) {
+                return None;
+            }
+            Some(Aggregation::Quantile { q: p / 100.0 })
+        }
+    })
+}
+
+impl CatalogMetric {
+    pub fn supports_stat(&self, stat: &str) -> bool {
+        self.supported_stats
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(stat))
+    }
+
+    /// The measure computing `stat` (which must be supported).
+    pub fn measure_for_stat(&self, stat: &str) -> Measure {
+        match (&self.measure, stat_aggregation(stat).flatten()) {
+            (Measure::Aggregate { events, value, .. }, Some(aggregation)) => Measure::Aggregate {
+                events: events.clone(),
+                value: value.clone(),
+                aggregation,
+            },
+            (
+                Measure::Aggregate {
+                    events,
+                    value,
+                    aggregation,
+                },
+                None,
+            ) if !aggregation.is_additive() => {
+                // `count` of a measured value: how many values there were.
+                Measure::Aggregate {
+                    events: events.clone(),
+                    value: value.clone(),
+                    aggregation: Aggregation::Count,
+                }
+            }
+            (m, _) => m.clone(),
+        }
+    }
+}
+
+/// The column or attribute behind a dimension name of the API
+/// (`METRICS.md`: `Alexa.Stage`, `Alexa.Locale`, `Country`, `intent`, and
+/// any other name as the same-named key inside `attributes`).
+pub fn dimension(name: &str) -> Dimension {
+    match name {
+        "Alexa.Stage" | "stage" => Dimension::Field(Field::Column("stage".into())),
+        "Alexa.Locale" | "locale" => Dimension::Field(Field::Column("locale".into())),
+        "Country" | "country" => Dimension::Country,
+        "intent" | "Alexa.Intent" => Dimension::Field(Field::Column("intent".into())),
+        other => Dimension::Field(Field::Attribute(other.to_string())),
+    }
+}
+
+/// A filter keeping events whose dimension `name` equals `value`.
+pub fn dimension_filter(name: &str, value: &str) -> Filter {
+    match dimension(name) {
+        Dimension::Field(field) => Filter {
+            field,
+            op: Operator::Eq,
+            value: value.into(),
+        },
+        Dimension::Country => Filter {
+            field: Field::Column("locale".into()),
+            op: Operator::Contains,
+            value: format!("-{value}").into(),
+        },
+    }
+}

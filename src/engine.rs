@@ -1,0 +1,344 @@
+//! The engine: a DataFusion `SessionContext` over a [`Store`], with the
+//! `events` table and every function of the project registered.
+//!
+//! The events table is a `ListingTable` wrapped in [`EventsTable`], which
+//! derives `date` partition predicates from predicates on `time`, so a query
+//! (compiled or typed in the REPL) over one day lists and opens only that
+//! day's files.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::Session;
+use datafusion::common::ScalarValue;
+use datafusion::datasource::TableProvider;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, LogicalPlan, Operator, TableProviderFilterPushDown, TableType, col, lit,
+};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::TableSource;
+
+use crate::compile::{self, Compiled};
+use crate::definition::Query;
+use crate::series::{self, Series};
+use crate::storage::events::{self, DATE_COLUMN, EVENTS_DIR};
+use crate::storage::{self, Store};
+
+/// Errors of the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Storage(#[from] storage::Error),
+    #[error("{}", describe_datafusion(.0))]
+    DataFusion(#[from] DataFusionError),
+    #[error(transparent)]
+    Compile(#[from] compile::Error),
+    #[error("bad event file {path}: {reason}")]
+    BadFile { path: String, reason: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Strips DataFusion's nesting of context wrappers down to what a person
+/// needs, keeping the innermost message (which names the file for I/O and
+/// Parquet errors raised while reading a given file).
+fn describe_datafusion(e: &DataFusionError) -> String {
+    e.to_string()
+}
+
+/// A session over one data location.
+#[derive(Clone)]
+pub struct Engine {
+    pub ctx: SessionContext,
+    pub store: Store,
+    events: Arc<EventsTable>,
+}
+
+/// The session configuration every context of the project uses.
+pub fn session_config() -> SessionConfig {
+    let mut config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_target_partitions(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+                .max(2),
+        );
+    let opts = config.options_mut();
+    opts.execution.parquet.pushdown_filters = true;
+    opts.execution.parquet.reorder_filters = true;
+    // Timestamps print and compare in UTC everywhere.
+    opts.execution.time_zone = Some("+00:00".to_string());
+    config
+}
+
+impl Engine {
+    /// Opens a session over `store` with the `events` table registered.
+    pub async fn new(store: Store) -> Result<Self> {
+        Self::with_config(store, session_config()).await
+    }
+
+    /// As [`Engine::new`], with a given session configuration (tests pin
+    /// `target_partitions` for stable plans).
+    pub async fn with_config(store: Store, config: SessionConfig) -> Result<Self> {
+        let ctx = SessionContext::new_with_config(config);
+        ctx.register_object_store(&store.base_url, store.object_store.clone());
+        crate::udaf::register_all(&ctx)?;
+        let events = Arc::new(EventsTable::try_new(&store, events::schema())?);
+        ctx.register_table("events", events.clone())?;
+        Ok(Self { ctx, store, events })
+    }
+
+    /// Runs a SQL statement and collects the result.
+    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let result = async { self.ctx.sql(sql).await?.collect().await }.await;
+        self.diagnose(result).await
+    }
+
+    /// Turns a failure to read the data into an error naming the file at
+    /// fault. DataFusion's Parquet and cast errors do not say which file
+    /// they came from, so on such an error (only then: it costs a footer
+    /// read per file) the event files are checked one by one.
+    async fn diagnose<T>(&self, result: Result<T, DataFusionError>) -> Result<T> {
+        let e = match result {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let data_error = matches!(
+            e.find_root(),
+            DataFusionError::ParquetError(_)
+                | DataFusionError::ArrowError(..)
+                | DataFusionError::External(_)
+        );
+        if data_error {
+            if let Some((path, reason)) = self.find_bad_file().await {
+                return Err(Error::BadFile { path, reason });
+            }
+        }
+        Err(e.into())
+    }
+
+    /// The first event file that is not Parquet or does not fit the
+    /// events schema, with the reason.
+    pub async fn find_bad_file(&self) -> Option<(String, String)> {
+        use datafusion::parquet::arrow::async_reader::{
+            ParquetObjectReader, ParquetRecordBatchStreamBuilder,
+        };
+        let files = self.store.list(EVENTS_DIR).await.ok()?;
+        for meta in files
+            .into_iter()
+            .filter(|m| m.location.as_ref().ends_with(".parquet"))
+        {
+            let reader =
+                ParquetObjectReader::new(self.store.object_store.clone(), meta.location.clone())
+                    .with_file_size(meta.size);
+            let shown = meta.location.to_string();
+            let schema = match ParquetRecordBatchStreamBuilder::new(reader).await {
+                Ok(b) => b.schema().clone(),
+                Err(e) => return Some((shown, format!("not a readable Parquet file ({e})"))),
+            };
+            if let Some(reason) = events::schema_mismatch(&schema) {
+                return Some((shown, reason));
+            }
+        }
+        None
+    }
+
+    /// The `events` table as a plan source for the compiler.
+    pub fn events_source(&self) -> Arc<dyn TableSource> {
+        provider_as_source(self.events.clone())
+    }
+
+    /// Compiles a metric query and returns its plan and how to read it.
+    pub fn compile(&self, query: &Query) -> Result<Compiled> {
+        Ok(compile::compile(query, self.events_source())?)
+    }
+
+    /// Compiles and runs a metric query, returning one series per group.
+    pub async fn run(&self, query: &Query) -> Result<Vec<Series>> {
+        let compiled = self.compile(query)?;
+        let batches = self.execute(compiled.plan.clone()).await?;
+        Ok(series::collect(&compiled, &batches)?)
+    }
+
+    /// Whether any event names `workspace` (one row is enough).
+    pub async fn workspace_exists(&self, workspace: &str) -> Result<bool> {
+        let batches = self
+            .ctx
+            .table("events")
+            .await?
+            .filter(col("workspace_id").eq(lit(workspace)))?
+            .select_columns(&["workspace_id"])?
+            .limit(0, Some(1))?
+            .collect()
+            .await?;
+        Ok(batches.iter().any(|b| b.num_rows() > 0))
+    }
+
+    /// Executes a logical plan and collects the result.
+    pub async fn execute(&self, plan: LogicalPlan) -> Result<Vec<RecordBatch>> {
+        let result = async { self.ctx.execute_logical_plan(plan).await?.collect().await }.await;
+        self.diagnose(result).await
+    }
+}
+
+/// The `events` table: a hive-partitioned Parquet listing whose `date`
+/// partitions are pruned from predicates on `time` as well as on `date`.
+#[derive(Debug)]
+pub struct EventsTable {
+    inner: ListingTable,
+}
+
+impl EventsTable {
+    pub fn try_new(store: &Store, file_schema: SchemaRef) -> Result<Self> {
+        let url = ListingTableUrl::parse(store.dir_url(EVENTS_DIR))?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet")
+            .with_table_partition_cols(vec![(DATE_COLUMN.to_string(), DataType::Utf8)])
+            .with_file_sort_order(vec![vec![col("time").sort(true, false)]]);
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .with_schema(file_schema);
+        Ok(Self {
+            inner: ListingTable::try_new(config)?,
+        })
+    }
+}
+
+#[async_trait]
+impl TableProvider for EventsTable {
+    fn schema(&self) -> SchemaRef {
+        self.inner.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn get_logical_plan(&self) -> Option<Cow<'_, LogicalPlan>> {
+        None
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let mut all = filters.to_vec();
+        all.extend(filters.iter().flat_map(date_bounds_of));
+        self.inner.scan(state, projection, &all, limit).await
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        self.inner.supports_filters_pushdown(filters)
+    }
+}
+
+/// Partition predicates on `date` implied by a predicate on `time`.
+///
+/// `date` holds the UTC day of `time` as `YYYY-MM-DD`, which orders like the
+/// day itself, so `time >= t` implies `date >= day(t)` and `time < t`
+/// implies `date <= day(t)`.
+pub fn date_bounds_of(filter: &Expr) -> Vec<Expr> {
+    let mut out = Vec::new();
+    collect_date_bounds(filter, &mut out);
+    out
+}
+
+fn collect_date_bounds(filter: &Expr, out: &mut Vec<Expr>) {
+    match filter {
+        Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::And,
+            right,
+        }) => {
+            collect_date_bounds(left, out);
+            collect_date_bounds(right, out);
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let (column, op, value) = match (
+                time_column(left),
+                time_literal(right),
+                time_column(right),
+                time_literal(left),
+            ) {
+                (true, Some(v), _, _) => (true, *op, v),
+                (_, _, true, Some(v)) => match op.swap() {
+                    Some(op) => (true, op, v),
+                    None => return,
+                },
+                _ => return,
+            };
+            if !column {
+                return;
+            }
+            let (ms, exact) = value;
+            let day = |ms: i64| lit(events::date_of_millis(ms));
+            match op {
+                // `time > t` is `time >= t + 1ms` when t is whole milliseconds.
+                Operator::Gt if exact => {
+                    out.push(col(DATE_COLUMN).gt_eq(day(ms.saturating_add(1))))
+                }
+                Operator::Gt | Operator::GtEq => out.push(col(DATE_COLUMN).gt_eq(day(ms))),
+                // `time < midnight` must not reach into the day that starts there.
+                Operator::Lt if exact => {
+                    out.push(col(DATE_COLUMN).lt_eq(day(ms.saturating_sub(1))))
+                }
+                Operator::Lt | Operator::LtEq => out.push(col(DATE_COLUMN).lt_eq(day(ms))),
+                Operator::Eq => out.push(col(DATE_COLUMN).eq(day(ms))),
+                _ => {}
+            }
+        }
+        Expr::Between(b) if !b.negated && time_column(&b.expr) => {
+            if let (Some(lo), Some(hi)) = (time_literal(&b.low), time_literal(&b.high)) {
+                out.push(col(DATE_COLUMN).gt_eq(lit(events::date_of_millis(lo.0))));
+                out.push(col(DATE_COLUMN).lt_eq(lit(events::date_of_millis(hi.0))));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn time_column(e: &Expr) -> bool {
+    match e {
+        Expr::Column(c) => c.name == "time",
+        Expr::Cast(c) => time_column(&c.expr),
+        _ => false,
+    }
+}
+
+/// The epoch milliseconds of a timestamp literal (any unit), rounded down,
+/// and whether that was exact (no sub-millisecond part).
+fn time_literal(e: &Expr) -> Option<(i64, bool)> {
+    match e {
+        Expr::Literal(v, _) => match v {
+            ScalarValue::TimestampMillisecond(Some(v), _) => Some((*v, true)),
+            ScalarValue::TimestampSecond(Some(v), _) => Some((v.saturating_mul(1000), true)),
+            ScalarValue::TimestampMicrosecond(Some(v), _) => {
+                Some((v.div_euclid(1000), v % 1000 == 0))
+            }
+            ScalarValue::TimestampNanosecond(Some(v), _) => {
+                Some((v.div_euclid(1_000_000), v % 1_000_000 == 0))
+            }
+            _ => None,
+        },
+        Expr::Cast(c) => time_literal(&c.expr),
+        _ => None,
+    }
+}

@@ -1,0 +1,761 @@
+//! `metricstore generate`: seeded, realistic demo events in the layout of
+//! `EVENTS.md`, one zstd Parquet file per UTC day, rows sorted by time.
+//!
+//! Each day is generated independently from `(seed, day)`, so days run in
+//! parallel and the same seed always gives the same rows. Users are drawn
+//! from a Zipf distribution per workspace and each has a join and a leave
+//! day, so cohorts and retention look like a real product's.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+use datafusion::arrow::array::{
+    ArrayRef, Float64Builder, RecordBatch, StringBuilder, TimestampMillisecondArray,
+};
+use futures::StreamExt;
+use object_store::ObjectStoreExt;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, Exp, LogNormal, Zipf};
+
+use crate::storage::{self, Store, events};
+
+/// The demo Alexa-style skills (their ids are the `workspace_id`s).
+pub const SKILLS: [&str; 4] = [
+    "amzn1.ask.skill.demo-trivia",
+    "amzn1.ask.skill.demo-weather",
+    "amzn1.ask.skill.demo-recipes",
+    "amzn1.ask.skill.demo-home",
+];
+/// The demo workspaces of interaction events and call summaries.
+pub const WORKSPACES: [&str; 2] = ["ws-demo", "ws-acme"];
+
+/// Intents of the demo skills; the first is how most sessions open.
+pub const INTENTS: [&str; 20] = [
+    "LaunchRequest",
+    "AMAZON.HelpIntent",
+    "AMAZON.StopIntent",
+    "AMAZON.CancelIntent",
+    "AMAZON.FallbackIntent",
+    "AMAZON.YesIntent",
+    "AMAZON.NoIntent",
+    "AMAZON.RepeatIntent",
+    "GetWeatherIntent",
+    "PlayTriviaIntent",
+    "AnswerIntent",
+    "GetScoreIntent",
+    "RecipeSearchIntent",
+    "NextStepIntent",
+    "SetTimerIntent",
+    "PlayMusicIntent",
+    "TurnOnIntent",
+    "TurnOffIntent",
+    "OrderStatusIntent",
+    "SmallTalkIntent",
+];
+const LOCALES: [&str; 6] = ["en-US", "en-GB", "de-DE", "fr-FR", "ja-JP", "es-ES"];
+const LOCALE_WEIGHTS: [u32; 6] = [50, 15, 12, 8, 7, 8];
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub rows: u64,
+    pub days: u32,
+    pub seed: u64,
+    /// The last day generated (inclusive).
+    pub end: NaiveDate,
+}
+
+#[derive(Debug)]
+pub struct Report {
+    pub rows: u64,
+    pub files: usize,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("--days must be at least 1")]
+    NoDays,
+    #[error(transparent)]
+    Storage(#[from] storage::Error),
+    #[error("generator task failed: {0}")]
+    Task(String),
+}
+
+/// Generates `opts.rows` events over `opts.days` days ending on `opts.end`.
+pub async fn generate(store: &Store, opts: &Options) -> Result<Report, Error> {
+    if opts.days == 0 {
+        return Err(Error::NoDays);
+    }
+    let started = Instant::now();
+    let first = opts.end - chrono::Days::new(u64::from(opts.days) - 1);
+    let per_day = opts.rows / u64::from(opts.days);
+    let extra = opts.rows % u64::from(opts.days);
+    let parallel = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let jobs = (0..opts.days).map(|d| {
+        let rows = per_day + u64::from(u64::from(d) < extra);
+        let date = first + chrono::Days::new(u64::from(d));
+        let seed = opts.seed;
+        let first_day = first;
+        let store = store.clone();
+        async move {
+            if rows == 0 {
+                return Ok::<_, Error>(0usize);
+            }
+            let bytes = tokio::task::spawn_blocking(move || {
+                let batch = DayGenerator::new(seed, date, first_day).run(rows as usize);
+                events::encode_parquet(&[batch])
+            })
+            .await
+            .map_err(|e| Error::Task(e.to_string()))??;
+            let path = store.path(&format!(
+                "{}/{}={}/demo-{seed}.parquet",
+                events::EVENTS_DIR,
+                events::DATE_COLUMN,
+                date.format("%Y-%m-%d")
+            ));
+            store
+                .object_store
+                .put(&path, bytes.into())
+                .await
+                .map_err(|source| storage::Error::Io {
+                    action: "writing",
+                    path: path.to_string(),
+                    source,
+                })?;
+            Ok(1)
+        }
+    });
+    let mut files = 0;
+    let mut results = futures::stream::iter(jobs).buffer_unordered(parallel);
+    while let Some(r) = results.next().await {
+        files += r?;
+    }
+    Ok(Report {
+        rows: opts.rows,
+        files,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// SplitMix64: a fixed, well-mixed hash for per-user traits, so a user's
+/// locale and join day are the same on every day's generator.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+fn pick<'a, T>(rng: &mut StdRng, items: &'a [T], weights: &[u32]) -> &'a T {
+    let total: u32 = weights.iter().sum();
+    let mut r = rng.random_range(0..total);
+    for (item, w) in items.iter().zip(weights) {
+        if r < *w {
+            return item;
+        }
+        r -= w;
+    }
+    &items[items.len() - 1]
+}
+
+/// Column builders for one day's events.
+struct Columns {
+    time: Vec<i64>,
+    workspace_id: StringBuilder,
+    event_type: StringBuilder,
+    user_id: StringBuilder,
+    session_id: StringBuilder,
+    stage: StringBuilder,
+    locale: StringBuilder,
+    channel: StringBuilder,
+    direction: StringBuilder,
+    intent: StringBuilder,
+    outcome: StringBuilder,
+    latency_ms: Float64Builder,
+    resource_type: StringBuilder,
+    resource_id: StringBuilder,
+    action: StringBuilder,
+    origin: StringBuilder,
+    attributes: StringBuilder,
+}
+
+/// One event, borrowed, as the generator assembles it.
+#[derive(Default, Clone, Copy)]
+struct Event<'a> {
+    time: i64,
+    workspace_id: &'a str,
+    event_type: &'a str,
+    user_id: Option<&'a str>,
+    session_id: Option<&'a str>,
+    stage: Option<&'a str>,
+    locale: Option<&'a str>,
+    channel: Option<&'a str>,
+    direction: Option<&'a str>,
+    intent: Option<&'a str>,
+    outcome: Option<&'a str>,
+    latency_ms: Option<f64>,
+    resource_type: Option<&'a str>,
+    resource_id: Option<&'a str>,
+    action: Option<&'a str>,
+    origin: Option<&'a str>,
+    attributes: Option<&'a str>,
+}
+
+impl Columns {
+    fn new(capacity: usize) -> Self {
+        let s = || StringBuilder::with_capacity(capacity, capacity * 8);
+        Self {
+            time: Vec::with_capacity(capacity),
+            workspace_id: s(),
+            event_type: s(),
+            user_id: s(),
+            session_id: s(),
+            stage: s(),
+            locale: s(),
+            channel: s(),
+            direction: s(),
+            intent: s(),
+            outcome: s(),
+            latency_ms: Float64Builder::with_capacity(capacity),
+            resource_type: s(),
+            resource_id: s(),
+            action: s(),
+            origin: s(),
+            attributes: s(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.time.len()
+    }
+
+    fn push(&mut self, e: &Event) {
+        self.time.push(e.time);
+        self.workspace_id.append_value(e.workspace_id);
+        self.event_type.append_value(e.event_type);
+        self.user_id.append_option(e.user_id);
+        self.session_id.append_option(e.session_id);
+        self.stage.append_option(e.stage);
+        self.locale.append_option(e.locale);
+        self.channel.append_option(e.channel);
+        self.direction.append_option(e.direction);
+        self.intent.append_option(e.intent);
+        self.outcome.append_option(e.outcome);
+        self.latency_ms.append_option(e.latency_ms);
+        self.resource_type.append_option(e.resource_type);
+        self.resource_id.append_option(e.resource_id);
+        self.action.append_option(e.action);
+        self.origin.append_option(e.origin);
+        self.attributes.append_option(e.attributes);
+    }
+
+    fn finish(mut self, rows: usize) -> RecordBatch {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(
+                TimestampMillisecondArray::from(std::mem::take(&mut self.time))
+                    .with_timezone("UTC"),
+            ),
+            Arc::new(self.workspace_id.finish()),
+            Arc::new(self.event_type.finish()),
+            Arc::new(self.user_id.finish()),
+            Arc::new(self.session_id.finish()),
+            Arc::new(self.stage.finish()),
+            Arc::new(self.locale.finish()),
+            Arc::new(self.channel.finish()),
+            Arc::new(self.direction.finish()),
+            Arc::new(self.intent.finish()),
+            Arc::new(self.outcome.finish()),
+            Arc::new(self.latency_ms.finish()),
+            Arc::new(self.resource_type.finish()),
+            Arc::new(self.resource_id.finish()),
+            Arc::new(self.action.finish()),
+            Arc::new(self.origin.finish()),
+            Arc::new(self.attributes.finish()),
+        ];
+        RecordBatch::try_new(events::schema(), columns)
+            .expect("generator columns match the events schema")
+            .slice(0, rows)
+    }
+}
+
+struct DayGenerator {
+    rng: StdRng,
+    day: i64,
+    day_start: i64,
+    first_day: i64,
+    counter: u64,
+    user_zipf: Zipf<f64>,
+    gap: Exp<f64>,
+}
+
+const DAY_MS: i64 = 86_400_000;
+const USERS_PER_WORKSPACE: u64 = 20_000;
+
+impl DayGenerator {
+    fn new(seed: u64, date: NaiveDate, first: NaiveDate) -> Self {
+        let day = date
+            .signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch"))
+            .num_days();
+        let first_day = first
+            .signed_duration_since(NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch"))
+            .num_days();
+        Self {
+            rng: StdRng::seed_from_u64(mix(seed ^ mix(day as u64))),
+            day,
+            day_start: day * DAY_MS,
+            first_day,
+            counter: 0,
+            user_zipf: Zipf::new(USERS_PER_WORKSPACE as f64, 1.05).expect("valid zipf"),
+            gap: Exp::new(1.0 / 9_000.0).expect("valid rate"),
+        }
+    }
+
+    fn run(mut self, rows: usize) -> RecordBatch {
+        let mut cols = Columns::new(rows + 64);
+        while cols.len() < rows {
+            // Weights per unit; a skill session is about five rows, so rows
+            // split about 70% skill sessions, 8% other skill events, 15%
+            // interactions and 7% call summaries.
+            match self.rng.random_range(0..44) {
+                0..14 => self.skill_session(&mut cols),
+                14..22 => self.skill_side_event(&mut cols),
+                22..37 => self.interaction(&mut cols),
+                _ => self.call_summary(&mut cols),
+            }
+        }
+        cols.finish(rows)
+    }
+
+    /// A time of day with a daytime peak, leaving `room` ms before midnight.
+    fn time_of_day(&mut self, room: i64) -> i64 {
+        loop {
+            let t = self.rng.random_range(0..DAY_MS - room);
+            let hour = t as f64 / 3_600_000.0;
+            let weight = 0.25 + 0.75 * (std::f64::consts::PI * (hour - 4.0) / 24.0).sin().powi(2);
+            if self.rng.random::<f64>() < weight {
+                return self.day_start + t;
+            }
+        }
+    }
+
+    /// A Zipf-ranked user who has joined and not yet left by today.
+    fn user(&mut self, workspace: usize) -> u64 {
+        let mut rank = 1;
+        for _ in 0..8 {
+            rank = self.user_zipf.sample(&mut self.rng) as u64;
+            let h = mix(rank ^ ((workspace as u64) << 40));
+            // Heavy users are there from the start; the tail joins over time.
+            let join = if rank <= 200 {
+                self.first_day - 1
+            } else {
+                self.first_day + (h % 40) as i64 - 5
+            };
+            let stays = 7 + (mix(h) % 60) as i64;
+            if join <= self.day
+                && self.day < join + stays.max(if rank <= 2000 { 10_000 } else { 0 })
+            {
+                break;
+            }
+        }
+        rank
+    }
+
+    fn next_id(&mut self) -> u64 {
+        self.counter += 1;
+        (self.day as u64) * 10_000_000 + self.counter
+    }
+
+    fn skill_session(&mut self, cols: &mut Columns) {
+        let skill_i = *pick(&mut self.rng, &[0usize, 1, 2, 3], &[45, 25, 20, 10]);
+        let skill = SKILLS[skill_i];
+        let rank = self.user(skill_i);
+        let user = format!("amzn1.ask.account.{skill_i}{rank:06}");
+        let session = format!("amzn1.echo-api.session.{}", self.next_id());
+        let h = mix(rank ^ 0xA11CE ^ (skill_i as u64));
+        let locale = LOCALES[{
+            let mut r = (h % 100) as u32;
+            let mut i = 0;
+            while r >= LOCALE_WEIGHTS[i] {
+                r -= LOCALE_WEIGHTS[i];
+                i += 1;
+            }
+            i
+        }];
+        let stage = if h % 10 == 0 { "development" } else { "live" };
+        let mut t = self.time_of_day(40 * 60_000);
+        let one_shot = self.rng.random_range(0..100) < 30;
+        let invocation = if one_shot {
+            "one_shot"
+        } else if self.rng.random_range(0..10) == 0 {
+            "name_free"
+        } else {
+            "launch"
+        };
+        let base = Event {
+            workspace_id: skill,
+            user_id: Some(&user),
+            session_id: Some(&session),
+            stage: Some(stage),
+            locale: Some(locale),
+            channel: Some("voice"),
+            direction: Some("inbound"),
+            ..Default::default()
+        };
+        let start_attrs = format!(r#"{{"invocation_type":"{invocation}"}}"#);
+        cols.push(&Event {
+            time: t,
+            event_type: "session.started",
+            attributes: Some(&start_attrs),
+            ..base
+        });
+        let utterances = 1 + (self.rng.random::<f64>().ln() / 0.72f64.ln()) as usize % 12;
+        let mut intent = if one_shot {
+            8 + skill_i * 2 + self.rng.random_range(0..4)
+        } else {
+            0
+        };
+        let mut last = intent;
+        let mut failed_any = false;
+        for n in 0..utterances {
+            t += 400 + self.gap.sample(&mut self.rng) as i64;
+            let failure_pct = match INTENTS[intent] {
+                "AMAZON.FallbackIntent" => 45,
+                "SmallTalkIntent" => 18,
+                _ => 4,
+            };
+            let failed = self.rng.random_range(0..100) < failure_pct;
+            failed_any |= failed;
+            let classified = !(failed && self.rng.random_range(0..2) == 0);
+            let base_ms = 120.0 + 25.0 * intent as f64;
+            let latency = LogNormal::new(base_ms.ln(), 0.55)
+                .expect("valid")
+                .sample(&mut self.rng);
+            let slu = ["HIGH", "HIGH", "HIGH", "MEDIUM", "LOW"][self.rng.random_range(0..5)];
+            let turn_error = failed || (slu == "LOW" && self.rng.random_range(0..3) == 0);
+            let endpoint = if latency > 2500.0 {
+                "timeout"
+            } else if failed && self.rng.random_range(0..4) == 0 {
+                "error"
+            } else {
+                "ok"
+            };
+            let attrs = format!(
+                r#"{{"Alexa.SluConfidence":"{slu}","turn_error":{turn_error},"endpoint_status":"{endpoint}","turn":{n}}}"#
+            );
+            cols.push(&Event {
+                time: t,
+                event_type: "utterance",
+                intent: classified.then_some(INTENTS[intent]),
+                outcome: Some(if failed { "failed" } else { "success" }),
+                latency_ms: Some((latency * 10.0).round() / 10.0),
+                attributes: Some(&attrs),
+                ..base
+            });
+            last = intent;
+            intent = self.next_intent(skill_i, intent);
+        }
+        if self.rng.random_range(0..100) < 3 {
+            return; // lost session: started, never ended
+        }
+        t += 500 + self.gap.sample(&mut self.rng) as i64;
+        let outcome = if matches!(INTENTS[last], "AMAZON.StopIntent" | "AMAZON.CancelIntent") {
+            "user_ended"
+        } else {
+            let error_weight = if failed_any { 20 } else { 5 };
+            *pick(
+                &mut self.rng,
+                &["skill_ended", "user_ended", "no_response", "error"],
+                &[45, 25, 22, error_weight],
+            )
+        };
+        cols.push(&Event {
+            time: t.min(self.day_start + DAY_MS - 1),
+            event_type: "session.ended",
+            outcome: Some(outcome),
+            ..base
+        });
+    }
+
+    fn next_intent(&mut self, skill_i: usize, current: usize) -> usize {
+        let main = 8 + skill_i * 2;
+        match self.rng.random_range(0..100) {
+            0..45 => main + self.rng.random_range(0..3),
+            45..55 if current != 0 => current,
+            55..65 => 2 + self.rng.random_range(0..2),
+            65..72 => 4,
+            _ => 1 + self.rng.random_range(0..INTENTS.len() - 1),
+        }
+    }
+
+    /// Events of the other Alexa-style namespaces (see `queries/README.md`).
+    fn skill_side_event(&mut self, cols: &mut Columns) {
+        let skill_i = self.rng.random_range(0..SKILLS.len());
+        let rank = self.user(skill_i);
+        let user = format!("amzn1.ask.account.{skill_i}{rank:06}");
+        let locale = LOCALES[(mix(rank) % 6) as usize];
+        let t = self.time_of_day(0);
+        let base = Event {
+            time: t,
+            workspace_id: SKILLS[skill_i],
+            user_id: Some(&user),
+            stage: Some("live"),
+            locale: Some(locale),
+            channel: Some("voice"),
+            ..Default::default()
+        };
+        let r = self.rng.random_range(0..100);
+        let (event_type, outcome, latency, attrs): (&str, &str, Option<f64>, String) = match r {
+            0..30 => {
+                let ns = [
+                    "Alexa.PowerController",
+                    "Alexa.BrightnessController",
+                    "Alexa.ThermostatController",
+                    "Alexa.LockController",
+                ][self.rng.random_range(0..4)];
+                let ok = self.rng.random_range(0..100) >= 6;
+                let lat = LogNormal::new(300f64.ln(), 0.5)
+                    .expect("valid")
+                    .sample(&mut self.rng);
+                (
+                    "smarthome.directive",
+                    if ok { "success" } else { "failed" },
+                    Some(lat.round()),
+                    format!(r#"{{"Alexa.DirectiveNamespace":"{ns}"}}"#),
+                )
+            }
+            30..45 => {
+                let o = *pick(
+                    &mut self.rng,
+                    &["started", "completed", "failed"],
+                    &[50, 38, 12],
+                );
+                (
+                    "account.linking",
+                    o,
+                    None,
+                    r#"{"Alexa.LinkingType":"AUTH_CODE"}"#.to_string(),
+                )
+            }
+            45..65 => {
+                let o = *pick(
+                    &mut self.rng,
+                    &["started", "finished", "stopped", "error"],
+                    &[40, 30, 25, 5],
+                );
+                let played = LogNormal::new(120_000f64.ln(), 0.8)
+                    .expect("valid")
+                    .sample(&mut self.rng)
+                    .round();
+                let genre =
+                    ["pop", "rock", "jazz", "classical", "news"][self.rng.random_range(0..5)];
+                (
+                    "music.playback",
+                    o,
+                    None,
+                    format!(r#"{{"playback_ms":{played},"Alexa.Genre":"{genre}"}}"#),
+                )
+            }
+            65..80 => {
+                let enabled = self.rng.random_range(0..100) < 75;
+                let source =
+                    ["search", "voice", "skill_store", "link"][self.rng.random_range(0..4)];
+                (
+                    if enabled {
+                        "skill.enabled"
+                    } else {
+                        "skill.disabled"
+                    },
+                    "success",
+                    None,
+                    format!(r#"{{"Alexa.EnablementSource":"{source}"}}"#),
+                )
+            }
+            _ => {
+                let ok = self.rng.random_range(0..100) >= 8;
+                let trigger =
+                    ["schedule", "voice", "device", "location"][self.rng.random_range(0..4)];
+                let lat = LogNormal::new(450f64.ln(), 0.4)
+                    .expect("valid")
+                    .sample(&mut self.rng);
+                (
+                    "automation.run",
+                    if ok { "success" } else { "failed" },
+                    Some(lat.round()),
+                    format!(r#"{{"Alexa.TriggerType":"{trigger}"}}"#),
+                )
+            }
+        };
+        cols.push(&Event {
+            event_type,
+            outcome: Some(outcome),
+            latency_ms: latency,
+            attributes: Some(&attrs),
+            ..base
+        });
+    }
+
+    fn interaction(&mut self, cols: &mut Columns) {
+        let ws_i = usize::from(self.rng.random_range(0..100) >= 70);
+        let rank = self.user(10 + ws_i);
+        let user = format!("cust-{ws_i}{rank:05}");
+        let country = ["US", "GB", "DE", "FR", "BR", "IN", "JP"][(mix(rank ^ 7) % 7) as usize];
+        let origin = *pick(
+            &mut self.rng,
+            &["web", "ios", "android", "api"],
+            &[45, 25, 22, 8],
+        );
+        let t = self.time_of_day(0);
+        let (resource_type, action, attrs) = match self.rng.random_range(0..100) {
+            0..30 => {
+                let attempts = 1 + (self.rng.random::<f64>().ln() / 0.5f64.ln()) as u32;
+                (
+                    "customer",
+                    "login-success",
+                    format!(
+                        r#"{{"country":"{country}","attempts":{attempts},"device":"{origin}"}}"#
+                    ),
+                )
+            }
+            30..42 => {
+                let attempts = 1 + self.rng.random_range(0..6);
+                (
+                    "customer",
+                    "login-fail",
+                    format!(
+                        r#"{{"country":"{country}","attempts":{attempts},"reason":"bad_password"}}"#
+                    ),
+                )
+            }
+            42..60 => {
+                let amount = (LogNormal::new(45f64.ln(), 0.7)
+                    .expect("valid")
+                    .sample(&mut self.rng)
+                    * 100.0)
+                    .round()
+                    / 100.0;
+                let items = 1 + self.rng.random_range(0..5);
+                (
+                    "order",
+                    "order-placed",
+                    format!(
+                        r#"{{"country":"{country}","amount":{amount},"currency":"USD","items":{items}}}"#
+                    ),
+                )
+            }
+            60..64 => (
+                "order",
+                "order-cancelled",
+                format!(r#"{{"country":"{country}","reason":"changed_mind"}}"#),
+            ),
+            64..80 => {
+                let campaign = ["welcome", "promo", "digest"][self.rng.random_range(0..3)];
+                (
+                    "email",
+                    "email-sent",
+                    format!(r#"{{"campaign":"{campaign}","country":"{country}"}}"#),
+                )
+            }
+            80..84 => {
+                let bounce = ["hard", "soft"][self.rng.random_range(0..2)];
+                (
+                    "email",
+                    "email-bounced",
+                    format!(r#"{{"bounce_type":"{bounce}","country":"{country}"}}"#),
+                )
+            }
+            _ => {
+                let page =
+                    ["/", "/pricing", "/docs", "/cart", "/checkout"][self.rng.random_range(0..5)];
+                let ms = self.rng.random_range(200..4000);
+                (
+                    "page",
+                    "page-view",
+                    format!(r#"{{"path":"{page}","load_ms":{ms},"country":"{country}"}}"#),
+                )
+            }
+        };
+        let resource_id = format!(
+            "{resource_type}-{}",
+            if resource_type == "customer" {
+                rank
+            } else {
+                self.next_id()
+            }
+        );
+        cols.push(&Event {
+            time: t,
+            workspace_id: WORKSPACES[ws_i],
+            event_type: "interaction",
+            user_id: Some(&user),
+            channel: Some(if origin == "api" { "text" } else { "surface" }),
+            resource_type: Some(resource_type),
+            resource_id: Some(&resource_id),
+            action: Some(action),
+            origin: Some(origin),
+            attributes: Some(&attrs),
+            ..Default::default()
+        });
+    }
+
+    fn call_summary(&mut self, cols: &mut Columns) {
+        let ws_i = usize::from(self.rng.random_range(0..100) >= 60);
+        let rank = self.user(20 + ws_i);
+        let user = format!("caller-{ws_i}{rank:05}");
+        let call = format!("call-{}", self.next_id());
+        let channel = *pick(&mut self.rng, &["voice", "text"], &[70, 30]);
+        let direction = *pick(&mut self.rng, &["inbound", "outbound"], &[75, 25]);
+        let outcome = *pick(
+            &mut self.rng,
+            &["resolved", "escalated", "abandoned", "voicemail"],
+            &[62, 18, 14, 6],
+        );
+        let duration = LogNormal::new(240f64.ln(), 0.7)
+            .expect("valid")
+            .sample(&mut self.rng)
+            .round();
+        let quality = match outcome {
+            "resolved" => 70.0 + 30.0 * self.rng.random::<f64>().powf(0.7),
+            "escalated" => 40.0 + 40.0 * self.rng.random::<f64>(),
+            _ => 10.0 + 50.0 * self.rng.random::<f64>(),
+        };
+        let quality = (quality * 10.0).round() / 10.0;
+        let sentiment = if quality > 75.0 {
+            "positive"
+        } else if quality > 45.0 {
+            "neutral"
+        } else {
+            "negative"
+        };
+        let turns = 2 + self.rng.random_range(0..30);
+        let agent = self.rng.random_range(1..25);
+        let service = ["svc-support", "svc-sales", "svc-billing"][self.rng.random_range(0..3)];
+        let latency = LogNormal::new(700f64.ln(), 0.45)
+            .expect("valid")
+            .sample(&mut self.rng)
+            .round();
+        let attrs = format!(
+            r#"{{"quality_score":{quality},"duration_s":{duration},"sentiment":"{sentiment}","turns":{turns},"agent_id":"agent-{agent:02}","service_id":"{service}","resolved":{},"interruptions":{},"silence_ratio":{:.3}}}"#,
+            outcome == "resolved",
+            self.rng.random_range(0..6),
+            self.rng.random::<f64>() * 0.3
+        );
+        let t = self.time_of_day(0);
+        cols.push(&Event {
+            time: t,
+            workspace_id: WORKSPACES[ws_i],
+            event_type: "call_intelligence.row",
+            user_id: Some(&user),
+            session_id: Some(&call),
+            channel: Some(channel),
+            direction: Some(direction),
+            outcome: Some(outcome),
+            latency_ms: Some(latency),
+            attributes: Some(&attrs),
+            ..Default::default()
+        });
+    }
+}

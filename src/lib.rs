@@ -1,0 +1,20 @@
+//! metricstore: an open metrics engine for conversational products.
+//!
+//! Events live as Parquet in object storage ([`storage`]); metric
+//! definitions ([`definition`]) compile to DataFusion logical plans
+//! ([`compile`]) that the [`engine`] runs, with our aggregate functions
+//! ([`udaf`]) registered everywhere. Front ends: the HTTP [`api`], the SQL
+//! [`repl`], the demo data [`generate`]or.
+
+pub mod api;
+pub mod cli;
+pub mod compile;
+pub mod definition;
+pub mod engine;
+pub mod format;
+pub mod generate;
+pub mod repl;
+pub mod series;
+pub mod server;
+pub mod storage;
+pub mod udaf;

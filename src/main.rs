@@ -1,0 +1,66 @@
+use std::process::ExitCode;
+
+use clap::Parser;
+use metricstore::cli::{Cli, Command};
+use metricstore::engine::Engine;
+use metricstore::storage::Store;
+use metricstore::{generate, repl};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("Error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a subcommand; the error is the message shown to the user.
+async fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Serve(args) => metricstore::server::run(args).await,
+        Command::Sql(args) => {
+            let store = Store::open(&args.storage.data).map_err(|e| e.to_string())?;
+            let engine = Engine::new(store).await.map_err(|e| e.to_string())?;
+            match args.command {
+                Some(sql) => repl::run_once(&engine, &sql, args.format)
+                    .await
+                    .map_err(|e| e.to_string()),
+                None => repl::run_interactive(&engine, args.format)
+                    .await
+                    .map_err(|e| e.to_string()),
+            }
+        }
+        Command::Generate(args) => {
+            let store = Store::open(&args.storage.data).map_err(|e| e.to_string())?;
+            let end = args.end.unwrap_or_else(|| chrono::Utc::now().date_naive());
+            let opts = generate::Options {
+                rows: args.rows,
+                days: args.days,
+                seed: args.seed,
+                end,
+            };
+            let report = generate::generate(&store, &opts)
+                .await
+                .map_err(|e| e.to_string())?;
+            eprintln!(
+                "wrote {} events in {} files to {} in {:.1}s",
+                report.rows,
+                report.files,
+                store.display,
+                report.elapsed.as_secs_f64()
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! `metricstore serve`: opens the store, sets up authentication and runs
+//! the HTTP API until interrupted.
+
+use rand::Rng;
+
+use crate::api::auth::Auth;
+use crate::api::token::Signer;
+use crate::api::{self, AppState, Clock};
+use crate::cli::ServeArgs;
+use crate::engine::Engine;
+use crate::generate;
+use crate::storage::Store;
+
+/// Demo data written by `serve --demo` into an empty location.
+pub const DEMO_ROWS: u64 = 500_000;
+pub const DEMO_DAYS: u32 = 30;
+
+pub async fn run(args: ServeArgs) -> Result<(), String> {
+    let store = Store::open(&args.storage.data).map_err(|e| e.to_string())?;
+    if args.demo
+        && store
+            .list("events")
+            .await
+            .map_err(|e| e.to_string())?
+            .is_empty()
+    {
+        let opts = generate::Options {
+            rows: DEMO_ROWS,
+            days: DEMO_DAYS,
+            seed: 42,
+            end: chrono::Utc::now().date_naive(),
+        };
+        eprintln!(
+            "no events in {}: generating {} demo events over {} days ...",
+            store.display, DEMO_ROWS, DEMO_DAYS
+        );
+        generate::generate(&store, &opts)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let engine = Engine::new(store).await.map_err(|e| e.to_string())?;
+    let clock = Clock::from_env()?;
+
+    let mut spec = std::env::var("METRICSTORE_TOKENS").unwrap_or_default();
+    let generated = if spec.trim().is_empty() {
+        let secret: String = (0..32)
+            .map(|_| format!("{:x}", rand::rng().random_range(0..16u8)))
+            .collect();
+        spec = format!("{secret}:admin:*");
+        Some(secret)
+    } else {
+        None
+    };
+    let auth = Auth::parse(&spec, args.rate_limit, args.burst)?;
+    let signer = Signer::from_secret(&spec);
+    let state = AppState::new(engine, auth, clock, signer);
+    let app = api::router(state);
+
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    tracing::info!(%addr, data = %args.storage.data, "listening");
+    if let Some(secret) = generated {
+        let end = chrono::Utc::now();
+        let start = end - chrono::Duration::days(7);
+        println!("No METRICSTORE_TOKENS set: this run's admin token is\n\n  {secret}\n");
+        println!("Try it on the demo skill:\n");
+        println!(
+            "  curl -s -X POST http://{addr}/v2/skills/{skill}/metrics \\\n    -H 'Authorization: Bearer {secret}' -H 'Content-Type: application/json' \\\n    -d '{{\"startTime\":\"{s}\",\"endTime\":\"{e}\",\"metricQueries\":[{{\"id\":\"q1\",\"metricNamespace\":\"Alexa.Custom\",\"name\":\"UTTERANCES\",\"aggregationPeriod\":\"BY_DAY\",\"stat\":\"count\"}}]}}'\n",
+            skill = generate::SKILLS[0],
+            s = start.format("%Y-%m-%dT00:00:00Z"),
+            e = end.format("%Y-%m-%dT00:00:00Z"),
+        );
+    }
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| e.to_string())
+}

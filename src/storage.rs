@@ -1,0 +1,171 @@
+//! Storage: the one module that talks to `object_store`.
+//!
+//! A `LOCATION` (a local directory, a `file://` URL or `s3://bucket/prefix`)
+//! opens a [`Store`]; everything the project keeps (events, catalogs,
+//! write-ahead log, materialised values) lives under its root.
+
+pub mod events;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use url::Url;
+
+/// Errors of the storage layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid data location {location:?}: {reason}")]
+    InvalidLocation { location: String, reason: String },
+    #[error("creating local data directory {path}")]
+    CreateDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("opening object store for {location}")]
+    ObjectStore {
+        location: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("{action} {path}")]
+    Io {
+        action: &'static str,
+        path: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("writing parquet {path}")]
+    Parquet {
+        path: String,
+        #[source]
+        source: datafusion::parquet::errors::ParquetError,
+    },
+    #[error("building event batch: {0}")]
+    Arrow(#[from] datafusion::arrow::error::ArrowError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// An opened data location.
+#[derive(Debug, Clone)]
+pub struct Store {
+    /// The object store holding the data.
+    pub object_store: Arc<dyn ObjectStore>,
+    /// The URL the object store is registered under in DataFusion
+    /// (`file:///` or `s3://bucket/`).
+    pub base_url: Url,
+    /// The location's root inside the object store.
+    pub root: Path,
+    /// The location as the user gave it, for messages.
+    pub display: String,
+}
+
+impl Store {
+    /// Opens `location`: a local path (created if missing), `file://...` or
+    /// `s3://bucket[/prefix]` configured by the standard `AWS_*` variables.
+    pub fn open(location: &str) -> Result<Self> {
+        let invalid = |reason: &str| Error::InvalidLocation {
+            location: location.to_string(),
+            reason: reason.to_string(),
+        };
+        if location.trim().is_empty() {
+            return Err(invalid("empty location"));
+        }
+        if let Some(rest) = location.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(invalid("missing bucket name in s3:// URL"));
+            }
+            let store = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .map_err(|source| Error::ObjectStore {
+                    location: location.to_string(),
+                    source,
+                })?;
+            let base_url =
+                Url::parse(&format!("s3://{bucket}/")).map_err(|e| invalid(&e.to_string()))?;
+            return Ok(Self {
+                object_store: Arc::new(store),
+                base_url,
+                root: Path::from(prefix.trim_matches('/')),
+                display: location.to_string(),
+            });
+        }
+        let local: PathBuf = if let Some(rest) = location.strip_prefix("file://") {
+            PathBuf::from(rest)
+        } else if location.contains("://") {
+            return Err(invalid(
+                "unsupported scheme: use a local path, file:// or s3://",
+            ));
+        } else {
+            PathBuf::from(location)
+        };
+        std::fs::create_dir_all(local.join("events")).map_err(|source| Error::CreateDir {
+            path: local.display().to_string(),
+            source,
+        })?;
+        let absolute = std::fs::canonicalize(&local).map_err(|source| Error::CreateDir {
+            path: local.display().to_string(),
+            source,
+        })?;
+        let root = Path::from_filesystem_path(&absolute).map_err(|e| invalid(&e.to_string()))?;
+        Ok(Self {
+            object_store: Arc::new(LocalFileSystem::new()),
+            base_url: Url::parse("file:///").expect("static URL"),
+            root,
+            display: location.to_string(),
+        })
+    }
+
+    /// The object path of `rel` under the root.
+    pub fn path(&self, rel: &str) -> Path {
+        let mut parts: Vec<String> = self.root.parts().map(|p| p.as_ref().to_string()).collect();
+        parts.extend(rel.split('/').filter(|s| !s.is_empty()).map(str::to_string));
+        Path::from_iter(parts)
+    }
+
+    /// The URL of a directory under the root, as DataFusion lists it
+    /// (with a trailing slash, so it is read as a collection).
+    pub fn dir_url(&self, rel: &str) -> String {
+        let path = self.path(rel);
+        format!("{}{}/", self.base_url, path)
+    }
+
+    /// Reads a whole object, `None` if it does not exist.
+    pub async fn get_opt(&self, path: &Path) -> Result<Option<bytes::Bytes>> {
+        match self.object_store.get(path).await {
+            Ok(r) => Ok(Some(r.bytes().await.map_err(|source| Error::Io {
+                action: "reading",
+                path: path.to_string(),
+                source,
+            })?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(source) => Err(Error::Io {
+                action: "reading",
+                path: path.to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// Lists the objects under `rel` (recursively).
+    pub async fn list(&self, rel: &str) -> Result<Vec<object_store::ObjectMeta>> {
+        use futures::TryStreamExt;
+        let prefix = self.path(rel);
+        self.object_store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|source| Error::Io {
+                action: "listing",
+                path: prefix.to_string(),
+                source,
+            })
+    }
+}

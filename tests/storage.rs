@@ -1,0 +1,203 @@
+//! The event table: schema, layout, partition pruning, bad files.
+
+mod common;
+
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit};
+use datafusion::physical_plan::displayable;
+use metricstore::engine::Engine;
+use metricstore::storage::{Store, events};
+
+#[test]
+fn schema_matches_the_event_contract() {
+    let schema = events::schema();
+    let expected: Vec<(&str, DataType, bool)> = vec![
+        (
+            "time",
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
+        ("workspace_id", DataType::Utf8, false),
+        ("event_type", DataType::Utf8, false),
+        ("user_id", DataType::Utf8, true),
+        ("session_id", DataType::Utf8, true),
+        ("stage", DataType::Utf8, true),
+        ("locale", DataType::Utf8, true),
+        ("channel", DataType::Utf8, true),
+        ("direction", DataType::Utf8, true),
+        ("intent", DataType::Utf8, true),
+        ("outcome", DataType::Utf8, true),
+        ("latency_ms", DataType::Float64, true),
+        ("resource_type", DataType::Utf8, true),
+        ("resource_id", DataType::Utf8, true),
+        ("action", DataType::Utf8, true),
+        ("origin", DataType::Utf8, true),
+        ("attributes", DataType::Utf8, true),
+    ];
+    let actual: Vec<(&str, DataType, bool)> = schema
+        .fields()
+        .iter()
+        .map(|f| (f.name().as_str(), f.data_type().clone(), f.is_nullable()))
+        .collect();
+    assert_eq!(actual, expected);
+}
+
+fn count(batches: &[RecordBatch]) -> i64 {
+    batches
+        .iter()
+        .map(|b| {
+            b.column(0)
+                .as_primitive::<Int64Type>()
+                .iter()
+                .flatten()
+                .sum::<i64>()
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn generated_files_follow_the_layout_and_are_sorted() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::demo_engine(dir.path(), 20_000, 3).await;
+    for day in ["2026-01-08", "2026-01-09", "2026-01-10"] {
+        let files: Vec<_> = std::fs::read_dir(dir.path().join(format!("events/date={day}")))
+            .unwrap()
+            .collect();
+        assert_eq!(files.len(), 1, "{day}");
+    }
+    // Every row sits in the partition of its UTC day.
+    let b = engine
+        .sql("SELECT count(*) FROM events WHERE date <> to_char(time, '%Y-%m-%d')")
+        .await
+        .unwrap();
+    assert_eq!(count(&b), 0);
+    assert_eq!(
+        count(&engine.sql("SELECT count(*) FROM events").await.unwrap()),
+        20_000
+    );
+    // Sorted by time within each file.
+    let b = engine
+        .sql(
+            "SELECT count(*) FROM (SELECT time < lag(time) OVER (PARTITION BY date ORDER BY time) AS back \
+             FROM events) WHERE back",
+        )
+        .await
+        .unwrap();
+    assert_eq!(count(&b), 0);
+}
+
+#[tokio::test]
+async fn generator_is_deterministic() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let ea = common::demo_engine(a.path(), 5_000, 2).await;
+    let eb = common::demo_engine(b.path(), 5_000, 2).await;
+    let q = "SELECT * FROM events ORDER BY time, session_id, event_type, attributes";
+    let ra =
+        metricstore::format::render(&ea.sql(q).await.unwrap(), metricstore::format::Format::Csv)
+            .unwrap();
+    let rb =
+        metricstore::format::render(&eb.sql(q).await.unwrap(), metricstore::format::Format::Csv)
+            .unwrap();
+    assert_eq!(ra, rb);
+    assert!(ra.lines().count() > 5_000);
+}
+
+/// The files a physical plan reads.
+async fn planned_files(engine: &Engine, sql: &str) -> String {
+    let df = engine.ctx.sql(sql).await.unwrap();
+    let plan = df.create_physical_plan().await.unwrap();
+    displayable(plan.as_ref()).indent(true).to_string()
+}
+
+#[tokio::test]
+async fn a_query_over_one_day_reads_only_that_days_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::demo_engine(dir.path(), 30_000, 10).await;
+    let plan = planned_files(
+        &engine,
+        "SELECT count(*) FROM events WHERE time >= '2026-01-05' AND time < '2026-01-06'",
+    )
+    .await;
+    assert!(plan.contains("date=2026-01-05"), "{plan}");
+    for other in [
+        "date=2026-01-04",
+        "date=2026-01-06",
+        "date=2026-01-01",
+        "date=2026-01-10",
+    ] {
+        assert!(!plan.contains(other), "{other} should be pruned:\n{plan}");
+    }
+    // And the answer is still right: the same count as the partition itself.
+    let by_time = engine
+        .sql("SELECT count(*) FROM events WHERE time >= '2026-01-05' AND time < '2026-01-06'")
+        .await
+        .unwrap();
+    let by_date = engine
+        .sql("SELECT count(*) FROM events WHERE date = '2026-01-05'")
+        .await
+        .unwrap();
+    assert_eq!(count(&by_time), count(&by_date));
+    assert_eq!(count(&by_time), 3_000);
+
+    // Bounds that are not midnight keep both days they touch.
+    let plan = planned_files(
+        &engine,
+        "SELECT count(*) FROM events WHERE time > '2026-01-05T12:00:00Z' AND time <= '2026-01-06T01:00:00Z'",
+    )
+    .await;
+    assert!(
+        plan.contains("date=2026-01-05") && plan.contains("date=2026-01-06"),
+        "{plan}"
+    );
+    assert!(!plan.contains("date=2026-01-07"), "{plan}");
+}
+
+#[tokio::test]
+async fn a_corrupt_file_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::demo_engine(dir.path(), 1_000, 1).await;
+    let bad = dir.path().join("events/date=2026-01-10/broken.parquet");
+    std::fs::write(&bad, b"PAR1 this is not parquet").unwrap();
+    let err = engine
+        .sql("SELECT count(*) FROM events")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("broken.parquet"), "{err}");
+}
+
+#[tokio::test]
+async fn a_file_with_the_wrong_schema_is_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::demo_engine(dir.path(), 1_000, 1).await;
+    // `time` as text instead of a timestamp.
+    let ctx = datafusion::prelude::SessionContext::new();
+    let df = ctx
+        .sql("SELECT 'yesterday' AS time, 'ws' AS workspace_id, 'x' AS event_type")
+        .await
+        .unwrap();
+    let batches = df.collect().await.unwrap();
+    let path = dir.path().join("events/date=2026-01-10/wrong.parquet");
+    let file = std::fs::File::create(&path).unwrap();
+    let mut w =
+        datafusion::parquet::arrow::ArrowWriter::try_new(file, batches[0].schema(), None).unwrap();
+    w.write(&batches[0]).unwrap();
+    w.close().unwrap();
+    let err = engine
+        .sql("SELECT count(*), min(time) FROM events")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("wrong.parquet"), "{err}");
+}
+
+#[test]
+fn bad_locations_are_clear_errors() {
+    let err = Store::open("ftp://host/x").unwrap_err().to_string();
+    assert!(err.contains("unsupported scheme"), "{err}");
+    let err = Store::open("s3://").unwrap_err().to_string();
+    assert!(err.contains("bucket"), "{err}");
+    let err = Store::open("").unwrap_err().to_string();
+    assert!(err.contains("empty"), "{err}");
+}
