@@ -23,6 +23,8 @@ pub enum Command {
     Sql(SqlArgs),
     /// Write realistic, seeded demo events.
     Generate(GenerateArgs),
+    /// Time the metric query suite, compiled and as hand-written SQL.
+    Bench(BenchArgs),
 }
 
 /// Where the data lives.
@@ -79,4 +81,16 @@ pub struct ServeArgs {
     /// Requests a token may send in a burst above its rate.
     #[arg(long, env = "METRICSTORE_RATE_BURST", default_value_t = 100)]
     pub burst: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// Workspace (skill) to query.
+    #[arg(long, default_value = "amzn1.ask.skill.demo-trivia")]
+    pub workspace: String,
+    /// Timed runs per query and way (the median is printed).
+    #[arg(long, default_value_t = 5)]
+    pub iterations: usize,
 }

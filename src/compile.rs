@@ -117,10 +117,8 @@ pub fn compile(query: &Query, source: Arc<dyn TableSource>) -> Result<Compiled> 
     let mut aggr_exprs = Vec::new();
     for (i, (leaf, sel)) in leaves.iter().zip(&selections).enumerate() {
         let mut e = leaf_aggregate(leaf, window_ms, &format!("measure.leaf[{i}]"))?;
-        if !shared {
-            if let Some(sel) = sel {
-                e = with_filter(e, sel.clone());
-            }
+        if !shared && let Some(sel) = sel {
+            e = with_filter(e, sel.clone());
         }
         aggr_exprs.push(e.alias(format!("a{i}")));
     }

@@ -227,16 +227,15 @@ impl Filter {
             ) => v.push(value_path, "must be a string, number or boolean"),
             _ => {}
         }
-        if let (Field::Column(c), serde_json::Value::Number(_)) = (&self.field, &self.value) {
-            if STRING_COLUMNS.contains(&c.as_str())
-                && self.op != Operator::Eq
-                && self.op != Operator::Neq
-            {
-                v.push(
-                    path,
-                    format!("column {c:?} is text; compare it with a string"),
-                );
-            }
+        if let (Field::Column(c), serde_json::Value::Number(_)) = (&self.field, &self.value)
+            && STRING_COLUMNS.contains(&c.as_str())
+            && self.op != Operator::Eq
+            && self.op != Operator::Neq
+        {
+            v.push(
+                path,
+                format!("column {c:?} is text; compare it with a string"),
+            );
         }
     }
 }
@@ -489,15 +488,13 @@ impl TimeRange {
             v.push(path, "times must be between 1970-01-01 and 9999-12-31");
             return;
         }
-        if let Some(w) = bucket.width_ms() {
-            if (self.end_ms - self.start_ms) / w > MAX_BUCKETS {
-                v.push(
-                    path,
-                    format!(
-                        "the range holds more than {MAX_BUCKETS} buckets; use a coarser period"
-                    ),
-                );
-            }
+        if let Some(w) = bucket.width_ms()
+            && (self.end_ms - self.start_ms) / w > MAX_BUCKETS
+        {
+            v.push(
+                path,
+                format!("the range holds more than {MAX_BUCKETS} buckets; use a coarser period"),
+            );
         }
     }
 }

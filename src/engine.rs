@@ -121,10 +121,8 @@ impl Engine {
                 | DataFusionError::ArrowError(..)
                 | DataFusionError::External(_)
         );
-        if data_error {
-            if let Some((path, reason)) = self.find_bad_file().await {
-                return Err(Error::BadFile { path, reason });
-            }
+        if data_error && let Some((path, reason)) = self.find_bad_file().await {
+            return Err(Error::BadFile { path, reason });
         }
         Err(e.into())
     }
@@ -132,19 +130,21 @@ impl Engine {
     /// The first event file that is not Parquet or does not fit the
     /// events schema, with the reason.
     pub async fn find_bad_file(&self) -> Option<(String, String)> {
-        use datafusion::parquet::arrow::async_reader::{
-            ParquetObjectReader, ParquetRecordBatchStreamBuilder,
-        };
+        use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
         let files = self.store.list(EVENTS_DIR).await.ok()?;
         for meta in files
             .into_iter()
             .filter(|m| m.location.as_ref().ends_with(".parquet"))
         {
-            let reader =
-                ParquetObjectReader::new(self.store.object_store.clone(), meta.location.clone())
-                    .with_file_size(meta.size);
             let shown = meta.location.to_string();
-            let schema = match ParquetRecordBatchStreamBuilder::new(reader).await {
+            // The whole file: this runs only after a failure, and keeps the
+            // check to the plain synchronous reader.
+            let bytes = match self.store.get_opt(&meta.location).await {
+                Ok(Some(b)) => b,
+                Ok(None) => continue,
+                Err(e) => return Some((shown, format!("cannot be read ({e})"))),
+            };
+            let schema = match ParquetRecordBatchReaderBuilder::try_new(bytes) {
                 Ok(b) => b.schema().clone(),
                 Err(e) => return Some((shown, format!("not a readable Parquet file ({e})"))),
             };

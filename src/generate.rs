@@ -385,7 +385,11 @@ impl DayGenerator {
             }
             i
         }];
-        let stage = if h % 10 == 0 { "development" } else { "live" };
+        let stage = if h.is_multiple_of(10) {
+            "development"
+        } else {
+            "live"
+        };
         let mut t = self.time_of_day(40 * 60_000);
         let one_shot = self.rng.random_range(0..100) < 30;
         let invocation = if one_shot {

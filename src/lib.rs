@@ -7,6 +7,7 @@
 //! [`repl`], the demo data [`generate`]or.
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod compile;
 pub mod definition;

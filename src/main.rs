@@ -41,6 +41,27 @@ async fn run(cli: Cli) -> Result<(), String> {
                     .map_err(|e| e.to_string()),
             }
         }
+        Command::Bench(args) => {
+            let store = Store::open(&args.storage.data).map_err(|e| e.to_string())?;
+            let engine = Engine::new(store).await.map_err(|e| e.to_string())?;
+            let rows = metricstore::bench::run(&engine, &args.workspace, args.iterations)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "{:<44} {:>12} {:>12} {:>7}",
+                "query", "compiled ms", "sql ms", "ratio"
+            );
+            for r in &rows {
+                println!(
+                    "{:<44} {:>12.1} {:>12.1} {:>7.2}",
+                    r.name,
+                    r.compiled_ms,
+                    r.sql_ms,
+                    r.compiled_ms / r.sql_ms
+                );
+            }
+            Ok(())
+        }
         Command::Generate(args) => {
             let store = Store::open(&args.storage.data).map_err(|e| e.to_string())?;
             let end = args.end.unwrap_or_else(|| chrono::Utc::now().date_naive());

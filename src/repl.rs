@@ -191,7 +191,7 @@ pub async fn run_interactive(engine: &Engine, format: Format) -> Result<(), Read
                 println!("^C");
             }
             Err(ReadlineError::Eof) => break,
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
     }
     if let Some(h) = &history {

@@ -209,11 +209,11 @@ impl Auth {
             }
         }
         let i = found.ok_or_else(|| ApiError::Unauthorized("unknown token".into()))?;
-        if let Some(limiter) = &self.limiter {
-            if let Err(not_until) = limiter.check_key(&i) {
-                let wait: Duration = not_until.wait_time_from(DefaultClock::default().now());
-                return Err(ApiError::TooManyRequests(wait));
-            }
+        if let Some(limiter) = &self.limiter
+            && let Err(not_until) = limiter.check_key(&i)
+        {
+            let wait: Duration = not_until.wait_time_from(DefaultClock::default().now());
+            return Err(ApiError::TooManyRequests(wait));
         }
         let t = &self.tokens[i];
         Ok(Principal {

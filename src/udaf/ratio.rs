@@ -125,7 +125,10 @@ mod tests {
     use super::*;
     use datafusion::arrow::array::Float64Array;
 
-    fn merged(parts: &[(Vec<Option<f64>>, Vec<Option<f64>>)]) -> Option<f64> {
+    /// One partition's (numerators, denominators).
+    type Part = (Vec<Option<f64>>, Vec<Option<f64>>);
+
+    fn merged(parts: &[Part]) -> Option<f64> {
         let mut fin = RatioAccumulator::default();
         for (n, d) in parts {
             let mut a = RatioAccumulator::default();

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod oracle;
+
 use std::path::Path;
 
 use chrono::NaiveDate;
@@ -48,4 +50,68 @@ pub fn read_fixture(fixture: &str) -> Vec<metricstore::storage::events::EventRow
                 .unwrap()
         })
         .collect()
+}
+
+/// Every event row under `dir`, read straight from the Parquet files (not
+/// through the engine), for independent computations.
+pub fn read_events(dir: &Path) -> Vec<metricstore::storage::events::EventRow> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::{Float64Type, TimestampMillisecondType};
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let mut rows = Vec::new();
+    let mut stack = vec![dir.join("events")];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "parquet") {
+                continue;
+            }
+            let reader =
+                ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap())
+                    .unwrap()
+                    .build()
+                    .unwrap();
+            for batch in reader {
+                let b = batch.unwrap();
+                let s = |name: &str, i: usize| {
+                    let a = b.column_by_name(name).unwrap().as_string::<i32>();
+                    a.is_valid(i).then(|| a.value(i).to_string())
+                };
+                let t = b
+                    .column_by_name("time")
+                    .unwrap()
+                    .as_primitive::<TimestampMillisecondType>();
+                let l = b
+                    .column_by_name("latency_ms")
+                    .unwrap()
+                    .as_primitive::<Float64Type>();
+                for i in 0..b.num_rows() {
+                    rows.push(metricstore::storage::events::EventRow {
+                        time: t.value(i),
+                        workspace_id: s("workspace_id", i).unwrap(),
+                        event_type: s("event_type", i).unwrap(),
+                        user_id: s("user_id", i),
+                        session_id: s("session_id", i),
+                        stage: s("stage", i),
+                        locale: s("locale", i),
+                        channel: s("channel", i),
+                        direction: s("direction", i),
+                        intent: s("intent", i),
+                        outcome: s("outcome", i),
+                        latency_ms: l.is_valid(i).then(|| l.value(i)),
+                        resource_type: s("resource_type", i),
+                        resource_id: s("resource_id", i),
+                        action: s("action", i),
+                        origin: s("origin", i),
+                        attributes: s("attributes", i),
+                    });
+                }
+            }
+        }
+    }
+    rows
 }

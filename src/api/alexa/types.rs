@@ -126,10 +126,10 @@ pub fn check_request(body: &Json, skill_id: &str) -> Result<CheckedRequest, ApiE
     };
     let start = time(obj.get("startTime"), "startTime", &mut p);
     let end = time(obj.get("endTime"), "endTime", &mut p);
-    if let (Some(s), Some(e)) = (start, end) {
-        if s >= e {
-            p.push("INVALID_TIME_RANGE", "startTime", "must be before endTime");
-        }
+    if let (Some(s), Some(e)) = (start, end)
+        && s >= e
+    {
+        p.push("INVALID_TIME_RANGE", "startTime", "must be before endTime");
     }
     let max_results = match obj.get("maxResultsPerQuery") {
         None | Some(Json::Null) => DEFAULT_MAX_RESULTS,
@@ -221,14 +221,14 @@ fn check_query(
         return None;
     };
     let id = string(obj.get("id"), &format!("{path}.id"), 64, p);
-    if let Some(id) = id {
-        if !ids.insert(id.to_string()) {
-            p.push(
-                "DUPLICATE_QUERY_ID",
-                format!("{path}.id"),
-                format!("{id:?} is used by another query"),
-            );
-        }
+    if let Some(id) = id
+        && !ids.insert(id.to_string())
+    {
+        p.push(
+            "DUPLICATE_QUERY_ID",
+            format!("{path}.id"),
+            format!("{id:?} is used by another query"),
+        );
     }
     let label = match obj.get("label") {
         None | Some(Json::Null) => None,
@@ -409,18 +409,18 @@ fn check_query(
                         "must be 1 to 256 characters",
                     );
                 }
-                if let Some(m) = metric {
-                    if !m.supported_dimensions.iter().any(|s| s == dn) {
-                        p.push(
-                            "UNSUPPORTED_DIMENSION",
-                            format!("{dpath}.name"),
-                            format!(
-                                "{dn:?} is not a dimension of {}: supported: {}",
-                                m.name,
-                                m.supported_dimensions.join(", ")
-                            ),
-                        );
-                    }
+                if let Some(m) = metric
+                    && !m.supported_dimensions.iter().any(|s| s == dn)
+                {
+                    p.push(
+                        "UNSUPPORTED_DIMENSION",
+                        format!("{dpath}.name"),
+                        format!(
+                            "{dn:?} is not a dimension of {}: supported: {}",
+                            m.name,
+                            m.supported_dimensions.join(", ")
+                        ),
+                    );
                 }
                 filters.push(builtin::dimension_filter(dn, dv));
             }

@@ -1,0 +1,196 @@
+//! The real server: `metricstore serve` on 127.0.0.1 over generated data,
+//! the documented request (adapted to the demo skills), every number
+//! checked against a brute-force computation over the same Parquet rows.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use metricstore::definition::{Bucket, Query, TimeRange, builtin};
+use serde_json::{Value, json};
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(data: &str) -> (Server, String) {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = common::bin()
+        .args([
+            "serve",
+            "--data",
+            data,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("METRICSTORE_TOKENS", "server-test-token:admin:*")
+        .env("METRICSTORE_NOW", "2026-01-10T12:00:00Z")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (server, format!("http://127.0.0.1:{port}"))
+}
+
+fn ms(t: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .unwrap()
+        .timestamp_millis()
+}
+
+#[tokio::test]
+async fn documented_example_against_brute_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let o = common::bin()
+        .args([
+            "generate",
+            "--data",
+            data,
+            "--rows",
+            "120000",
+            "--days",
+            "7",
+            "--end",
+            "2026-01-10",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let (_server, base) = start(data);
+    let skill = metricstore::generate::SKILLS[0];
+    let (start_t, end_t) = ("2026-01-05T00:00:00Z", "2026-01-09T06:30:00Z");
+    let queries = json!([
+        {"id": "q1", "label": "customers", "metricNamespace": "Alexa.Custom", "name": "CUSTOMERS", "aggregationPeriod": "BY_DAY", "stat": "count"},
+        {"id": "q2", "label": "utterances by intent", "metricNamespace": "Alexa.Custom", "name": "UTTERANCES", "aggregationPeriod": "BY_DAY", "stat": "count", "groupBy": "intent"},
+        {"id": "q3", "label": "p90 latency", "metricNamespace": "Alexa.Custom", "name": "SKILL_LATENCY", "aggregationPeriod": "BY_HOUR", "stat": "p90"},
+        {"id": "q4", "label": "sessions per customer", "metricNamespace": "Alexa.Custom", "name": "ACTIVE_SESSIONS_PER_CUSTOMER", "aggregationPeriod": "SINGLE", "stat": "count",
+         "dimensions": [{"name": "Country", "value": "US"}]},
+        {"id": "q5", "label": "failed utterances, German, by intent", "metricNamespace": "Alexa.Custom", "name": "FAILED_UTTERANCES", "aggregationPeriod": "BY_WEEK", "stat": "count",
+         "groupBy": "intent", "dimensions": [{"name": "Alexa.Locale", "value": "de-DE"}]}
+    ]);
+    let body = json!({"startTime": start_t, "endTime": end_t, "maxResultsPerQuery": 1000, "metricQueries": queries});
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/v2/skills/{skill}/metrics"))
+        .bearer_auth("server-test-token")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+
+    let rows = common::read_events(dir.path());
+    let range = TimeRange {
+        start_ms: ms(start_t),
+        end_ms: ms(end_t),
+    };
+    let ns = builtin::namespace("Alexa.Custom").unwrap();
+    let mut compared = 0;
+    for (i, q) in body["metricQueries"].as_array().unwrap().iter().enumerate() {
+        let metric = ns.metric(q["name"].as_str().unwrap()).unwrap();
+        let stat = q["stat"].as_str().unwrap();
+        let filters = q
+            .get("dimensions")
+            .and_then(Value::as_array)
+            .map(|d| {
+                d.iter()
+                    .map(|d| {
+                        builtin::dimension_filter(
+                            d["name"].as_str().unwrap(),
+                            d["value"].as_str().unwrap(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let group_by: Vec<_> = q
+            .get("groupBy")
+            .and_then(Value::as_str)
+            .map(builtin::dimension)
+            .into_iter()
+            .collect();
+        let query = Query {
+            workspace_id: skill.into(),
+            measure: metric.measure_for_stat(stat),
+            filters,
+            range,
+            bucket: Bucket::parse(q["aggregationPeriod"].as_str().unwrap()).unwrap(),
+            group_by,
+        };
+        let want = common::oracle::oracle(&rows, &query);
+        let result = &v["results"][i];
+        assert_eq!(result["id"], q["id"]);
+        assert_eq!(result["label"], q["label"]);
+        let data = result["data"].as_array().unwrap();
+        let want: Vec<_> = want.into_iter().filter(|(_, p)| !p.is_empty()).collect();
+        assert_eq!(data.len(), want.len(), "{}", q["id"]);
+        for (d, (group, points)) in data.iter().zip(&want) {
+            if let Some(g) = group.first() {
+                assert_eq!(d["groupedBy"][0]["groupedByValue"], json!(g), "{}", q["id"]);
+            }
+            let ts: Vec<i64> = d["timestamps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| ms(t.as_str().unwrap()))
+                .collect();
+            let vs: Vec<f64> = d["values"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect();
+            assert_eq!(
+                ts,
+                points.iter().map(|p| p.0).collect::<Vec<_>>(),
+                "{}",
+                q["id"]
+            );
+            for (got, want) in vs.iter().zip(points) {
+                assert!(
+                    (got - want.1).abs() <= 1e-9 * want.1.abs().max(1.0),
+                    "{}: {got} vs {}",
+                    q["id"],
+                    want.1
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared > 150, "{compared}");
+
+    // The health route and a malformed request over the socket.
+    let h: Value = reqwest::get(format!("{base}/health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(h["status"], "ok");
+    let r = reqwest::Client::new()
+        .post(format!("{base}/v2/skills/{skill}/metrics"))
+        .bearer_auth("server-test-token")
+        .body("{{{{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
