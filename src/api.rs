@@ -4,6 +4,7 @@
 pub mod alexa;
 pub mod auth;
 pub mod error;
+pub mod interaction;
 pub mod token;
 
 use std::collections::HashSet;
@@ -42,6 +43,11 @@ impl AppState {
             tokens,
             known_workspaces: Mutex::default(),
         })
+    }
+
+    /// The versioned catalog of one kind of document.
+    pub fn catalog(&self, kind: &'static str) -> crate::storage::catalog::Catalog {
+        crate::storage::catalog::Catalog::new(self.engine.store.clone(), kind)
     }
 
     /// Whether any event names `workspace`. Positive answers are cached:
@@ -108,6 +114,32 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v2/skills/metrics", get(alexa::list_metrics))
         .route("/v2/skills/{skill_id}/metrics", post(alexa::get_metrics))
+        .route(
+            "/api/interaction-metrics",
+            get(interaction::list).post(interaction::create),
+        )
+        .route(
+            "/api/interaction-metrics/types",
+            get(interaction::list_types),
+        )
+        .route(
+            "/api/interaction-metrics/fields/discover",
+            get(interaction::discover),
+        )
+        .route(
+            "/api/interaction-metrics/calculate-all",
+            post(interaction::calculate_all),
+        )
+        .route(
+            "/api/interaction-metrics/{id}",
+            get(interaction::get)
+                .put(interaction::update)
+                .delete(interaction::delete),
+        )
+        .route(
+            "/api/interaction-metrics/{id}/calculate",
+            post(interaction::calculate),
+        )
         .fallback(|| async { ApiError::not_found("NOT_FOUND", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::bad("METHOD_NOT_ALLOWED", "this route does not take that method")

@@ -534,6 +534,11 @@ impl TimeWindow {
         })
     }
 
+    /// The window's unit in milliseconds (a minute for `{n}m`, ...).
+    pub fn unit_ms(&self) -> i64 {
+        self.ms / i64::from(self.text_n)
+    }
+
     /// `[now - window, now)`.
     pub fn range_ending(&self, now_ms: i64) -> TimeRange {
         TimeRange {

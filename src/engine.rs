@@ -172,6 +172,52 @@ impl Engine {
         Ok(series::collect(&compiled, &batches)?)
     }
 
+    /// The distinct top-level keys of `attributes` in a workspace's events
+    /// of `event_type`, optionally narrowed by resource type and action.
+    pub async fn attribute_keys(
+        &self,
+        workspace: &str,
+        event_type: &str,
+        resource_type: Option<&str>,
+        action: Option<&str>,
+    ) -> Result<Vec<String>> {
+        use datafusion::arrow::array::{Array, AsArray};
+        let mut predicate = col("workspace_id")
+            .eq(lit(workspace))
+            .and(col("event_type").eq(lit(event_type)));
+        if let Some(r) = resource_type {
+            predicate = predicate.and(col("resource_type").eq(lit(r)));
+        }
+        if let Some(a) = action {
+            predicate = predicate.and(col("action").eq(lit(a)));
+        }
+        let keys =
+            datafusion_functions_json::udfs::json_object_keys_udf().call(vec![col("attributes")]);
+        let batches = self
+            .ctx
+            .table("events")
+            .await?
+            .filter(predicate)?
+            .select(vec![keys.alias("k")])?
+            .unnest_columns(&["k"])?
+            .distinct()?
+            .collect()
+            .await?;
+        let mut out = Vec::new();
+        for b in &batches {
+            let a = datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8)
+                .map_err(DataFusionError::from)?;
+            let a = a.as_string::<i32>();
+            out.extend(
+                (0..a.len())
+                    .filter(|i| a.is_valid(*i))
+                    .map(|i| a.value(i).to_string()),
+            );
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Whether any event names `workspace` (one row is enough).
     pub async fn workspace_exists(&self, workspace: &str) -> Result<bool> {
         let batches = self

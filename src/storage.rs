@@ -4,6 +4,7 @@
 //! opens a [`Store`]; everything the project keeps (events, catalogs,
 //! write-ahead log, materialised values) lives under its root.
 
+pub mod catalog;
 pub mod events;
 
 use std::path::PathBuf;
@@ -45,6 +46,10 @@ pub enum Error {
         #[source]
         source: datafusion::parquet::errors::ParquetError,
     },
+    #[error("{path} is damaged: {reason}")]
+    Corrupt { path: String, reason: String },
+    #[error("too many concurrent writers for {key}; try again")]
+    Contended { key: String },
     #[error("building event batch: {0}")]
     Arrow(#[from] datafusion::arrow::error::ArrowError),
 }
