@@ -92,7 +92,14 @@ impl Engine {
     /// As [`Engine::new`], with a given session configuration (tests pin
     /// `target_partitions` for stable plans).
     pub async fn with_config(store: Store, config: SessionConfig) -> Result<Self> {
-        let ctx = SessionContext::new_with_config(config);
+        // DataFusion caches file listings forever by default; files arrive
+        // (ingest, other writers) and go (compaction), so list every time.
+        let cache = datafusion::execution::cache::cache_manager::CacheManagerConfig::default()
+            .with_list_files_cache_limit(0);
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_cache_manager(cache)
+            .build_arc()?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
         ctx.register_object_store(&store.base_url, store.object_store.clone());
         crate::udaf::register_all(&ctx)?;
         let events = Arc::new(EventsTable::try_new(&store, events::schema())?);

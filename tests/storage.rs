@@ -154,6 +154,24 @@ async fn a_query_over_one_day_reads_only_that_days_files() {
 }
 
 #[tokio::test]
+async fn files_written_after_the_first_query_are_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::demo_engine(dir.path(), 1_000, 1).await;
+    assert_eq!(
+        count(&engine.sql("SELECT count(*) FROM events").await.unwrap()),
+        1_000
+    );
+    let rows = common::read_events(dir.path());
+    events::write_rows(&engine.store, "more", &rows[..10])
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&engine.sql("SELECT count(*) FROM events").await.unwrap()),
+        1_010
+    );
+}
+
+#[tokio::test]
 async fn a_corrupt_file_is_an_error_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let engine = common::demo_engine(dir.path(), 1_000, 1).await;
