@@ -4,6 +4,7 @@
 pub mod alexa;
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod interaction;
 pub mod token;
 
@@ -31,16 +32,19 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     pub clock: Clock,
     pub tokens: token::Signer,
+    pub ingest: Arc<crate::ingest::Ingest>,
     known_workspaces: Mutex<HashSet<String>>,
 }
 
 impl AppState {
     pub fn new(engine: Engine, auth: Arc<Auth>, clock: Clock, tokens: token::Signer) -> Arc<Self> {
+        let ingest = crate::ingest::Ingest::new(&engine, crate::ingest::Limits::default());
         Arc::new(Self {
             engine,
             auth,
             clock,
             tokens,
+            ingest,
             known_workspaces: Mutex::default(),
         })
     }
@@ -114,6 +118,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v2/skills/metrics", get(alexa::list_metrics))
         .route("/v2/skills/{skill_id}/metrics", post(alexa::get_metrics))
+        .route(
+            "/v1/{workspace_id}/events",
+            post(events::ingest_events).layer(axum::extract::DefaultBodyLimit::max(
+                crate::ingest::Limits::default().max_body_bytes,
+            )),
+        )
         .route(
             "/api/interaction-metrics",
             get(interaction::list).post(interaction::create),

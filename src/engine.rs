@@ -63,6 +63,8 @@ pub struct Engine {
     pub ctx: SessionContext,
     pub store: Store,
     events: Arc<EventsTable>,
+    /// Acknowledged events not yet in files (filled by `ingest`).
+    pub pending: Arc<Pending>,
 }
 
 /// The session configuration every context of the project uses.
@@ -102,9 +104,19 @@ impl Engine {
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         ctx.register_object_store(&store.base_url, store.object_store.clone());
         crate::udaf::register_all(&ctx)?;
-        let events = Arc::new(EventsTable::try_new(&store, events::schema())?);
+        let pending = Arc::new(Pending::default());
+        let events = Arc::new(EventsTable::try_new(
+            &store,
+            events::schema(),
+            pending.clone(),
+        )?);
         ctx.register_table("events", events.clone())?;
-        Ok(Self { ctx, store, events })
+        Ok(Self {
+            ctx,
+            store,
+            events,
+            pending,
+        })
     }
 
     /// Runs a SQL statement and collects the result.
@@ -246,15 +258,79 @@ impl Engine {
     }
 }
 
+/// Acknowledged events not yet published as Parquet files (see
+/// `ingest`), and the lock that makes publishing atomic for readers.
+///
+/// A reader holds `publish` for reading while it lists files and takes the
+/// pending batches; the flusher holds it for writing while it publishes a
+/// file and drops the same rows from `batches`. So a query sees every
+/// acknowledged event exactly once: in memory or in a file, never both.
+#[derive(Debug, Default)]
+pub struct Pending {
+    pub publish: tokio::sync::RwLock<()>,
+    batches: std::sync::Mutex<std::collections::BTreeMap<String, RecordBatch>>,
+}
+
+impl Pending {
+    /// Adds a segment's rows (events schema) under its id.
+    pub fn insert(&self, id: &str, batch: RecordBatch) {
+        self.batches
+            .lock()
+            .expect("not poisoned")
+            .insert(id.to_string(), batch);
+    }
+
+    /// Drops published segments. Call with `publish` held for writing.
+    pub fn remove(&self, ids: &[String]) {
+        let mut b = self.batches.lock().expect("not poisoned");
+        for id in ids {
+            b.remove(id);
+        }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.batches
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .map(|b| b.num_rows())
+            .sum()
+    }
+
+    pub fn ids(&self) -> Vec<String> {
+        self.batches
+            .lock()
+            .expect("not poisoned")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    pub fn get(&self, id: &str) -> Option<RecordBatch> {
+        self.batches.lock().expect("not poisoned").get(id).cloned()
+    }
+
+    fn snapshot(&self) -> Vec<RecordBatch> {
+        self.batches
+            .lock()
+            .expect("not poisoned")
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
 /// The `events` table: a hive-partitioned Parquet listing whose `date`
-/// partitions are pruned from predicates on `time` as well as on `date`.
+/// partitions are pruned from predicates on `time` as well as on `date`,
+/// plus the pending (acknowledged, unpublished) events.
 #[derive(Debug)]
 pub struct EventsTable {
     inner: ListingTable,
+    pending: Arc<Pending>,
 }
 
 impl EventsTable {
-    pub fn try_new(store: &Store, file_schema: SchemaRef) -> Result<Self> {
+    pub fn try_new(store: &Store, file_schema: SchemaRef, pending: Arc<Pending>) -> Result<Self> {
         let url = ListingTableUrl::parse(store.dir_url(EVENTS_DIR))?;
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(".parquet")
@@ -265,6 +341,7 @@ impl EventsTable {
             .with_schema(file_schema);
         Ok(Self {
             inner: ListingTable::try_new(config)?,
+            pending,
         })
     }
 }
@@ -292,15 +369,50 @@ impl TableProvider for EventsTable {
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
         let mut all = filters.to_vec();
         all.extend(filters.iter().flat_map(date_bounds_of));
-        self.inner.scan(state, projection, &all, limit).await
+        let _guard = self.pending.publish.read().await;
+        let files = self.inner.scan(state, projection, &all, limit).await?;
+        let pending = self.pending.snapshot();
+        if pending.is_empty() {
+            return Ok(files);
+        }
+        let schema = self.schema();
+        let with_date = pending
+            .iter()
+            .map(|b| with_date_column(b, &schema))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let memory = datafusion::datasource::memory::MemorySourceConfig::try_new_exec(
+            &[with_date],
+            schema,
+            projection.cloned(),
+        )?;
+        datafusion::physical_plan::union::UnionExec::try_new(vec![files, memory])
     }
 
+    /// Every filter stays in the plan above the scan (Inexact), because
+    /// the pending rows are not pruned by partition the way files are.
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
     ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
-        self.inner.supports_filters_pushdown(filters)
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
+}
+
+/// An events batch with the `date` partition column the table adds.
+fn with_date_column(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+) -> datafusion::error::Result<RecordBatch> {
+    use datafusion::arrow::array::{AsArray, StringArray};
+    use datafusion::arrow::datatypes::TimestampMillisecondType;
+    let times = batch.column(0).as_primitive::<TimestampMillisecondType>();
+    let dates: StringArray = times
+        .iter()
+        .map(|t| t.map(events::date_of_millis))
+        .collect();
+    let mut columns = batch.columns().to_vec();
+    columns.push(Arc::new(dates));
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 /// Partition predicates on `date` implied by a predicate on `time`.

@@ -14,6 +14,7 @@ pub mod definition;
 pub mod engine;
 pub mod format;
 pub mod generate;
+pub mod ingest;
 pub mod repl;
 pub mod series;
 pub mod server;

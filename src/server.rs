@@ -54,6 +54,20 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let auth = Auth::parse(&spec, args.rate_limit, args.burst)?;
     let signer = Signer::from_secret(&spec);
     let state = AppState::new(engine, auth, clock, signer);
+    let recovered = state
+        .ingest
+        .recover()
+        .await
+        .map_err(|e| format!("recovering the write-ahead log: {e}"))?;
+    if recovered > 0 {
+        tracing::info!(
+            events = recovered,
+            "published events left in the write-ahead log"
+        );
+    }
+    state
+        .ingest
+        .spawn_background(std::time::Duration::from_secs(1));
     let app = api::router(state);
 
     let listener = tokio::net::TcpListener::bind(&args.listen)

@@ -159,6 +159,43 @@ impl Store {
         }
     }
 
+    /// Writes an object and, on a local store, fsyncs it and its directory
+    /// before returning, so it survives a crash of the machine, not only of
+    /// the process. On S3 a completed put is durable.
+    pub async fn put_durable(&self, path: &Path, bytes: Vec<u8>) -> Result<()> {
+        self.object_store
+            .put(path, object_store::PutPayload::from(bytes))
+            .await
+            .map_err(|source| Error::Io {
+                action: "writing",
+                path: path.to_string(),
+                source,
+            })?;
+        if self.base_url.scheme() == "file" {
+            let file = PathBuf::from(format!("/{path}"));
+            let sync = |p: &std::path::Path| std::fs::File::open(p).and_then(|f| f.sync_all());
+            sync(&file)
+                .and_then(|_| file.parent().map(sync).unwrap_or(Ok(())))
+                .map_err(|source| Error::CreateDir {
+                    path: file.display().to_string(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Deletes an object; a missing one is fine.
+    pub async fn delete_if_exists(&self, path: &Path) -> Result<()> {
+        match self.object_store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(Error::Io {
+                action: "deleting",
+                path: path.to_string(),
+                source,
+            }),
+        }
+    }
+
     /// Lists the objects under `rel` (recursively).
     pub async fn list(&self, rel: &str) -> Result<Vec<object_store::ObjectMeta>> {
         use futures::TryStreamExt;

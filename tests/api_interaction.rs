@@ -76,10 +76,7 @@ fn attr(r: &EventRow, k: &str) -> Option<Value> {
 }
 
 /// Interactions of ws-demo in `[now - window, now)`.
-fn interactions<'a>(
-    rows: &'a [EventRow],
-    window_ms: Option<i64>,
-) -> impl Iterator<Item = &'a EventRow> {
+fn interactions(rows: &[EventRow], window_ms: Option<i64>) -> impl Iterator<Item = &EventRow> {
     let now = ms(NOW);
     rows.iter().filter(move |r| {
         r.workspace_id == "ws-demo"

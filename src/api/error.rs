@@ -13,6 +13,13 @@ use serde::Serialize;
 pub enum ApiError {
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
+    /// A 400 with extra fields in the body (e.g. the rejected lines).
+    #[error("{message}")]
+    Detailed {
+        code: &'static str,
+        message: String,
+        details: serde_json::Value,
+    },
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -66,7 +73,7 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::BadRequest { .. } | Self::Detailed { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
@@ -82,7 +89,9 @@ impl ApiError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            Self::BadRequest { code, .. } | Self::NotFound { code, .. } => code,
+            Self::BadRequest { code, .. }
+            | Self::NotFound { code, .. }
+            | Self::Detailed { code, .. } => code,
             Self::Unauthorized(_) => "UNAUTHORIZED",
             Self::Forbidden(_) => "FORBIDDEN",
             Self::Conflict(_) => "CONFLICT",
@@ -106,14 +115,22 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        let mut response = (
-            status,
-            Json(Body {
-                message: &message,
-                code: self.code(),
-            }),
-        )
-            .into_response();
+        let mut body = serde_json::to_value(Body {
+            message: &message,
+            code: self.code(),
+        })
+        .expect("serialisable");
+        if let (
+            Self::Detailed {
+                details: serde_json::Value::Object(extra),
+                ..
+            },
+            Some(obj),
+        ) = (&self, body.as_object_mut())
+        {
+            obj.extend(extra.clone());
+        }
+        let mut response = (status, Json(body)).into_response();
         let retry = match &self {
             Self::TooManyRequests(d) => Some(*d),
             Self::Unavailable { retry_after, .. } => Some(*retry_after),

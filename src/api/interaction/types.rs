@@ -212,15 +212,16 @@ pub fn check_metric(
     let action_id = opt_string(obj, "actionId", 256, &mut p);
     let origin_id = opt_string(obj, "originId", 256, &mut p);
     let field = opt_string(obj, "field", 300, &mut p);
-    if let Some(f) = &field {
-        if let Err(e) = event_field(f) {
-            p.push("field", e);
-        }
+    if let Some(f) = &field
+        && let Err(e) = event_field(f)
+    {
+        p.push("field", e);
     }
-    if let Some((tid, _, requires, _)) = metric_type {
-        if requires && field.is_none() {
-            p.push("field", format!("is required for {tid}"));
-        }
+    if let Some((tid, _, requires, _)) = metric_type
+        && requires
+        && field.is_none()
+    {
+        p.push("field", format!("is required for {tid}"));
     }
     let mut filters = Vec::new();
     match obj.get("filters") {
@@ -281,10 +282,10 @@ pub fn check_metric(
         Some(_) => p.push("filters", "must be a list"),
     }
     let time_window = opt_string(obj, "timeWindow", 16, &mut p);
-    if let Some(w) = &time_window {
-        if let Err(e) = TimeWindow::parse(w) {
-            p.push("timeWindow", e);
-        }
+    if let Some(w) = &time_window
+        && let Err(e) = TimeWindow::parse(w)
+    {
+        p.push("timeWindow", e);
     }
     if metric_type.is_some_and(|t| t.0 == "RATE") && time_window.is_none() {
         p.push("timeWindow", "is required for RATE ({n}m, {n}h or {n}d)");

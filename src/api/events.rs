@@ -1,0 +1,93 @@
+//! `POST /v1/{workspace_id}/events`: newline-delimited JSON events, plain,
+//! gzip or zstd. 200 means every event is durable; a 4xx means none was
+//! taken.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, header};
+
+use super::auth::Principal;
+use super::{ApiError, AppState};
+use crate::ingest;
+
+#[derive(Debug, serde::Serialize)]
+pub struct Accepted {
+    pub accepted: usize,
+}
+
+pub async fn ingest_events(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Accepted>, ApiError> {
+    let Path(ws) =
+        path.map_err(|e| ApiError::bad("INVALID_WORKSPACE", format!("workspace_id: {e}")))?;
+    if ws.is_empty() || ws.chars().count() > 255 {
+        return Err(ApiError::bad(
+            "INVALID_WORKSPACE",
+            "workspace_id must be 1 to 255 characters",
+        ));
+    }
+    principal.require(&ws)?;
+    principal.require_admin()?;
+    let ingest = &state.ingest;
+    let body = body.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(format!(
+                "the body is larger than {} bytes",
+                ingest.limits.max_body_bytes
+            ))
+        } else {
+            ApiError::bad(
+                "INVALID_REQUEST_BODY",
+                format!("could not read the body: {e}"),
+            )
+        }
+    })?;
+    let encoding = match headers.get(header::CONTENT_ENCODING) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::Unsupported("Content-Encoding must be text".into()))?,
+        ),
+    };
+    let decoded = ingest.decode(&body, encoding)?;
+    let rows = ingest.parse(&ws, &decoded)?;
+    let accepted = ingest.append(&rows).await?;
+    Ok(Json(Accepted { accepted }))
+}
+
+impl From<ingest::Error> for ApiError {
+    fn from(e: ingest::Error) -> Self {
+        use ingest::Error as E;
+        match e {
+            E::UnsupportedEncoding(_) => ApiError::Unsupported(e.to_string()),
+            E::BadCompression { .. } => ApiError::bad("INVALID_ENCODING", e.to_string()),
+            E::TooLarge(m) => ApiError::PayloadTooLarge(m),
+            E::Empty => ApiError::bad("NO_EVENTS", e.to_string()),
+            E::Invalid(ref errors) => {
+                let first: Vec<String> = errors
+                    .iter()
+                    .take(3)
+                    .map(|l| format!("line {}: {}", l.line, l.reason))
+                    .collect();
+                ApiError::Detailed {
+                    code: "INVALID_EVENTS",
+                    message: format!("{e}: {}", first.join("; ")),
+                    details: serde_json::json!({ "errors": errors }),
+                }
+            }
+            E::Backpressure { .. } => ApiError::Unavailable {
+                message: e.to_string(),
+                retry_after: std::time::Duration::from_secs(1),
+            },
+            E::Storage(s) => ApiError::internal(s),
+        }
+    }
+}
