@@ -166,7 +166,9 @@ async fn acknowledged_events_are_seen_once_before_and_after_flush_and_compaction
 async fn bad_input_is_a_clear_4xx_and_nothing_is_stored() {
     let (_dir, state, app) = setup().await;
     let good = String::from_utf8(lines(1, "ok")).unwrap();
-    let cases: Vec<(&str, Vec<u8>, Option<&str>, StatusCode, &str)> = vec![
+    // (what, body, Content-Encoding, status, text the answer must hold)
+    type Case<'a> = (&'a str, Vec<u8>, Option<&'a str>, StatusCode, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "malformed JSON",
             format!("{good}\n{{not json").into_bytes(),
