@@ -123,7 +123,10 @@ impl Engine {
 
     /// Runs a SQL statement and collects the result.
     pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
-        let result = async { self.ctx.sql(sql).await?.collect().await }.await;
+        let mut result = async { self.ctx.sql(sql).await?.collect().await }.await;
+        if result.as_ref().is_err_and(file_vanished) {
+            result = async { self.ctx.sql(sql).await?.collect().await }.await;
+        }
         self.diagnose(result).await
     }
 
@@ -255,7 +258,17 @@ impl Engine {
 
     /// Executes a logical plan and collects the result.
     pub async fn execute(&self, plan: LogicalPlan) -> Result<Vec<RecordBatch>> {
-        let result = async { self.ctx.execute_logical_plan(plan).await?.collect().await }.await;
+        let mut result = async {
+            self.ctx
+                .execute_logical_plan(plan.clone())
+                .await?
+                .collect()
+                .await
+        }
+        .await;
+        if result.as_ref().is_err_and(file_vanished) {
+            result = async { self.ctx.execute_logical_plan(plan).await?.collect().await }.await;
+        }
         self.diagnose(result).await
     }
 }
@@ -398,6 +411,16 @@ impl TableProvider for EventsTable {
     ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
+}
+
+/// Whether a query failed because a file it had listed was removed before
+/// it was read: compaction replaces small files while holding the publish
+/// lock, which readers hold only while planning. Such a query is run again
+/// (once): it then lists the compacted file instead, so it neither fails
+/// nor counts a row twice.
+fn file_vanished(e: &DataFusionError) -> bool {
+    matches!(e.find_root(), DataFusionError::ObjectStore(inner) if matches!(inner.as_ref(), object_store::Error::NotFound { .. }))
+        || e.to_string().contains("No such file or directory")
 }
 
 /// An events batch with the `date` partition column the table adds.

@@ -178,3 +178,51 @@ async fn dimension_filters_narrow_the_events() {
         2.0
     );
 }
+
+#[tokio::test]
+async fn compiled_plans_keep_partition_pruning() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::demo_engine(dir.path(), 20_000, 10).await;
+    let metric = builtin::namespace("Alexa.Custom")
+        .unwrap()
+        .metric("SKILL_LATENCY")
+        .unwrap();
+    let query = Query {
+        workspace_id: metricstore::generate::SKILLS[0].into(),
+        measure: metric.measure_for_stat("p90"),
+        filters: vec![builtin::dimension_filter("Country", "US")],
+        range: TimeRange {
+            start_ms: ms("2026-01-05T06:00:00Z"),
+            end_ms: ms("2026-01-07T00:00:00Z"),
+        },
+        bucket: Bucket::ByHour,
+        group_by: vec![builtin::dimension("intent")],
+    };
+    let compiled = engine.compile(&query).unwrap();
+    let df = engine
+        .ctx
+        .execute_logical_plan(compiled.plan)
+        .await
+        .unwrap();
+    let physical = df.create_physical_plan().await.unwrap();
+    let text = datafusion::physical_plan::displayable(physical.as_ref())
+        .indent(true)
+        .to_string();
+    assert!(
+        text.contains("date=2026-01-05") && text.contains("date=2026-01-06"),
+        "{text}"
+    );
+    for pruned in [
+        "date=2026-01-01",
+        "date=2026-01-04",
+        "date=2026-01-07",
+        "date=2026-01-10",
+    ] {
+        assert!(!text.contains(pruned), "{pruned} should be pruned:\n{text}");
+    }
+    // Row groups are pruned by `time` statistics too.
+    assert!(
+        text.contains("pruning_predicate") && text.contains("time_max"),
+        "{text}"
+    );
+}

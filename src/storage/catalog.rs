@@ -4,7 +4,10 @@
 //! the other re-reads and retries. No update is lost and no lock is held.
 //!
 //! Layout: `catalog/{kind}/{hex(key)}/v{NNNNNNNNNNNN}.json`. Old versions
-//! are pruned after a write, keeping a few for inspection.
+//! are pruned after a write, but only once they are both well behind the
+//! newest and older than any request could be: a slow writer that read
+//! version N must find N+1 still there, or its create would succeed and
+//! its update would be lost behind the newer versions.
 
 use std::time::Duration;
 
@@ -16,6 +19,8 @@ use super::{Error, Result, Store};
 
 /// Versions kept behind the newest.
 const KEEP: u64 = 8;
+/// Age after which a superseded version may be deleted.
+const PRUNE_AFTER: Duration = Duration::from_secs(15 * 60);
 /// Attempts before giving up on a contended write.
 const MAX_ATTEMPTS: usize = 200;
 
@@ -122,6 +127,11 @@ impl Catalog {
                 .await
             {
                 Ok(_) => {
+                    // Belt and braces: if a newer version exists after all,
+                    // ours is not the newest and would be lost; do it again.
+                    if self.versions(key).await?.last().is_some_and(|v| *v > next) {
+                        continue;
+                    }
                     self.prune(key, next).await;
                     return Ok(out);
                 }
@@ -147,12 +157,17 @@ impl Catalog {
 
     /// Removes versions older than `newest - KEEP`; best effort.
     async fn prune(&self, key: &str, newest: u64) {
-        let Ok(versions) = self.versions(key).await else {
+        let Ok(listed) = self.store.list(&self.dir(key)).await else {
             return;
         };
-        for v in versions.into_iter().filter(|v| *v + KEEP < newest) {
-            let path = self.store.path(&format!("{}/v{v:012}.json", self.dir(key)));
-            let _ = self.store.object_store.delete(&path).await;
+        let cutoff = chrono::Utc::now() - PRUNE_AFTER;
+        for meta in listed {
+            let Some(v) = version_of(meta.location.as_ref()) else {
+                continue;
+            };
+            if v + KEEP < newest && meta.last_modified < cutoff {
+                let _ = self.store.object_store.delete(&meta.location).await;
+            }
         }
     }
 }
