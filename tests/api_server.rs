@@ -4,50 +4,8 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
-
 use metricstore::definition::{Bucket, Query, TimeRange, builtin};
 use serde_json::{Value, json};
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(data: &str) -> (Server, String) {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = common::bin()
-        .args([
-            "serve",
-            "--data",
-            data,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("METRICSTORE_TOKENS", "server-test-token:admin:*")
-        .env("METRICSTORE_NOW", "2026-01-10T12:00:00Z")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Server(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (server, format!("http://127.0.0.1:{port}"))
-}
 
 fn ms(t: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(t)
@@ -74,7 +32,8 @@ async fn documented_example_against_brute_force() {
         .output()
         .unwrap();
     assert!(o.status.success());
-    let (_server, base) = start(data);
+    let server = common::serve(data, "server-test-token:admin:*", "2026-01-10T12:00:00Z");
+    let base = server.base.clone();
     let skill = metricstore::generate::SKILLS[0];
     let (start_t, end_t) = ("2026-01-05T00:00:00Z", "2026-01-09T06:30:00Z");
     let queries = json!([

@@ -11,7 +11,6 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, Encoding, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::parquet::schema::types::ColumnPath;
-use object_store::{ObjectStoreExt, PutPayload};
 
 use super::{Error, Result, Store};
 
@@ -176,15 +175,7 @@ pub async fn write_day(
 ) -> Result<object_store::path::Path> {
     let bytes = encode_parquet(batches)?;
     let path = store.path(&format!("{EVENTS_DIR}/{DATE_COLUMN}={date}/{name}.parquet"));
-    store
-        .object_store
-        .put(&path, PutPayload::from(bytes))
-        .await
-        .map_err(|source| Error::Io {
-            action: "writing",
-            path: path.to_string(),
-            source,
-        })?;
+    store.put_durable(&path, bytes).await?;
     Ok(path)
 }
 
