@@ -142,6 +142,22 @@ async fn documented_request_shape_and_values() {
     // A ratio leaves out the empty hour.
     assert_eq!(r[4]["data"][0]["values"], json!([2.0, 1.0]));
     assert_eq!(r[4]["data"][0]["timestamps"].as_array().unwrap().len(), 2);
+
+    // `SUM` on a counting metric is its count; stats ignore case.
+    let (s, v) = post(
+        &app,
+        "skill-a",
+        ADMIN,
+        request(vec![
+            query("s", "UTTERANCES", "SINGLE", "SUM"),
+            query("p", "SKILL_LATENCY", "SINGLE", "P50"),
+        ]),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["results"][0]["data"][0]["values"], json!([6.0]));
+    assert_eq!(v["results"][0]["stat"], "SUM");
+    assert_eq!(v["results"][1]["data"][0]["values"], json!([175.0]));
     assert_eq!(v["paginationContext"]["nextToken"], Value::Null);
 }
 

@@ -130,10 +130,15 @@ pub fn stat_aggregation(stat: &str) -> Option<Option<Aggregation>> {
 }
 
 impl CatalogMetric {
+    /// Stats match without regard to case; `SUM` is taken for `count` on
+    /// counting metrics, as clients of the skill Metrics API send it.
     pub fn supports_stat(&self, stat: &str) -> bool {
         self.supported_stats
             .iter()
             .any(|s| s.eq_ignore_ascii_case(stat))
+            || (stat.eq_ignore_ascii_case("sum")
+                && self.measure.is_additive()
+                && self.supported_stats.iter().any(|s| s == "count"))
     }
 
     /// The measure computing `stat` (which must be supported).
