@@ -139,3 +139,60 @@ async fn generate_and_query_round_trip_over_s3() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("Error:"));
 }
+
+/// Interaction metric definitions live in the bucket too, written with
+/// create-only puts: two servers creating at once lose nothing.
+#[tokio::test]
+async fn catalog_writes_from_two_servers_over_s3() {
+    let (_server, endpoint) = start_s3();
+    let client = reqwest::Client::new();
+    assert!(
+        client
+            .put(format!("{endpoint}/catalog-bucket"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ALLOW_HTTP", "true"),
+    ];
+    let tokens = "s3-admin-token:admin:ws-demo";
+    let now = "2026-01-10T12:00:00Z";
+    let a = common::serve_with_env("s3://catalog-bucket/x", tokens, now, &env);
+    let b = common::serve_with_env("s3://catalog-bucket/x", tokens, now, &env);
+    let jobs = (0..20).map(|i| {
+        let base = if i % 2 == 0 {
+            a.base.clone()
+        } else {
+            b.base.clone()
+        };
+        let client = client.clone();
+        async move {
+            let r = client
+                .post(format!("{base}/api/interaction-metrics"))
+                .bearer_auth("s3-admin-token")
+                .json(&serde_json::json!({"name": format!("m{i}"), "metricTypeId": "COUNT"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+        }
+    });
+    futures::future::join_all(jobs).await;
+    let listed: serde_json::Value = client
+        .get(format!("{}/api/interaction-metrics", b.base))
+        .bearer_auth("s3-admin-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 20);
+}

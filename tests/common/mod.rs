@@ -131,6 +131,11 @@ impl Drop for Server {
 
 /// Starts `metricstore serve` on a free loopback port over `data`.
 pub fn serve(data: &str, tokens: &str, now: &str) -> Server {
+    serve_with_env(data, tokens, now, &[])
+}
+
+/// As [`serve`], with extra environment variables (e.g. `AWS_*`).
+pub fn serve_with_env(data: &str, tokens: &str, now: &str, env: &[(&str, &str)]) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -148,6 +153,7 @@ pub fn serve(data: &str, tokens: &str, now: &str) -> Server {
         ])
         .env("METRICSTORE_TOKENS", tokens)
         .env("METRICSTORE_NOW", now)
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
