@@ -123,11 +123,8 @@ impl Engine {
 
     /// Runs a SQL statement and collects the result.
     pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
-        let mut result = async { self.ctx.sql(sql).await?.collect().await }.await;
-        if result.as_ref().is_err_and(file_vanished) {
-            result = async { self.ctx.sql(sql).await?.collect().await }.await;
-        }
-        self.diagnose(result).await
+        let plan = self.ctx.state().create_logical_plan(sql).await?;
+        self.execute(plan).await
     }
 
     /// Turns a failure to read the data into an error naming the file at

@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, Pending};
@@ -222,8 +221,9 @@ impl Ingest {
         let batch = events::rows_to_batch(rows);
         let id = new_id();
         let bytes = events::encode_parquet(std::slice::from_ref(&batch))?;
-        let path = self.store.path(&format!("wal/seg-{id}.parquet"));
-        self.store.put_durable(&path, bytes).await?;
+        self.store
+            .put_durable(&self.segment_path(&id), bytes)
+            .await?;
         self.pending.insert(&id, batch);
         Ok(rows.len())
     }
@@ -233,24 +233,12 @@ impl Ingest {
     }
 
     async fn read_segment(&self, id: &str) -> Result<Option<RecordBatch>> {
-        let Some(bytes) = self.store.get_opt(&self.segment_path(id)).await? else {
+        let Some(batches) = events::read_file(&self.store, &self.segment_path(id)).await? else {
             return Ok(None);
         };
-        let corrupt = |e: &dyn std::fmt::Display| storage::Error::Corrupt {
-            path: format!("wal/seg-{id}.parquet"),
-            reason: e.to_string(),
-        };
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .map_err(|e| corrupt(&e))?
-            .build()
-            .map_err(|e| corrupt(&e))?;
-        let batches = reader
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| corrupt(&e))?;
-        Ok(Some(
-            datafusion::arrow::compute::concat_batches(&events::schema(), &batches)
-                .map_err(storage::Error::from)?,
-        ))
+        let batch = datafusion::arrow::compute::concat_batches(&events::schema(), &batches)
+            .map_err(storage::Error::from)?;
+        Ok(Some(batch))
     }
 
     /// Publishes `batches` (the segments `ids`) as `ingest-{name}.parquet`
@@ -392,22 +380,9 @@ impl Ingest {
         for (day, paths) in by_day.into_iter().filter(|(_, p)| p.len() > threshold) {
             let mut batches = Vec::new();
             for p in &paths {
-                let Some(bytes) = self.store.get_opt(p).await? else {
-                    continue;
-                };
-                let corrupt = |e: &dyn std::fmt::Display| storage::Error::Corrupt {
-                    path: p.to_string(),
-                    reason: e.to_string(),
-                };
-                let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-                    .map_err(|e| corrupt(&e))?
-                    .build()
-                    .map_err(|e| corrupt(&e))?;
-                batches.extend(
-                    reader
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| corrupt(&e))?,
-                );
+                if let Some(b) = events::read_file(&self.store, p).await? {
+                    batches.extend(b);
+                }
             }
             let bytes = events::encode_parquet(&batches)?;
             let target = self.store.path(&format!(

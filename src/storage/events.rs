@@ -334,3 +334,26 @@ pub async fn write_rows(store: &Store, name: &str, rows: &[EventRow]) -> Result<
     }
     Ok(n)
 }
+
+/// Reads a whole Parquet file of events, `None` if it does not exist; a
+/// file that does not decode is an error naming it.
+pub async fn read_file(
+    store: &Store,
+    path: &object_store::path::Path,
+) -> Result<Option<Vec<RecordBatch>>> {
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let Some(bytes) = store.get_opt(path).await? else {
+        return Ok(None);
+    };
+    let corrupt = |e: &dyn std::fmt::Display| Error::Corrupt {
+        path: path.to_string(),
+        reason: e.to_string(),
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .and_then(|b| b.build())
+        .map_err(|e| corrupt(&e))?;
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| corrupt(&e))?;
+    Ok(Some(batches))
+}
