@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 pub mod events;
 pub mod interaction;
+pub mod metric_store;
 pub mod token;
 
 use std::collections::HashSet;
@@ -33,11 +34,30 @@ pub struct AppState {
     pub clock: Clock,
     pub tokens: token::Signer,
     pub ingest: Arc<crate::ingest::Ingest>,
+    /// The AI extractor of the Metric Store (none unless configured).
+    pub ai: crate::metric_store::extract::Ai,
     known_workspaces: Mutex<HashSet<String>>,
 }
 
 impl AppState {
     pub fn new(engine: Engine, auth: Arc<Auth>, clock: Clock, tokens: token::Signer) -> Arc<Self> {
+        Self::with_ai(
+            engine,
+            auth,
+            clock,
+            tokens,
+            crate::metric_store::extract::Ai::none(),
+        )
+    }
+
+    /// As [`AppState::new`], with an AI extractor for the Metric Store.
+    pub fn with_ai(
+        engine: Engine,
+        auth: Arc<Auth>,
+        clock: Clock,
+        tokens: token::Signer,
+        ai: crate::metric_store::extract::Ai,
+    ) -> Arc<Self> {
         let ingest = crate::ingest::Ingest::new(&engine, crate::ingest::Limits::default());
         Arc::new(Self {
             engine,
@@ -45,6 +65,7 @@ impl AppState {
             clock,
             tokens,
             ingest,
+            ai,
             known_workspaces: Mutex::default(),
         })
     }
@@ -149,6 +170,27 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/api/interaction-metrics/{id}/calculate",
             post(interaction::calculate),
+        )
+        .route(
+            "/v1/{workspace_id}/settings/metrics",
+            get(metric_store::get_settings).put(metric_store::put_settings),
+        )
+        .route("/v1/{workspace_id}/metrics", get(metric_store::latest))
+        .route(
+            "/v1/{workspace_id}/metrics/catalog",
+            get(metric_store::catalog),
+        )
+        .route(
+            "/v1/{workspace_id}/metrics/{metric_key}",
+            get(metric_store::values),
+        )
+        .route(
+            "/v1/{workspace_id}/metrics/{metric_key}/trend",
+            get(metric_store::trend),
+        )
+        .route(
+            "/v1/{workspace_id}/metrics/{metric_key}/evaluate",
+            post(metric_store::evaluate),
         )
         .fallback(|| async { ApiError::not_found("NOT_FOUND", "no such route") })
         .method_not_allowed_fallback(|| async {

@@ -25,6 +25,8 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Time the metric query suite, compiled and as hand-written SQL.
     Bench(BenchArgs),
+    /// Run the Metric Store batch pipeline once (materialise metric values).
+    Pipeline(PipelineArgs),
 }
 
 /// Where the data lives.
@@ -81,6 +83,23 @@ pub struct ServeArgs {
     /// Requests a token may send in a burst above its rate.
     #[arg(long, env = "METRICSTORE_RATE_BURST", default_value_t = 100)]
     pub burst: u32,
+    /// Seconds between Metric Store pipeline runs (0: never; the first
+    /// run starts right after the server does).
+    #[arg(long, env = "METRICSTORE_PIPELINE_INTERVAL", default_value_t = 3600)]
+    pub pipeline_interval: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct PipelineArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// First day to compute (UTC, YYYY-MM-DD); without --from and --to,
+    /// the days the last 24 hours touch.
+    #[arg(long)]
+    pub from: Option<chrono::NaiveDate>,
+    /// Last day to compute (inclusive).
+    #[arg(long)]
+    pub to: Option<chrono::NaiveDate>,
 }
 
 #[derive(Debug, Args)]

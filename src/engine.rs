@@ -113,6 +113,7 @@ impl Engine {
             pending.clone(),
         )?);
         ctx.register_table("events", events.clone())?;
+        ctx.register_table(crate::metric_store::values::TABLE, values_table(&store)?)?;
         Ok(Self {
             ctx,
             store,
@@ -268,6 +269,23 @@ impl Engine {
         }
         self.diagnose(result).await
     }
+}
+
+/// The materialised Metric Store values (`storage::values`), partitioned
+/// by workspace and day.
+fn values_table(store: &Store) -> Result<Arc<ListingTable>> {
+    use crate::storage::values::{self, DAY_COLUMN, VALUES_DIR, WS_COLUMN};
+    let url = ListingTableUrl::parse(store.dir_url(VALUES_DIR))?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(vec![
+            (WS_COLUMN.to_string(), DataType::Utf8),
+            (DAY_COLUMN.to_string(), DataType::Utf8),
+        ]);
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(values::schema());
+    Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
 /// Acknowledged events not yet published as Parquet files (see

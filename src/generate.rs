@@ -317,13 +317,14 @@ impl DayGenerator {
     fn run(mut self, rows: usize) -> RecordBatch {
         let mut cols = Columns::new(rows + 64);
         while cols.len() < rows {
-            // Weights per unit; a skill session is about five rows, so rows
-            // split about 70% skill sessions, 8% other skill events, 15%
-            // interactions and 7% call summaries.
+            // Weights per unit; a skill session is about five rows and a
+            // call about five (its summary and the events around it), so
+            // rows split about 65% skill sessions, 7% other skill events,
+            // 19% interactions and 9% calls.
             match self.rng.random_range(0..44) {
                 0..14 => self.skill_session(&mut cols),
                 14..22 => self.skill_side_event(&mut cols),
-                22..37 => self.interaction(&mut cols),
+                22..42 => self.interaction(&mut cols),
                 _ => self.call_summary(&mut cols),
             }
         }
@@ -705,6 +706,138 @@ impl DayGenerator {
         });
     }
 
+    /// The Metric Store sources around one call: emotions detected,
+    /// back-end connector calls, a voice judge's verdict (voice calls),
+    /// business events and visual-surface events (text calls).
+    #[allow(clippy::too_many_arguments)]
+    fn call_companions(
+        &mut self,
+        cols: &mut Columns,
+        base: &Event,
+        start: i64,
+        duration_ms: i64,
+        service: &str,
+        sentiment: &str,
+        quality: f64,
+    ) {
+        let at = |rng: &mut StdRng| start + rng.random_range(0..duration_ms.max(1));
+        for _ in 0..self.rng.random_range(1..4) {
+            let emotion = match sentiment {
+                "positive" => *pick(
+                    &mut self.rng,
+                    &["joy", "neutral", "frustration"],
+                    &[60, 35, 5],
+                ),
+                "neutral" => *pick(
+                    &mut self.rng,
+                    &["neutral", "joy", "frustration", "sadness"],
+                    &[60, 15, 15, 10],
+                ),
+                _ => *pick(
+                    &mut self.rng,
+                    &["anger", "frustration", "sadness", "neutral"],
+                    &[30, 35, 15, 20],
+                ),
+            };
+            let speaker = *pick(&mut self.rng, &["customer", "agent"], &[75, 25]);
+            let attrs = format!(
+                r#"{{"emotion":"{emotion}","intensity":{:.3},"speaker":"{speaker}","service_id":"{service}"}}"#,
+                self.rng.random::<f64>()
+            );
+            let time = at(&mut self.rng);
+            cols.push(&Event {
+                time,
+                event_type: "emotion.detected",
+                attributes: Some(&attrs),
+                ..*base
+            });
+        }
+        for _ in 0..self.rng.random_range(0..3) {
+            let connector = *pick(
+                &mut self.rng,
+                &["crm", "calendar", "payments"],
+                &[60, 20, 20],
+            );
+            let status = *pick(&mut self.rng, &["ok", "error", "timeout"], &[86, 9, 5]);
+            let latency = LogNormal::new(300f64.ln(), 0.6)
+                .expect("valid")
+                .sample(&mut self.rng)
+                .round();
+            let attrs = format!(
+                r#"{{"connector":"{connector}","status":"{status}","service_id":"{service}"}}"#
+            );
+            let time = at(&mut self.rng);
+            cols.push(&Event {
+                time,
+                event_type: "connector.call",
+                outcome: Some(status),
+                latency_ms: Some(latency),
+                attributes: Some(&attrs),
+                ..*base
+            });
+        }
+        if base.channel == Some("voice") {
+            let score = ((quality / 10.0 + self.rng.random_range(-1.5..1.5)).clamp(0.0, 10.0)
+                * 10.0)
+                .round()
+                / 10.0;
+            let criterion = ["greeting", "compliance", "empathy"][self.rng.random_range(0..3)];
+            let attrs = format!(
+                r#"{{"score":{score},"passed":{},"criterion":"{criterion}","service_id":"{service}"}}"#,
+                score >= 6.0
+            );
+            cols.push(&Event {
+                event_type: "voice_judge.result",
+                attributes: Some(&attrs),
+                ..*base
+            });
+        }
+        if self.rng.random_range(0..100) < 30 {
+            let kind = *pick(
+                &mut self.rng,
+                &[
+                    "order_placed",
+                    "refund_requested",
+                    "appointment_booked",
+                    "complaint_filed",
+                ],
+                &[45, 20, 20, 15],
+            );
+            let attrs = if kind == "order_placed" {
+                let amount = (LogNormal::new(80f64.ln(), 0.8)
+                    .expect("valid")
+                    .sample(&mut self.rng)
+                    * 100.0)
+                    .round()
+                    / 100.0;
+                format!(r#"{{"kind":"{kind}","amount":{amount},"service_id":"{service}"}}"#)
+            } else {
+                format!(r#"{{"kind":"{kind}","service_id":"{service}"}}"#)
+            };
+            cols.push(&Event {
+                event_type: "world.event",
+                attributes: Some(&attrs),
+                ..*base
+            });
+        }
+        if base.channel == Some("text") && self.rng.random_range(0..2) == 0 {
+            let surface = *pick(&mut self.rng, &["web_widget", "mobile_app"], &[65, 35]);
+            let action = *pick(&mut self.rng, &["view", "click", "dismiss"], &[55, 30, 15]);
+            let attrs = format!(
+                r#"{{"surface":"{surface}","action":"{action}","dwell_ms":{},"service_id":"{service}"}}"#,
+                self.rng.random_range(300..20_000)
+            );
+            let time = at(&mut self.rng);
+            cols.push(&Event {
+                time,
+                event_type: "surface.event",
+                channel: Some("surface"),
+                attributes: Some(&attrs),
+                ..*base
+            });
+        }
+    }
+
     fn call_summary(&mut self, cols: &mut Columns) {
         let ws_i = usize::from(self.rng.random_range(0..100) >= 60);
         let rank = self.user(20 + ws_i);
@@ -747,7 +880,45 @@ impl DayGenerator {
             self.rng.random_range(0..6),
             self.rng.random::<f64>() * 0.3
         );
-        let t = self.time_of_day(0);
+        let topic = match service {
+            "svc-billing" => [
+                "an unexpected charge",
+                "a refund",
+                "changing the payment card",
+            ][self.rng.random_range(0..3)],
+            "svc-sales" => {
+                ["upgrading the plan", "a price quote", "a new order"][self.rng.random_range(0..3)]
+            }
+            _ => [
+                "a login problem",
+                "a delayed delivery",
+                "setting up the device",
+            ][self.rng.random_range(0..3)],
+        };
+        let how = match outcome {
+            "resolved" => "the agent resolved it",
+            "escalated" => "the agent escalated it to a specialist",
+            "abandoned" => "the caller hung up before it was resolved",
+            _ => "the call went to voicemail",
+        };
+        let attrs = format!(
+            r#"{},"topic":"{topic}","summary":"The caller asked about {topic}; {how}. The caller sounded {sentiment}."}}"#,
+            attrs.trim_end_matches('}')
+        );
+        let duration_ms = ((duration as i64).max(1) * 1000).min(4 * 3_600_000);
+        let start = self.time_of_day(duration_ms + 1000);
+        let t = start + duration_ms;
+        let base = Event {
+            time: t,
+            workspace_id: WORKSPACES[ws_i],
+            event_type: "call_intelligence.row",
+            user_id: Some(&user),
+            session_id: Some(&call),
+            channel: Some(channel),
+            direction: Some(direction),
+            ..Default::default()
+        };
+        self.call_companions(cols, &base, start, duration_ms, service, sentiment, quality);
         cols.push(&Event {
             time: t,
             workspace_id: WORKSPACES[ws_i],

@@ -15,6 +15,8 @@ pub mod engine;
 pub mod format;
 pub mod generate;
 pub mod ingest;
+pub mod metric_store;
+pub mod pipeline;
 pub mod repl;
 pub mod series;
 pub mod server;

@@ -62,6 +62,25 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
+        Command::Pipeline(args) => {
+            let store = Store::open(&args.storage.data).map_err(|e| e.to_string())?;
+            let engine = Engine::new(store).await.map_err(|e| e.to_string())?;
+            let ai = metricstore::metric_store::extract::Ai::from_env()?;
+            let now_ms = metricstore::api::Clock::from_env()?.now_ms();
+            let opts = metricstore::pipeline::Options {
+                from: args.from,
+                to: args.to,
+                now_ms,
+            };
+            let report = metricstore::pipeline::run(&engine, &ai, &opts)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+            );
+            Ok(())
+        }
         Command::Generate(args) => {
             let store = Store::open(&args.storage.data).map_err(|e| e.to_string())?;
             let end = args.end.unwrap_or_else(|| chrono::Utc::now().date_naive());

@@ -53,7 +53,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     };
     let auth = Auth::parse(&spec, args.rate_limit, args.burst)?;
     let signer = Signer::from_secret(&spec);
-    let state = AppState::new(engine, auth, clock, signer);
+    let ai = crate::metric_store::extract::Ai::from_env()?;
+    let state = AppState::with_ai(engine, auth, clock, signer, ai);
     let recovered = state
         .ingest
         .recover()
@@ -68,6 +69,12 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     state
         .ingest
         .spawn_background(std::time::Duration::from_secs(1));
+    if args.pipeline_interval > 0 {
+        spawn_pipeline(
+            state.clone(),
+            std::time::Duration::from_secs(args.pipeline_interval),
+        );
+    }
     let app = api::router(state);
 
     let listener = tokio::net::TcpListener::bind(&args.listen)
@@ -93,4 +100,29 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         })
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Runs the Metric Store pipeline now and then every `every`, over the
+/// last 24 hours. A failed run is logged and retried at the next tick.
+fn spawn_pipeline(state: std::sync::Arc<AppState>, every: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let opts = crate::pipeline::Options {
+                from: None,
+                to: None,
+                now_ms: state.clock.now_ms(),
+            };
+            match crate::pipeline::run(&state.engine, &state.ai, &opts).await {
+                Ok(r) => tracing::info!(
+                    days = r.days_computed,
+                    values = r.values_written,
+                    "scheduled pipeline run done"
+                ),
+                Err(e) => tracing::error!(error = %e, "scheduled pipeline run failed"),
+            }
+        }
+    });
 }

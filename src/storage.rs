@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod events;
+pub mod values;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -153,6 +153,8 @@ pub fn serve_with_env(data: &str, tokens: &str, now: &str, env: &[(&str, &str)])
         ])
         .env("METRICSTORE_TOKENS", tokens)
         .env("METRICSTORE_NOW", now)
+        // Tests that want the scheduled Metric Store pipeline turn it on.
+        .env("METRICSTORE_PIPELINE_INTERVAL", "0")
         .envs(env.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

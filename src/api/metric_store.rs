@@ -1,0 +1,579 @@
+//! The Metric Store API: settings (built-in and custom definitions), the
+//! values the pipeline stored (latest, over a range, trend), the catalog
+//! and on-demand evaluation.
+
+pub mod types;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use serde_json::Value as JsonValue;
+
+use super::auth::Principal;
+use super::{ApiError, AppState, JsonBody};
+use crate::metric_store::compile::{Level, Selection};
+use crate::metric_store::values::{Lookup, lookup};
+use crate::metric_store::{self as ms, Granularity, MetricDef, Settings, check_settings};
+use crate::pipeline::{self, EvaluateError};
+use crate::storage::catalog::UpdateError;
+use types::*;
+
+const DAY_MS: i64 = 86_400_000;
+
+fn workspace(id: &str) -> Result<(), ApiError> {
+    let n = id.chars().count();
+    if n == 0 || n > 255 || id.chars().any(char::is_control) {
+        return Err(ApiError::bad(
+            "INVALID_WORKSPACE",
+            "workspace_id must be 1 to 255 printable characters",
+        ));
+    }
+    Ok(())
+}
+
+fn ws_path(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    let Path(ws) = path.map_err(|e| ApiError::bad("INVALID_PATH", e.to_string()))?;
+    workspace(&ws)?;
+    Ok(ws)
+}
+
+fn ws_key_path(
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<(String, String), ApiError> {
+    let Path((ws, key)) = path.map_err(|e| ApiError::bad("INVALID_PATH", e.to_string()))?;
+    workspace(&ws)?;
+    Ok((ws, key))
+}
+
+fn params(
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<HashMap<String, String>, ApiError> {
+    q.map(|Query(p)| p)
+        .map_err(|e| ApiError::bad("INVALID_PARAMETER", e.to_string()))
+}
+
+async fn settings(state: &AppState, ws: &str) -> Result<Settings, ApiError> {
+    pipeline::load_settings(&state.engine.store, ws)
+        .await
+        .map_err(ApiError::internal)
+}
+
+async fn metric(state: &AppState, ws: &str, key: &str) -> Result<MetricDef, ApiError> {
+    settings(state, ws).await?.get(key).ok_or_else(|| {
+        ApiError::not_found(
+            "METRIC_NOT_FOUND",
+            format!(
+                "no metric {key:?} in workspace {ws:?} (GET /v1/{ws}/metrics/catalog lists them)"
+            ),
+        )
+    })
+}
+
+fn settings_response(ws: String, s: &Settings) -> SettingsResponse {
+    let metrics = s.all();
+    SettingsResponse {
+        workspace_id: ws,
+        builtin_count: metrics.iter().filter(|m| m.builtin).count(),
+        custom_count: s.custom.len(),
+        max_custom_metrics: ms::MAX_CUSTOM_METRICS,
+        metrics,
+    }
+}
+
+/// `GET /v1/{workspace_id}/settings/metrics`.
+pub async fn get_settings(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<SettingsResponse>, ApiError> {
+    let ws = ws_path(path)?;
+    principal.require(&ws)?;
+    let s = settings(&state, &ws).await?;
+    Ok(Json(settings_response(ws, &s)))
+}
+
+/// `PUT /v1/{workspace_id}/settings/metrics`: replaces the custom set (and
+/// built-ins' `active` flags) in one catalog write, or changes nothing.
+pub async fn put_settings(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+    JsonBody(body): JsonBody<JsonValue>,
+) -> Result<Json<SettingsResponse>, ApiError> {
+    let ws = ws_path(path)?;
+    principal.require(&ws)?;
+    principal.require_admin()?;
+    let new = check_settings(&body).map_err(|problems| {
+        let first = &problems[0];
+        ApiError::Detailed {
+            code: "VALIDATION_ERROR",
+            message: if problems.len() == 1 {
+                first.to_string()
+            } else {
+                format!("{first} (and {} more problems)", problems.len() - 1)
+            },
+            details: serde_json::json!({"field": first.field, "errors": problems}),
+        }
+    })?;
+    let stored = new.clone();
+    pipeline::settings_catalog(&state.engine.store)
+        .update(&ws, move |doc: &mut Settings| {
+            *doc = stored.clone();
+            Ok::<_, ApiError>(())
+        })
+        .await
+        .map_err(|e| match e {
+            UpdateError::Rejected(e) => e,
+            UpdateError::Storage(crate::storage::Error::Contended { key }) => {
+                ApiError::Unavailable {
+                    message: format!("too many concurrent changes to {key}; try again"),
+                    retry_after: std::time::Duration::from_secs(1),
+                }
+            }
+            UpdateError::Storage(e) => ApiError::internal(e),
+        })?;
+    Ok(Json(settings_response(ws, &new)))
+}
+
+fn lookup_for(ws: &str, subject: &Subject) -> Lookup {
+    Lookup {
+        workspace: ws.to_string(),
+        entity_type: Some(subject.level.entity_type().to_string()),
+        entity_id: match subject.level {
+            Level::Workspace => Some(ws.to_string()),
+            _ => subject.entity_id.clone(),
+        },
+        ..Default::default()
+    }
+}
+
+/// The values of the metric's own granularity, else (entity and service
+/// values are daily only) daily ones.
+fn own_granularity(def: &MetricDef, values: Vec<MetricValue>) -> Vec<MetricValue> {
+    let own = def.period_granularity.name();
+    if values.iter().any(|v| v.granularity == own) {
+        values
+            .into_iter()
+            .filter(|v| v.granularity == own)
+            .collect()
+    } else {
+        values
+            .into_iter()
+            .filter(|v| v.granularity == "daily")
+            .collect()
+    }
+}
+
+/// `GET /v1/{workspace_id}/metrics`: the newest value of every metric.
+pub async fn latest(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<LatestResponse>, ApiError> {
+    let ws = ws_path(path)?;
+    principal.require(&ws)?;
+    let p = params(query)?;
+    check_params(
+        &p,
+        &[
+            "source",
+            "scope",
+            "entity_type",
+            "entity_id",
+            "service_id",
+            "session_id",
+        ],
+    )?;
+    let source = match p.get("source") {
+        None => None,
+        Some(s) => Some(ms::Source::parse(s).ok_or_else(|| {
+            ApiError::bad(
+                "INVALID_PARAMETER",
+                format!(
+                    "source {s:?} is not one of {}",
+                    ms::Source::ALL.map(|s| s.name()).join(", ")
+                ),
+            )
+        })?),
+    };
+    let subject = subject(&p)?;
+    let defs: Vec<MetricDef> = settings(&state, &ws)
+        .await?
+        .all()
+        .into_iter()
+        .filter(|d| d.active && source.is_none_or(|s| d.source == s))
+        .collect();
+    let mut q = lookup_for(&ws, &subject);
+    q.keys = Some(defs.iter().map(|d| d.key.clone()).collect());
+    let rows = lookup(&state.engine, &q).await?;
+    let mut by_key: HashMap<&str, Vec<crate::storage::values::ValueRow>> = HashMap::new();
+    for r in rows {
+        if let Some(d) = defs.iter().find(|d| d.key == r.metric_key) {
+            by_key.entry(d.key.as_str()).or_default().push(r);
+        }
+    }
+    let mut metrics = Vec::new();
+    let mut not_computed = Vec::new();
+    for def in &defs {
+        let rows = by_key.remove(def.key.as_str()).unwrap_or_default();
+        let values = own_granularity(def, assemble(def, &rows));
+        match values.into_iter().max_by_key(|v| v.period_start_ms) {
+            Some(v) => metrics.push(v),
+            None => not_computed.push(NotComputed {
+                metric_key: def.key.clone(),
+                reason: if def.extraction_mode.is_ai() && state.ai.extractor.is_none() {
+                    "AI metric: no AI endpoint is configured on this server".into()
+                } else {
+                    "no stored value for this subject yet (the pipeline has not run over its events)".into()
+                },
+            }),
+        }
+    }
+    Ok(Json(LatestResponse {
+        workspace_id: ws,
+        as_of: crate::api::alexa::types::timestamp(state.clock.now_ms()),
+        count: metrics.len(),
+        metrics,
+        not_computed,
+    }))
+}
+
+/// `GET /v1/{workspace_id}/metrics/{metric_key}`: values over a range.
+pub async fn values(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<ValuesResponse>, ApiError> {
+    let (ws, key) = ws_key_path(path)?;
+    principal.require(&ws)?;
+    let p = params(query)?;
+    check_params(
+        &p,
+        &[
+            "date_from",
+            "date_to",
+            "limit",
+            "granularity",
+            "scope",
+            "entity_type",
+            "entity_id",
+            "service_id",
+            "session_id",
+        ],
+    )?;
+    let def = metric(&state, &ws, &key).await?;
+    let limit = int_param(&p, "limit", 1, 365, 30)?;
+    let subject = subject(&p)?;
+    let now = state.clock.now_ms();
+    let to_ms = match p.get("date_to") {
+        Some(t) => parse_date("date_to", t, true)?,
+        None => now,
+    };
+    let from_ms = match p.get("date_from") {
+        Some(t) => parse_date("date_from", t, false)?,
+        None => to_ms - 30 * DAY_MS,
+    };
+    if from_ms >= to_ms {
+        return Err(ApiError::bad(
+            "INVALID_DATE",
+            "date_from must be before date_to",
+        ));
+    }
+    if to_ms - from_ms > 3660 * DAY_MS {
+        return Err(ApiError::bad(
+            "INVALID_DATE",
+            "a range spans at most 3660 days",
+        ));
+    }
+    let granularity = match p.get("granularity") {
+        None => None,
+        Some(g) => Some(Granularity::parse(g).ok_or_else(|| {
+            ApiError::bad(
+                "INVALID_PARAMETER",
+                format!("granularity {g:?} is not hourly or daily"),
+            )
+        })?),
+    };
+    let mut q = lookup_for(&ws, &subject);
+    q.keys = Some(vec![def.key.clone()]);
+    q.from_ms = Some(from_ms);
+    q.to_ms = Some(to_ms);
+    let rows = lookup(&state.engine, &q).await?;
+    let all = assemble(&def, &rows);
+    let mut values = match granularity {
+        Some(g) => all
+            .into_iter()
+            .filter(|v| v.granularity == g.name())
+            .collect(),
+        None => own_granularity(&def, all),
+    };
+    values.sort_by_key(|v| v.period_start_ms);
+    let skip = values.len().saturating_sub(limit as usize);
+    let values: Vec<MetricValue> = values.into_iter().skip(skip).collect();
+    let gran = granularity.unwrap_or_else(|| {
+        values
+            .first()
+            .and_then(|v| Granularity::parse(&v.granularity))
+            .unwrap_or(def.period_granularity)
+    });
+    Ok(Json(ValuesResponse {
+        workspace_id: ws.clone(),
+        metric_key: def.key.clone(),
+        name: def.name.clone(),
+        granularity: gran,
+        entity_type: subject.level.entity_type().to_string(),
+        entity_id: subject.entity_id.clone().unwrap_or(ws),
+        date_from: crate::api::alexa::types::timestamp(from_ms),
+        date_to: crate::api::alexa::types::timestamp(to_ms),
+        limit,
+        count: values.len(),
+        values,
+    }))
+}
+
+/// `GET /v1/{workspace_id}/metrics/{metric_key}/trend`: daily values of
+/// the last `days` days (today included).
+pub async fn trend(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    path: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<TrendResponse>, ApiError> {
+    let (ws, key) = ws_key_path(path)?;
+    principal.require(&ws)?;
+    let p = params(query)?;
+    check_params(
+        &p,
+        &[
+            "days",
+            "scope",
+            "entity_type",
+            "entity_id",
+            "service_id",
+            "session_id",
+        ],
+    )?;
+    let def = metric(&state, &ws, &key).await?;
+    let days = int_param(&p, "days", 1, 365, 30)?;
+    let subject = subject(&p)?;
+    let today = state.clock.now_ms().div_euclid(DAY_MS) * DAY_MS;
+    let from_ms = today - (days - 1) * DAY_MS;
+    let to_ms = today + DAY_MS;
+    let mut q = lookup_for(&ws, &subject);
+    q.keys = Some(vec![def.key.clone()]);
+    q.granularity = Some(Granularity::Daily);
+    q.from_ms = Some(from_ms);
+    q.to_ms = Some(to_ms);
+    let rows = lookup(&state.engine, &q).await?;
+    let by_day: BTreeMap<i64, MetricValue> = assemble(&def, &rows)
+        .into_iter()
+        .map(|v| (v.period_start_ms, v))
+        .collect();
+    let points = (0..days)
+        .map(|i| {
+            let day = from_ms + i * DAY_MS;
+            let v = by_day.get(&day);
+            TrendPoint {
+                date: crate::storage::events::date_of_millis(day),
+                value: v.and_then(|v| v.value),
+                sample_size: v.map(|v| v.sample_size).unwrap_or(0),
+            }
+        })
+        .collect();
+    let mut out = TrendResponse {
+        workspace_id: ws.clone(),
+        metric_key: def.key.clone(),
+        name: def.name.clone(),
+        unit: def.unit.clone(),
+        entity_type: subject.level.entity_type().to_string(),
+        entity_id: subject.entity_id.clone().unwrap_or(ws),
+        days,
+        date_from: crate::storage::events::date_of_millis(from_ms),
+        date_to: crate::storage::events::date_of_millis(today),
+        points,
+        first: None,
+        last: None,
+        change: None,
+        change_pct: None,
+        direction: None,
+        average: None,
+    };
+    out.summarise();
+    Ok(Json(out))
+}
+
+/// `GET /v1/{workspace_id}/metrics/catalog`.
+pub async fn catalog(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<CatalogResponse>, ApiError> {
+    let ws = ws_path(path)?;
+    principal.require(&ws)?;
+    let defs = settings(&state, &ws).await?.all();
+    let rows = lookup(
+        &state.engine,
+        &Lookup {
+            workspace: ws.clone(),
+            entity_type: Some("workspace".into()),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let mut newest: HashMap<&str, i64> = HashMap::new();
+    for r in &rows {
+        let e = newest
+            .entry(r.metric_key.as_str())
+            .or_insert(r.period_start);
+        *e = (*e).max(r.period_start);
+    }
+    let metrics: Vec<CatalogEntry> = defs
+        .into_iter()
+        .map(|d| {
+            let ai_missing = d.extraction_mode.is_ai() && state.ai.extractor.is_none();
+            CatalogEntry {
+                latest_period: newest
+                    .get(d.key.as_str())
+                    .map(|ms| crate::api::alexa::types::timestamp(*ms)),
+                computable: !ai_missing,
+                reason: ai_missing
+                    .then(|| "AI metric: no AI endpoint is configured on this server".into()),
+                key: d.key,
+                name: d.name,
+                description: d.description,
+                source: d.source,
+                metric_type: d.metric_type,
+                aggregation: d.aggregation,
+                extraction_mode: d.extraction_mode,
+                period_granularity: d.period_granularity,
+                unit: d.unit,
+                builtin: d.builtin,
+                active: d.active,
+            }
+        })
+        .collect();
+    Ok(Json(CatalogResponse {
+        workspace_id: ws,
+        sources: ms::Source::ALL
+            .iter()
+            .map(|s| SourceInfo {
+                name: s.name(),
+                event_types: s.event_types(),
+            })
+            .collect(),
+        count: metrics.len(),
+        metrics,
+    }))
+}
+
+const EVALUATE_FIELDS: [&str; 7] = [
+    "scope",
+    "entity_type",
+    "entity_id",
+    "service_id",
+    "session_id",
+    "date_from",
+    "date_to",
+];
+
+/// `POST /v1/{workspace_id}/metrics/{metric_key}/evaluate`: computes a
+/// value now, for a subject and range (default: the last 24 hours),
+/// without storing it.
+pub async fn evaluate(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    path: Result<Path<(String, String)>, PathRejection>,
+    JsonBody(body): JsonBody<JsonValue>,
+) -> Result<Json<EvaluateResponse>, ApiError> {
+    let (ws, key) = ws_key_path(path)?;
+    principal.require(&ws)?;
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ApiError::bad("INVALID_REQUEST_BODY", "the body must be a JSON object"))?;
+    let mut p = HashMap::new();
+    for (k, v) in obj {
+        if !EVALUATE_FIELDS.contains(&k.as_str()) {
+            return Err(ApiError::bad(
+                "INVALID_PARAMETER",
+                format!(
+                    "unknown field {k:?}; evaluate takes {}",
+                    EVALUATE_FIELDS.join(", ")
+                ),
+            ));
+        }
+        match v {
+            JsonValue::Null => {}
+            JsonValue::String(s) => {
+                p.insert(k.clone(), s.clone());
+            }
+            other => {
+                return Err(ApiError::bad(
+                    "INVALID_PARAMETER",
+                    format!("{k} must be a string, not {other}"),
+                ));
+            }
+        }
+    }
+    let def = metric(&state, &ws, &key).await?;
+    let subject = subject(&p)?;
+    let now = state.clock.now_ms();
+    let to_ms = match p.get("date_to") {
+        Some(t) => parse_date("date_to", t, true)?,
+        None => now,
+    };
+    let from_ms = match p.get("date_from") {
+        Some(t) => parse_date("date_from", t, false)?,
+        None => to_ms - pipeline::LOOKBACK_MS,
+    };
+    if from_ms >= to_ms {
+        return Err(ApiError::bad(
+            "INVALID_DATE",
+            "date_from must be before date_to",
+        ));
+    }
+    if to_ms - from_ms > 3660 * DAY_MS {
+        return Err(ApiError::bad(
+            "INVALID_DATE",
+            "a range spans at most 3660 days",
+        ));
+    }
+    let sel = Selection {
+        workspace: ws.clone(),
+        from_ms,
+        to_ms,
+        session_id: subject.session_id.clone(),
+        service_id: subject.service_id.clone(),
+    };
+    let e = pipeline::evaluate(&state.engine, &state.ai, &def, subject.level, &sel, now)
+        .await
+        .map_err(|e| match e {
+            EvaluateError::NotFound(m) => ApiError::not_found("SUBJECT_NOT_FOUND", m),
+            EvaluateError::NotEvaluable(m) => ApiError::Unprocessable(m),
+            EvaluateError::Failed(e) => ApiError::internal(e),
+        })?;
+    Ok(Json(EvaluateResponse {
+        workspace_id: ws.clone(),
+        metric_key: def.key.clone(),
+        name: def.name.clone(),
+        metric_type: def.metric_type,
+        aggregation: def.aggregation,
+        unit: def.unit.clone(),
+        scope: subject.level.scope().to_string(),
+        entity_type: subject.level.entity_type().to_string(),
+        entity_id: subject.entity_id.clone().unwrap_or(ws),
+        service_id: subject.service_id,
+        session_id: subject.session_id,
+        date_from: crate::api::alexa::types::timestamp(from_ms),
+        date_to: crate::api::alexa::types::timestamp(to_ms),
+        value: e.value,
+        categories: e.categories,
+        sample_size: e.sample_size,
+        evaluated_at: crate::api::alexa::types::timestamp(now),
+        persisted: false,
+    }))
+}

@@ -1,0 +1,461 @@
+//! Wire types of the Metric Store API, and the parsing of its query
+//! parameters.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, NaiveDate};
+use serde::Serialize;
+
+use crate::api::ApiError;
+use crate::api::alexa::types::timestamp;
+use crate::metric_store::compile::Level;
+use crate::metric_store::{
+    Aggregation, ExtractionMode, Granularity, MetricDef, MetricType, Source,
+};
+use crate::storage::values::ValueRow;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Rejects query parameters a route does not take (a typo would otherwise
+/// silently widen the answer).
+pub fn check_params(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+    let mut unknown: Vec<&String> = params
+        .keys()
+        .filter(|k| !allowed.contains(&k.as_str()))
+        .collect();
+    unknown.sort();
+    match unknown.first() {
+        None => Ok(()),
+        Some(k) => Err(ApiError::bad(
+            "INVALID_PARAMETER",
+            format!(
+                "unknown query parameter {k:?}; this route takes {}",
+                allowed.join(", ")
+            ),
+        )),
+    }
+}
+
+fn text_param(params: &HashMap<String, String>, name: &str) -> Result<Option<String>, ApiError> {
+    match params.get(name) {
+        None => Ok(None),
+        Some(v) if v.trim().is_empty() => Err(ApiError::bad(
+            "INVALID_PARAMETER",
+            format!("{name} is empty"),
+        )),
+        Some(v) if v.chars().count() > 255 => Err(ApiError::bad(
+            "INVALID_PARAMETER",
+            format!("{name} is longer than 255 characters"),
+        )),
+        Some(v) => Ok(Some(v.trim().to_string())),
+    }
+}
+
+/// An integer parameter within `[min, max]`.
+pub fn int_param(
+    params: &HashMap<String, String>,
+    name: &str,
+    min: i64,
+    max: i64,
+    default: i64,
+) -> Result<i64, ApiError> {
+    match params.get(name) {
+        None => Ok(default),
+        Some(v) => {
+            let n: i64 = v.trim().parse().map_err(|_| {
+                ApiError::bad(
+                    "INVALID_PARAMETER",
+                    format!("{name} must be a whole number from {min} to {max}, not {v:?}"),
+                )
+            })?;
+            if n < min || n > max {
+                return Err(ApiError::bad(
+                    "INVALID_PARAMETER",
+                    format!("{name} must be from {min} to {max}, not {n}"),
+                ));
+            }
+            Ok(n)
+        }
+    }
+}
+
+/// A date (`YYYY-MM-DD`, a whole UTC day) or an RFC 3339 instant. `end`
+/// makes a date mean the end of that day (an inclusive `date_to`).
+pub fn parse_date(name: &str, text: &str, end: bool) -> Result<i64, ApiError> {
+    let t = text.trim();
+    if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        let ms = d
+            .and_hms_opt(0, 0, 0)
+            .expect("midnight")
+            .and_utc()
+            .timestamp_millis();
+        return Ok(if end { ms + DAY_MS } else { ms });
+    }
+    DateTime::parse_from_rfc3339(t)
+        .map(|d| d.timestamp_millis())
+        .map_err(|_| {
+            ApiError::bad(
+                "INVALID_DATE",
+                format!("{name} {t:?} is not a date (YYYY-MM-DD) or an RFC 3339 time"),
+            )
+        })
+}
+
+/// Whom values describe, from `scope`, `entity_type`, `entity_id`,
+/// `service_id` and `session_id`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subject {
+    pub level: Level,
+    pub entity_id: Option<String>,
+    pub service_id: Option<String>,
+    pub session_id: Option<String>,
+}
+
+pub fn subject(params: &HashMap<String, String>) -> Result<Subject, ApiError> {
+    let scope = text_param(params, "scope")?;
+    let entity_type = text_param(params, "entity_type")?;
+    let entity_id = text_param(params, "entity_id")?;
+    let service_id = text_param(params, "service_id")?;
+    let session_id = text_param(params, "session_id")?;
+    subject_of(
+        scope.as_deref(),
+        entity_type.as_deref(),
+        entity_id,
+        service_id,
+        session_id,
+    )
+}
+
+pub fn subject_of(
+    scope: Option<&str>,
+    entity_type: Option<&str>,
+    entity_id: Option<String>,
+    service_id: Option<String>,
+    session_id: Option<String>,
+) -> Result<Subject, ApiError> {
+    let bad = |m: String| ApiError::bad("INVALID_PARAMETER", m);
+    if let Some(s) = scope
+        && s != "aggregate"
+        && s != "entity"
+    {
+        return Err(bad(format!("scope {s:?} is not aggregate or entity")));
+    }
+    let level = match entity_type {
+        Some(t) => Level::parse(t).ok_or_else(|| {
+            bad(format!(
+                "entity_type {t:?} is not one of workspace, service, call"
+            ))
+        })?,
+        None if session_id.is_some() => Level::Call,
+        None if scope == Some("entity") => Level::Call,
+        None if service_id.is_some() => Level::Service,
+        None => Level::Workspace,
+    };
+    if let Some(s) = scope
+        && s != level.scope()
+    {
+        return Err(bad(format!(
+            "scope {s:?} does not match entity_type {:?} (whose scope is {:?})",
+            level.entity_type(),
+            level.scope()
+        )));
+    }
+    let out = match level {
+        Level::Workspace => {
+            if service_id.is_some() || session_id.is_some() {
+                return Err(bad(
+                    "entity_type workspace takes neither service_id nor session_id".into(),
+                ));
+            }
+            Subject {
+                level,
+                entity_id: None,
+                service_id: None,
+                session_id: None,
+            }
+        }
+        Level::Service => {
+            if session_id.is_some() {
+                return Err(bad("a service takes no session_id".into()));
+            }
+            let id = match (entity_id, service_id) {
+                (Some(a), Some(b)) if a != b => {
+                    return Err(bad(format!(
+                        "entity_id {a:?} and service_id {b:?} name different services"
+                    )));
+                }
+                (Some(a), _) | (None, Some(a)) => a,
+                (None, None) => {
+                    return Err(bad(
+                        "entity_type service needs entity_id or service_id".into()
+                    ));
+                }
+            };
+            Subject {
+                level,
+                entity_id: Some(id.clone()),
+                service_id: Some(id),
+                session_id: None,
+            }
+        }
+        Level::Call => {
+            let id = match (entity_id, session_id) {
+                (Some(a), Some(b)) if a != b => {
+                    return Err(bad(format!(
+                        "entity_id {a:?} and session_id {b:?} name different calls"
+                    )));
+                }
+                (Some(a), _) | (None, Some(a)) => a,
+                (None, None) => {
+                    return Err(bad(
+                        "entity values are per call: give entity_id or session_id".into(),
+                    ));
+                }
+            };
+            Subject {
+                level,
+                entity_id: Some(id.clone()),
+                service_id,
+                session_id: Some(id),
+            }
+        }
+    };
+    Ok(out)
+}
+
+/// `GET/PUT /v1/{ws}/settings/metrics`.
+#[derive(Debug, Serialize)]
+pub struct SettingsResponse {
+    pub workspace_id: String,
+    pub metrics: Vec<MetricDef>,
+    pub builtin_count: usize,
+    pub custom_count: usize,
+    pub max_custom_metrics: usize,
+}
+
+/// One value of one metric for one period and subject.
+#[derive(Debug, Serialize, Clone, PartialEq)]
+pub struct MetricValue {
+    pub metric_key: String,
+    pub name: String,
+    pub source: Source,
+    pub metric_type: MetricType,
+    pub aggregation: Aggregation,
+    pub unit: Option<String>,
+    pub granularity: String,
+    pub period_start: String,
+    pub period_end: String,
+    pub scope: String,
+    pub entity_type: String,
+    pub entity_id: String,
+    pub service_id: Option<String>,
+    pub session_id: Option<String>,
+    pub value: Option<f64>,
+    /// Categorical metrics: events per category.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub categories: Option<BTreeMap<String, f64>>,
+    pub sample_size: i64,
+    pub computed_at: String,
+    /// Whether the period had ended when the value was computed.
+    pub complete: bool,
+    #[serde(skip)]
+    pub period_start_ms: i64,
+}
+
+/// Groups stored rows (one metric) into values: one per period and
+/// subject, categories folded in. Sorted by period.
+pub fn assemble(def: &MetricDef, rows: &[ValueRow]) -> Vec<MetricValue> {
+    type Key = (i64, String, String, String);
+    let mut groups: BTreeMap<Key, (Option<&ValueRow>, BTreeMap<String, f64>)> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.metric_key == def.key) {
+        let g = groups
+            .entry((
+                r.period_start,
+                r.granularity.clone(),
+                r.entity_type.clone(),
+                r.entity_id.clone(),
+            ))
+            .or_default();
+        match &r.category {
+            Some(c) => {
+                g.1.insert(c.clone(), r.value.unwrap_or(0.0));
+            }
+            None => g.0 = Some(r),
+        }
+    }
+    groups
+        .into_values()
+        .filter_map(|(head, cats)| {
+            let h = head?;
+            Some(MetricValue {
+                metric_key: def.key.clone(),
+                name: def.name.clone(),
+                source: def.source,
+                metric_type: def.metric_type,
+                aggregation: def.aggregation,
+                unit: def.unit.clone(),
+                granularity: h.granularity.clone(),
+                period_start: timestamp(h.period_start),
+                period_end: timestamp(h.period_end),
+                scope: h.scope.clone(),
+                entity_type: h.entity_type.clone(),
+                entity_id: h.entity_id.clone(),
+                service_id: h.service_id.clone(),
+                session_id: h.session_id.clone(),
+                value: h.value,
+                categories: (def.metric_type == MetricType::Categorical).then_some(cats),
+                sample_size: h.sample_size,
+                computed_at: timestamp(h.computed_at),
+                complete: h.period_end <= h.computed_at,
+                period_start_ms: h.period_start,
+            })
+        })
+        .collect()
+}
+
+/// Why a metric has no value.
+#[derive(Debug, Serialize)]
+pub struct NotComputed {
+    pub metric_key: String,
+    pub reason: String,
+}
+
+/// `GET /v1/{ws}/metrics`.
+#[derive(Debug, Serialize)]
+pub struct LatestResponse {
+    pub workspace_id: String,
+    pub as_of: String,
+    pub count: usize,
+    pub metrics: Vec<MetricValue>,
+    pub not_computed: Vec<NotComputed>,
+}
+
+/// `GET /v1/{ws}/metrics/{key}`.
+#[derive(Debug, Serialize)]
+pub struct ValuesResponse {
+    pub workspace_id: String,
+    pub metric_key: String,
+    pub name: String,
+    pub granularity: Granularity,
+    pub entity_type: String,
+    pub entity_id: String,
+    pub date_from: String,
+    pub date_to: String,
+    pub limit: i64,
+    pub count: usize,
+    pub values: Vec<MetricValue>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct TrendPoint {
+    pub date: String,
+    pub value: Option<f64>,
+    pub sample_size: i64,
+}
+
+/// `GET /v1/{ws}/metrics/{key}/trend`.
+#[derive(Debug, Serialize)]
+pub struct TrendResponse {
+    pub workspace_id: String,
+    pub metric_key: String,
+    pub name: String,
+    pub unit: Option<String>,
+    pub entity_type: String,
+    pub entity_id: String,
+    pub days: i64,
+    pub date_from: String,
+    pub date_to: String,
+    /// One point per day of the window, oldest first; `value` is null for
+    /// a day without a stored value.
+    pub points: Vec<TrendPoint>,
+    pub first: Option<f64>,
+    pub last: Option<f64>,
+    pub change: Option<f64>,
+    pub change_pct: Option<f64>,
+    /// `up`, `down` or `flat` (first to last point with a value).
+    pub direction: Option<String>,
+    pub average: Option<f64>,
+}
+
+impl TrendResponse {
+    pub fn summarise(&mut self) {
+        let vals: Vec<f64> = self.points.iter().filter_map(|p| p.value).collect();
+        self.first = vals.first().copied();
+        self.last = vals.last().copied();
+        if let (Some(a), Some(b)) = (self.first, self.last) {
+            self.change = Some(b - a);
+            self.change_pct = (a != 0.0).then(|| (b - a) / a.abs() * 100.0);
+            self.direction = Some(
+                if (b - a).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0) {
+                    "flat"
+                } else if b > a {
+                    "up"
+                } else {
+                    "down"
+                }
+                .to_string(),
+            );
+        }
+        self.average = (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64);
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SourceInfo {
+    pub name: &'static str,
+    pub event_types: &'static [&'static str],
+}
+
+#[derive(Debug, Serialize)]
+pub struct CatalogEntry {
+    pub key: String,
+    pub name: String,
+    pub description: String,
+    pub source: Source,
+    pub metric_type: MetricType,
+    pub aggregation: Aggregation,
+    pub extraction_mode: ExtractionMode,
+    pub period_granularity: Granularity,
+    pub unit: Option<String>,
+    pub builtin: bool,
+    pub active: bool,
+    /// Whether this server can compute it (AI metrics need an endpoint).
+    pub computable: bool,
+    pub reason: Option<String>,
+    /// The start of the newest stored period, if any.
+    pub latest_period: Option<String>,
+}
+
+/// `GET /v1/{ws}/metrics/catalog`.
+#[derive(Debug, Serialize)]
+pub struct CatalogResponse {
+    pub workspace_id: String,
+    pub sources: Vec<SourceInfo>,
+    pub count: usize,
+    pub metrics: Vec<CatalogEntry>,
+}
+
+/// `POST /v1/{ws}/metrics/{key}/evaluate`.
+#[derive(Debug, Serialize)]
+pub struct EvaluateResponse {
+    pub workspace_id: String,
+    pub metric_key: String,
+    pub name: String,
+    pub metric_type: MetricType,
+    pub aggregation: Aggregation,
+    pub unit: Option<String>,
+    pub scope: String,
+    pub entity_type: String,
+    pub entity_id: String,
+    pub service_id: Option<String>,
+    pub session_id: Option<String>,
+    pub date_from: String,
+    pub date_to: String,
+    pub value: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub categories: Option<BTreeMap<String, f64>>,
+    pub sample_size: i64,
+    pub evaluated_at: String,
+    /// Always false: evaluated values are not stored.
+    pub persisted: bool,
+}

@@ -1,0 +1,87 @@
+//! Reading materialised values back: the `metric_values` table (a
+//! `ListingTable` over `storage::values`, also queryable in the REPL)
+//! filtered by workspace, metrics, entity and dates.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::ArrayRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::logical_expr::{Expr, col, lit};
+
+use super::Granularity;
+use crate::compile::ts;
+use crate::engine::{Engine, Result};
+use crate::storage::values::{self, DAY_COLUMN, ValueRow, WS_COLUMN};
+
+/// The name of the values table in every session.
+pub const TABLE: &str = "metric_values";
+
+/// Which stored values to read.
+#[derive(Debug, Clone, Default)]
+pub struct Lookup {
+    pub workspace: String,
+    pub keys: Option<Vec<String>>,
+    pub granularity: Option<Granularity>,
+    pub entity_type: Option<String>,
+    pub entity_id: Option<String>,
+    pub service_id: Option<String>,
+    pub session_id: Option<String>,
+    /// Periods starting at or after this instant.
+    pub from_ms: Option<i64>,
+    /// Periods starting before this instant.
+    pub to_ms: Option<i64>,
+}
+
+fn day(ms: i64) -> String {
+    crate::storage::events::date_of_millis(ms)
+}
+
+/// Reads the values `q` selects, in no particular order.
+pub async fn lookup(engine: &Engine, q: &Lookup) -> Result<Vec<ValueRow>> {
+    let mut pred = col(WS_COLUMN)
+        .eq(lit(values::ws_partition(&q.workspace)))
+        .and(col("workspace_id").eq(lit(q.workspace.as_str())));
+    let eq = |name: &str, v: &Option<String>| v.as_ref().map(|v| col(name).eq(lit(v.as_str())));
+    let parts: Vec<Option<Expr>> = vec![
+        q.keys.as_ref().map(|keys| {
+            col("metric_key").in_list(keys.iter().map(|k| lit(k.as_str())).collect(), false)
+        }),
+        q.granularity.map(|g| col("granularity").eq(lit(g.name()))),
+        eq("entity_type", &q.entity_type),
+        eq("entity_id", &q.entity_id),
+        eq("service_id", &q.service_id),
+        eq("session_id", &q.session_id),
+        q.from_ms.map(|ms| {
+            col("period_start")
+                .gt_eq(ts(ms))
+                .and(col(DAY_COLUMN).gt_eq(lit(day(ms))))
+        }),
+        q.to_ms.map(|ms| {
+            col("period_start")
+                .lt(ts(ms))
+                .and(col(DAY_COLUMN).lt_eq(lit(day(ms))))
+        }),
+    ];
+    for p in parts.into_iter().flatten() {
+        pred = pred.and(p);
+    }
+    let schema = values::schema();
+    let names: Vec<Expr> = schema.fields().iter().map(|f| col(f.name())).collect();
+    let df = engine.ctx.table(TABLE).await?.filter(pred)?.select(names)?;
+    let batches = engine.execute(df.logical_plan().clone()).await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        // Strings may come back as views; cast to the stored schema.
+        let cols: Vec<ArrayRef> = schema
+            .fields()
+            .iter()
+            .zip(b.columns())
+            .map(|(f, c)| datafusion::arrow::compute::cast(c, f.data_type()))
+            .collect::<Result<_, _>>()
+            .map_err(datafusion::error::DataFusionError::from)?;
+        let b = RecordBatch::try_new(Arc::clone(&schema), cols)
+            .map_err(datafusion::error::DataFusionError::from)?;
+        out.extend(values::from_batch(&b)?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,1122 @@
+//! The Metric Store batch pipeline: computes every active metric of every
+//! workspace per period and per entity and stores the values as Parquet
+//! (`storage::values`).
+//!
+//! The unit of work is one (workspace, day): its static metrics are
+//! computed from that day's events (read once into memory, then one
+//! aggregate per source and level) and written as one file that replaces
+//! the previous one. So re-running a range replaces, never duplicates; a
+//! run killed half-way leaves whole days, old or new; and a checkpoint of
+//! finished days lets the next run of the same range resume where it
+//! stopped. AI metrics are a second phase: the 500 most recent
+//! conversations of the last 24 hours not yet valued, per metric and run,
+//! within a request budget.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use datafusion::arrow::array::{Array, Float64Array, Int64Array, StringArray};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::{MemTable, provider_as_source};
+use datafusion::functions_aggregate::expr_fn as agg;
+use datafusion::logical_expr::{LogicalPlan, TableSource, col, lit};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::compile::ts;
+use crate::engine::Engine;
+use crate::metric_store::compile::{
+    self as mc, CATEGORY, ENTITY, Level, PERIOD, SERVICE, Selection,
+};
+use crate::metric_store::extract::{self, Ai, Answer, Budget};
+use crate::metric_store::{
+    Aggregation, Granularity, MetricDef, MetricType, Settings, Source, wire,
+};
+use crate::storage::catalog::Catalog;
+use crate::storage::values::{self, STATIC_FILE, ValueRow};
+use crate::storage::{self, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Engine(#[from] crate::engine::Error),
+    #[error(transparent)]
+    Storage(#[from] storage::Error),
+    #[error(transparent)]
+    Compile(#[from] mc::Error),
+    #[error(transparent)]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    #[error("{0}")]
+    Range(String),
+    #[error("reading plan output: column {0} missing or of the wrong type")]
+    Output(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How far back a scheduled run (no range given) looks, and the window AI
+/// metrics are computed over.
+pub const LOOKBACK_MS: i64 = 24 * 3_600_000;
+/// Conversations per AI metric per run.
+pub const AI_CONVERSATIONS_PER_RUN: usize = 500;
+/// Days one backfill may span.
+pub const MAX_RANGE_DAYS: i64 = 3660;
+const DAY_MS: i64 = 86_400_000;
+const SETTINGS_KIND: &str = "metric-store-settings";
+const CHECKPOINT: &str = "metrics/pipeline/checkpoint.json";
+
+/// The settings catalog of the Metric Store.
+pub fn settings_catalog(store: &Store) -> Catalog {
+    Catalog::new(store.clone(), SETTINGS_KIND)
+}
+
+pub async fn load_settings(store: &Store, workspace: &str) -> Result<Settings> {
+    Ok(settings_catalog(store).load::<Settings>(workspace).await?.1)
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    pub now_ms: i64,
+}
+
+/// What a run did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Report {
+    pub from: String,
+    pub to: String,
+    pub workspaces: usize,
+    pub days_computed: usize,
+    pub days_resumed: usize,
+    pub values_written: usize,
+    pub ai_requests: usize,
+    pub ai_values: usize,
+    pub ai_dropped: usize,
+    pub ai_failed: usize,
+    /// Metrics not computed, with the reason.
+    pub skipped: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Checkpoint {
+    from: String,
+    to: String,
+    done: BTreeSet<String>,
+    finished: bool,
+}
+
+fn day_start_ms(d: NaiveDate) -> i64 {
+    Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"))
+        .timestamp_millis()
+}
+
+fn day_of_ms(ms: i64) -> NaiveDate {
+    Utc.timestamp_millis_opt(ms)
+        .single()
+        .map(|t| t.date_naive())
+        .unwrap_or_default()
+}
+
+/// The days a run covers: the given range, or the days the last 24 hours
+/// touch.
+pub fn days(opts: &Options) -> Result<Vec<NaiveDate>> {
+    let (from, to) = match (opts.from, opts.to) {
+        (None, None) => (day_of_ms(opts.now_ms - LOOKBACK_MS), day_of_ms(opts.now_ms)),
+        (Some(f), None) => (f, day_of_ms(opts.now_ms).max(f)),
+        (None, Some(t)) => (t, t),
+        (Some(f), Some(t)) => (f, t),
+    };
+    if to < from {
+        return Err(Error::Range(format!("--to {to} is before --from {from}")));
+    }
+    let n = (to - from).num_days();
+    if n >= MAX_RANGE_DAYS {
+        return Err(Error::Range(format!(
+            "{} days from {from} to {to}; one run covers at most {MAX_RANGE_DAYS}",
+            n + 1
+        )));
+    }
+    Ok((0..=n)
+        .map(|i| from + chrono::Days::new(i as u64))
+        .collect())
+}
+
+fn all_event_types() -> Vec<&'static str> {
+    Source::ALL
+        .iter()
+        .flat_map(|s| s.event_types().iter().copied())
+        .collect()
+}
+
+async fn workspaces(engine: &Engine, from_ms: i64, to_ms: i64) -> Result<Vec<String>> {
+    let types = all_event_types().into_iter().map(lit).collect();
+    let batches = engine
+        .ctx
+        .table("events")
+        .await?
+        .filter(
+            col("time")
+                .gt_eq(ts(from_ms))
+                .and(col("time").lt(ts(to_ms)))
+                .and(col("event_type").in_list(types, false)),
+        )?
+        .aggregate(vec![col("workspace_id")], vec![])?
+        .collect()
+        .await?;
+    let mut out = Vec::new();
+    for b in &batches {
+        out.extend(strings(b, "workspace_id")?.into_iter().flatten());
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Runs the pipeline once.
+pub async fn run(engine: &Engine, ai: &Ai, opts: &Options) -> Result<Report> {
+    let days = days(opts)?;
+    let (first, last) = (days[0], *days.last().expect("non-empty"));
+    let mut report = Report {
+        from: first.to_string(),
+        to: last.to_string(),
+        ..Default::default()
+    };
+    let store = &engine.store;
+    let cp_path = store.path(CHECKPOINT);
+    let mut checkpoint = match store.get_opt(&cp_path).await? {
+        Some(bytes) => serde_json::from_slice::<Checkpoint>(&bytes).unwrap_or_default(),
+        None => Checkpoint::default(),
+    };
+    let resuming =
+        !checkpoint.finished && checkpoint.from == report.from && checkpoint.to == report.to;
+    if !resuming {
+        checkpoint = Checkpoint {
+            from: report.from.clone(),
+            to: report.to.clone(),
+            ..Default::default()
+        };
+    } else if !checkpoint.done.is_empty() {
+        tracing::info!(
+            done = checkpoint.done.len(),
+            "resuming an unfinished pipeline run"
+        );
+    }
+    let range_from = day_start_ms(first);
+    let range_to = day_start_ms(last) + DAY_MS;
+    let workspaces = workspaces(engine, range_from, range_to).await?;
+    report.workspaces = workspaces.len();
+    for ws in &workspaces {
+        let settings = load_settings(store, ws).await?;
+        let defs: Vec<MetricDef> = settings
+            .all()
+            .into_iter()
+            .filter(|d| d.active && !d.extraction_mode.is_ai())
+            .collect();
+        for day in &days {
+            let mark = format!("{ws}|{day}");
+            if checkpoint.done.contains(&mark) {
+                report.days_resumed += 1;
+                continue;
+            }
+            let rows = compute_day(engine, ws, *day, &defs, opts.now_ms).await?;
+            if !rows.is_empty() {
+                values::write_file(store, ws, &day.to_string(), STATIC_FILE, &rows).await?;
+            } else {
+                // No events: a file from an earlier run (events since
+                // removed) must not survive.
+                let path = store.path(&format!(
+                    "{}/{STATIC_FILE}",
+                    values::day_dir(ws, &day.to_string())
+                ));
+                store.delete_if_exists(&path).await?;
+            }
+            report.values_written += rows.len();
+            report.days_computed += 1;
+            checkpoint.done.insert(mark);
+            store
+                .put_durable(&cp_path, serde_json::to_vec(&checkpoint).expect("json"))
+                .await?;
+        }
+    }
+    let budget = Budget::new(ai.budget);
+    let window = (
+        (opts.now_ms - LOOKBACK_MS).max(range_from),
+        opts.now_ms.min(range_to),
+    );
+    for ws in &workspaces {
+        let settings = load_settings(store, ws).await?;
+        for def in settings
+            .all()
+            .into_iter()
+            .filter(|d| d.active && d.extraction_mode.is_ai())
+        {
+            if ai.extractor.is_none() {
+                let why = format!("{ws}/{}: {}", def.key, extract::Error::NotConfigured);
+                tracing::warn!(reason = %why, "AI metric skipped");
+                report.skipped.push(why);
+                continue;
+            }
+            if window.0 >= window.1 {
+                let why = format!(
+                    "{ws}/{}: the range lies outside the last 24 hours, where AI metrics are computed",
+                    def.key
+                );
+                tracing::info!(reason = %why, "AI metric skipped");
+                report.skipped.push(why);
+                continue;
+            }
+            run_ai_metric(
+                engine,
+                ai,
+                &budget,
+                ws,
+                &def,
+                window,
+                opts.now_ms,
+                &mut report,
+            )
+            .await?;
+        }
+    }
+    report.ai_requests = budget.used();
+    checkpoint.finished = true;
+    store
+        .put_durable(&cp_path, serde_json::to_vec(&checkpoint).expect("json"))
+        .await?;
+    tracing::info!(?report, "pipeline run finished");
+    Ok(report)
+}
+
+/// The events of one workspace and day that any source reads, in memory.
+async fn day_table(
+    engine: &Engine,
+    ws: &str,
+    from_ms: i64,
+    to_ms: i64,
+) -> Result<Arc<dyn TableSource>> {
+    let types = all_event_types().into_iter().map(lit).collect();
+    let df = engine.ctx.table("events").await?.filter(
+        col("workspace_id")
+            .eq(lit(ws))
+            .and(col("time").gt_eq(ts(from_ms)))
+            .and(col("time").lt(ts(to_ms)))
+            .and(col("event_type").in_list(types, false)),
+    )?;
+    let schema = Arc::new(df.schema().as_arrow().clone());
+    let batches = engine.execute(df.logical_plan().clone()).await?;
+    let table = MemTable::try_new(schema, vec![batches])?;
+    Ok(provider_as_source(Arc::new(table)))
+}
+
+/// Every static metric of `defs` for one workspace and day: daily values
+/// per workspace, service and call, and hourly workspace values for
+/// hourly metrics.
+pub async fn compute_day(
+    engine: &Engine,
+    ws: &str,
+    day: NaiveDate,
+    defs: &[MetricDef],
+    now_ms: i64,
+) -> Result<Vec<ValueRow>> {
+    let from_ms = day_start_ms(day);
+    let sel = Selection {
+        workspace: ws.to_string(),
+        from_ms,
+        to_ms: from_ms + DAY_MS,
+        session_id: None,
+        service_id: None,
+    };
+    let table = day_table(engine, ws, sel.from_ms, sel.to_ms).await?;
+    let mut rows = Vec::new();
+    for source in Source::ALL {
+        let of_source: Vec<&MetricDef> = defs.iter().filter(|d| d.source == source).collect();
+        if of_source.is_empty() {
+            continue;
+        }
+        let mut runs: Vec<(Level, Granularity, Vec<&MetricDef>)> = Level::ALL
+            .iter()
+            .map(|l| (*l, Granularity::Daily, of_source.clone()))
+            .collect();
+        let hourly: Vec<&MetricDef> = of_source
+            .iter()
+            .copied()
+            .filter(|d| d.period_granularity == Granularity::Hourly)
+            .collect();
+        if !hourly.is_empty() {
+            runs.push((Level::Workspace, Granularity::Hourly, hourly));
+        }
+        for (level, gran, defs) in runs {
+            let spec = Spec {
+                ws,
+                level,
+                granularity: Some(gran),
+                sel: &sel,
+                now_ms,
+            };
+            rows.extend(compute(engine, table.clone(), &spec, &defs).await?);
+        }
+    }
+    Ok(rows)
+}
+
+/// One computation: which level, which periods.
+pub struct Spec<'a> {
+    pub ws: &'a str,
+    pub level: Level,
+    pub granularity: Option<Granularity>,
+    pub sel: &'a Selection,
+    pub now_ms: i64,
+}
+
+impl Spec<'_> {
+    fn period_ms(&self) -> i64 {
+        self.granularity
+            .map(Granularity::ms)
+            .unwrap_or(self.sel.to_ms - self.sel.from_ms)
+    }
+
+    fn row(
+        &self,
+        def: &MetricDef,
+        period: i64,
+        entity: Option<String>,
+        service: Option<String>,
+    ) -> ValueRow {
+        let (entity_id, service_id, session_id) = match self.level {
+            Level::Workspace => (self.ws.to_string(), None, None),
+            Level::Service => (entity.clone().unwrap_or_default(), entity, None),
+            Level::Call => (entity.clone().unwrap_or_default(), service, entity),
+        };
+        ValueRow {
+            workspace_id: self.ws.to_string(),
+            metric_key: def.key.clone(),
+            source: def.source.name().to_string(),
+            granularity: self
+                .granularity
+                .map(|g| g.name().to_string())
+                .unwrap_or_else(|| "range".to_string()),
+            period_start: period,
+            period_end: period + self.period_ms(),
+            scope: self.level.scope().to_string(),
+            entity_type: self.level.entity_type().to_string(),
+            entity_id,
+            service_id,
+            session_id,
+            category: None,
+            value: None,
+            sample_size: 0,
+            computed_at: self.now_ms,
+        }
+    }
+}
+
+/// Values of `defs` (static, all of one source) for one level over
+/// `table` (the events table or a day in memory).
+pub async fn compute(
+    engine: &Engine,
+    table: Arc<dyn TableSource>,
+    spec: &Spec<'_>,
+    defs: &[&MetricDef],
+) -> Result<Vec<ValueRow>> {
+    let mut rows = Vec::new();
+    let Some(source) = defs.first().map(|d| d.source) else {
+        return Ok(rows);
+    };
+    let hours = spec.period_ms() as f64 / 3_600_000.0;
+    let numeric: Vec<&MetricDef> = defs
+        .iter()
+        .copied()
+        .filter(|d| d.metric_type != MetricType::Categorical)
+        .collect();
+    if !numeric.is_empty() {
+        let plan = mc::numeric_plan(
+            &engine.ctx,
+            table.clone(),
+            spec.sel,
+            source,
+            spec.level,
+            spec.granularity,
+            &numeric,
+        )?;
+        for b in run_plan(engine, plan).await? {
+            let periods = times(&b, PERIOD)?;
+            let entities = strings(&b, ENTITY)?;
+            let services = strings(&b, SERVICE)?;
+            for (i, def) in numeric.iter().enumerate() {
+                let v = floats(&b, &mc::value_col(i))?;
+                let n = ints(&b, &mc::sample_col(i))?;
+                for r in 0..b.num_rows() {
+                    if n[r] == Some(0) && spec.level != Level::Workspace {
+                        continue;
+                    }
+                    let mut row =
+                        spec.row(def, periods[r], entities[r].clone(), services[r].clone());
+                    row.value = v[r].map(|x| {
+                        if def.aggregation == Aggregation::Rate {
+                            x / hours
+                        } else {
+                            x
+                        }
+                    });
+                    row.sample_size = n[r].unwrap_or(0);
+                    rows.push(row);
+                }
+            }
+        }
+    }
+    for def in defs
+        .iter()
+        .filter(|d| d.metric_type == MetricType::Categorical)
+    {
+        let plan = mc::categorical_plan(
+            &engine.ctx,
+            table.clone(),
+            spec.sel,
+            spec.level,
+            spec.granularity,
+            def,
+        )?;
+        let mut groups: BTreeMap<(i64, Option<String>), CategoryGroup> = BTreeMap::new();
+        for b in run_plan(engine, plan).await? {
+            let periods = times(&b, PERIOD)?;
+            let entities = strings(&b, ENTITY)?;
+            let services = strings(&b, SERVICE)?;
+            let cats = strings(&b, CATEGORY)?;
+            let n = ints(&b, "n")?;
+            for r in 0..b.num_rows() {
+                let g = groups
+                    .entry((periods[r], entities[r].clone()))
+                    .or_insert_with(|| (services[r].clone(), Vec::new()));
+                if let Some(c) = &cats[r] {
+                    g.1.push((c.clone(), n[r].unwrap_or(0)));
+                }
+            }
+        }
+        if groups.is_empty() && spec.level == Level::Workspace {
+            // A period without events still has a (zero) count.
+            let mut row = spec.row(def, spec.sel.from_ms, None, None);
+            if spec.granularity.is_none() || spec.granularity == Some(Granularity::Daily) {
+                row.value = Some(0.0);
+                rows.push(row);
+            }
+        }
+        for ((period, entity), (service, cats)) in groups {
+            rows.extend(category_rows(spec, def, period, entity, service, &cats));
+        }
+    }
+    Ok(rows)
+}
+
+/// The service of a (period, entity) group and its (category, count)s.
+type CategoryGroup = (Option<String>, Vec<(String, i64)>);
+
+/// The rows of a categorical value: one per category, and one without a
+/// category holding the metric's value (all events, or the number of
+/// distinct categories).
+fn category_rows(
+    spec: &Spec<'_>,
+    def: &MetricDef,
+    period: i64,
+    entity: Option<String>,
+    service: Option<String>,
+    cats: &[(String, i64)],
+) -> Vec<ValueRow> {
+    let total: i64 = cats.iter().map(|c| c.1).sum();
+    let mut head = spec.row(def, period, entity.clone(), service.clone());
+    head.value = Some(match def.aggregation {
+        Aggregation::CountDistinct => cats.len() as f64,
+        _ => total as f64,
+    });
+    head.sample_size = total;
+    let mut out = vec![head];
+    for (c, n) in cats {
+        let mut row = spec.row(def, period, entity.clone(), service.clone());
+        row.category = Some(c.clone());
+        row.value = Some(*n as f64);
+        row.sample_size = *n;
+        out.push(row);
+    }
+    out
+}
+
+async fn run_plan(engine: &Engine, plan: LogicalPlan) -> Result<Vec<RecordBatch>> {
+    Ok(engine.execute(plan).await?)
+}
+
+fn column<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a Arc<dyn Array>> {
+    b.column_by_name(name)
+        .ok_or_else(|| Error::Output(name.to_string()))
+}
+
+pub fn strings(b: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
+    let c = datafusion::arrow::compute::cast(column(b, name)?, &DataType::Utf8)
+        .map_err(|_| Error::Output(name.to_string()))?;
+    let a = c
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| Error::Output(name.to_string()))?;
+    Ok((0..a.len())
+        .map(|i| (!a.is_null(i)).then(|| a.value(i).to_string()))
+        .collect())
+}
+
+fn floats(b: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>> {
+    let c = datafusion::arrow::compute::cast(column(b, name)?, &DataType::Float64)
+        .map_err(|_| Error::Output(name.to_string()))?;
+    let a = c
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .ok_or_else(|| Error::Output(name.to_string()))?;
+    Ok((0..a.len())
+        .map(|i| (!a.is_null(i)).then(|| a.value(i)))
+        .collect())
+}
+
+fn ints(b: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
+    let c = datafusion::arrow::compute::cast(column(b, name)?, &DataType::Int64)
+        .map_err(|_| Error::Output(name.to_string()))?;
+    let a = c
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .ok_or_else(|| Error::Output(name.to_string()))?;
+    Ok((0..a.len())
+        .map(|i| (!a.is_null(i)).then(|| a.value(i)))
+        .collect())
+}
+
+fn times(b: &RecordBatch, name: &str) -> Result<Vec<i64>> {
+    let c = datafusion::arrow::compute::cast(
+        column(b, name)?,
+        &DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Millisecond, None),
+    )
+    .map_err(|_| Error::Output(name.to_string()))?;
+    let c = datafusion::arrow::compute::cast(&c, &DataType::Int64)
+        .map_err(|_| Error::Output(name.to_string()))?;
+    let a = c
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .ok_or_else(|| Error::Output(name.to_string()))?;
+    Ok((0..a.len()).map(|i| a.value(i)).collect())
+}
+
+/// One conversation as an AI model reads it.
+#[derive(Debug, Clone)]
+pub struct Conversation {
+    pub session_id: String,
+    pub last_ms: i64,
+    pub service_id: Option<String>,
+    pub text: String,
+}
+
+/// At most this much conversation text goes to a model.
+const MAX_CONVERSATION_CHARS: usize = 16_000;
+
+/// The `limit` most recent conversations (sessions) of a source in a
+/// window, or the one given, with their events as text.
+pub async fn conversations(
+    engine: &Engine,
+    ws: &str,
+    def: &MetricDef,
+    window: (i64, i64),
+    only: Option<&str>,
+    exclude: &HashSet<String>,
+    limit: usize,
+) -> Result<Vec<Conversation>> {
+    let types: Vec<_> = def.source.event_types().iter().map(|t| lit(*t)).collect();
+    let mut pred = col("workspace_id")
+        .eq(lit(ws))
+        .and(col("time").gt_eq(ts(window.0)))
+        .and(col("time").lt(ts(window.1)))
+        .and(col("event_type").in_list(types, false))
+        .and(col("session_id").is_not_null());
+    if let Some(s) = only {
+        pred = pred.and(col("session_id").eq(lit(s)));
+    }
+    if let Some(ch) = def.channel_scope.channel() {
+        pred = pred.and(col("channel").eq(lit(ch)));
+    }
+    let df = engine.ctx.table("events").await?.filter(pred.clone())?;
+    let recent = df
+        .clone()
+        .aggregate(
+            vec![col("session_id")],
+            vec![agg::max(col("time")).alias("last")],
+        )?
+        .sort(vec![
+            col("last").sort(false, false),
+            col("session_id").sort(true, false),
+        ])?;
+    let batches = engine.execute(recent.logical_plan().clone()).await?;
+    let mut picked: Vec<(String, i64)> = Vec::new();
+    for b in &batches {
+        let ids = strings(b, "session_id")?;
+        let last = times(b, "last")?;
+        for (id, t) in ids.into_iter().zip(last) {
+            if let Some(id) = id
+                && !exclude.contains(&id)
+                && picked.len() < limit
+            {
+                picked.push((id, t));
+            }
+        }
+    }
+    if picked.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<_> = picked.iter().map(|(id, _)| lit(id.as_str())).collect();
+    let rows = df
+        .filter(col("session_id").in_list(ids, false))?
+        .select(vec![
+            col("session_id"),
+            col("time"),
+            col("event_type"),
+            col("attributes"),
+            mc::service_expr().alias("service"),
+        ])?
+        .sort(vec![col("time").sort(true, false)])?;
+    let batches = engine.execute(rows.logical_plan().clone()).await?;
+    let mut text: HashMap<String, (Option<String>, String)> = HashMap::new();
+    for b in &batches {
+        let ids = strings(b, "session_id")?;
+        let t = times(b, "time")?;
+        let et = strings(b, "event_type")?;
+        let attrs = strings(b, "attributes")?;
+        let svc = strings(b, "service")?;
+        for r in 0..b.num_rows() {
+            let Some(id) = &ids[r] else { continue };
+            let e = text.entry(id.clone()).or_default();
+            if e.0.is_none() {
+                e.0 = svc[r].clone();
+            }
+            if e.1.len() < MAX_CONVERSATION_CHARS {
+                let when = Utc
+                    .timestamp_millis_opt(t[r])
+                    .single()
+                    .map(|d| d.format("%H:%M:%S").to_string())
+                    .unwrap_or_default();
+                e.1.push_str(&format!(
+                    "[{when}] {} {}\n",
+                    et[r].as_deref().unwrap_or(""),
+                    attrs[r].as_deref().unwrap_or("{}")
+                ));
+            }
+        }
+    }
+    Ok(picked
+        .into_iter()
+        .map(|(id, last_ms)| {
+            let (service_id, text) = text.remove(&id).unwrap_or_default();
+            Conversation {
+                session_id: id,
+                last_ms,
+                service_id,
+                text: text.chars().take(MAX_CONVERSATION_CHARS).collect(),
+            }
+        })
+        .collect())
+}
+
+fn period_of(ms: i64, g: Granularity) -> i64 {
+    ms.div_euclid(g.ms()) * g.ms()
+}
+
+/// The entity rows of one AI answer.
+pub fn answer_rows(
+    ws: &str,
+    def: &MetricDef,
+    conv: &Conversation,
+    answer: &Answer,
+    now_ms: i64,
+) -> Vec<ValueRow> {
+    let g = def.period_granularity;
+    let period = period_of(conv.last_ms, g);
+    let base = ValueRow {
+        workspace_id: ws.to_string(),
+        metric_key: def.key.clone(),
+        source: def.source.name().to_string(),
+        granularity: g.name().to_string(),
+        period_start: period,
+        period_end: period + g.ms(),
+        scope: "entity".into(),
+        entity_type: "call".into(),
+        entity_id: conv.session_id.clone(),
+        service_id: conv.service_id.clone(),
+        session_id: Some(conv.session_id.clone()),
+        category: None,
+        value: None,
+        sample_size: 0,
+        computed_at: now_ms,
+    };
+    match answer {
+        Answer::Number(v) => vec![ValueRow {
+            value: Some(*v),
+            sample_size: 1,
+            ..base
+        }],
+        Answer::Bool(b) => vec![ValueRow {
+            value: Some(if *b { 1.0 } else { 0.0 }),
+            sample_size: 1,
+            ..base
+        }],
+        Answer::Labels(labels) => {
+            let mut out = vec![ValueRow {
+                value: Some(labels.len() as f64),
+                sample_size: labels.len() as i64,
+                ..base.clone()
+            }];
+            for l in labels {
+                out.push(ValueRow {
+                    category: Some(l.clone()),
+                    value: Some(1.0),
+                    sample_size: 1,
+                    ..base.clone()
+                });
+            }
+            out
+        }
+        // A dropped answer is kept as a valueless row, so the
+        // conversation is not asked again next run.
+        Answer::Dropped(_) => vec![base],
+    }
+}
+
+/// Aggregates per-conversation AI values (entity rows) into workspace and
+/// service values per period, the same way plans aggregate static ones.
+pub fn aggregate_ai(ws: &str, def: &MetricDef, entity: &[ValueRow], now_ms: i64) -> Vec<ValueRow> {
+    type Key = (i64, &'static str, Option<String>);
+    let mut groups: BTreeMap<Key, Vec<&ValueRow>> = BTreeMap::new();
+    for r in entity.iter().filter(|r| r.entity_type == "call") {
+        groups
+            .entry((r.period_start, "workspace", None))
+            .or_default()
+            .push(r);
+        if let Some(s) = &r.service_id {
+            groups
+                .entry((r.period_start, "service", Some(s.clone())))
+                .or_default()
+                .push(r);
+        }
+    }
+    let g = def.period_granularity;
+    let mut out = Vec::new();
+    for ((period, level, service), rows) in groups {
+        let base = ValueRow {
+            workspace_id: ws.to_string(),
+            metric_key: def.key.clone(),
+            source: def.source.name().to_string(),
+            granularity: g.name().to_string(),
+            period_start: period,
+            period_end: period + g.ms(),
+            scope: "aggregate".into(),
+            entity_type: level.into(),
+            entity_id: service.clone().unwrap_or_else(|| ws.to_string()),
+            service_id: service.clone(),
+            session_id: None,
+            category: None,
+            value: None,
+            sample_size: 0,
+            computed_at: now_ms,
+        };
+        if def.metric_type == MetricType::Categorical {
+            let mut cats: BTreeMap<String, i64> = BTreeMap::new();
+            for r in &rows {
+                if let Some(c) = &r.category {
+                    *cats.entry(c.clone()).or_default() += 1;
+                }
+            }
+            let spec_cats: Vec<(String, i64)> = cats.into_iter().collect();
+            let total: i64 = spec_cats.iter().map(|c| c.1).sum();
+            out.push(ValueRow {
+                value: Some(match def.aggregation {
+                    Aggregation::CountDistinct => spec_cats.len() as f64,
+                    _ => total as f64,
+                }),
+                sample_size: total,
+                ..base.clone()
+            });
+            for (c, n) in spec_cats {
+                out.push(ValueRow {
+                    category: Some(c),
+                    value: Some(n as f64),
+                    sample_size: n,
+                    ..base.clone()
+                });
+            }
+            continue;
+        }
+        let vals: Vec<f64> = rows
+            .iter()
+            .filter(|r| r.category.is_none())
+            .filter_map(|r| r.value)
+            .collect();
+        let n = vals.len() as i64;
+        let value = fold(def, &vals, g.ms() as f64 / 3_600_000.0);
+        out.push(ValueRow {
+            value,
+            sample_size: n,
+            ..base
+        });
+    }
+    out
+}
+
+/// An aggregation over values in memory (AI values; the oracle of tests
+/// uses its own loop).
+fn fold(def: &MetricDef, vals: &[f64], hours: f64) -> Option<f64> {
+    let boolean = def.metric_type == MetricType::Boolean;
+    let n = vals.len() as f64;
+    match def.aggregation {
+        Aggregation::Count | Aggregation::Rate => {
+            let c = if boolean {
+                vals.iter().filter(|v| **v != 0.0).count()
+            } else {
+                vals.len()
+            } as f64;
+            Some(if def.aggregation == Aggregation::Rate {
+                c / hours
+            } else {
+                c
+            })
+        }
+        Aggregation::Sum => (!vals.is_empty()).then(|| vals.iter().sum()),
+        Aggregation::Avg => (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / n),
+        Aggregation::Min => vals.iter().copied().reduce(f64::min),
+        Aggregation::Max => vals.iter().copied().reduce(f64::max),
+        Aggregation::CountDistinct => {
+            let set: BTreeSet<u64> = vals.iter().map(|v| v.to_bits()).collect();
+            Some(set.len() as f64)
+        }
+        Aggregation::Ratio => {
+            (!vals.is_empty()).then(|| vals.iter().filter(|v| **v != 0.0).count() as f64 / n)
+        }
+        a => a.quantile().and_then(|q| {
+            let mut v = vals.to_vec();
+            crate::udaf::quantile::quantile_of(&mut v, q)
+        }),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_ai_metric(
+    engine: &Engine,
+    ai: &Ai,
+    budget: &Budget,
+    ws: &str,
+    def: &MetricDef,
+    window: (i64, i64),
+    now_ms: i64,
+    report: &mut Report,
+) -> Result<()> {
+    let store = &engine.store;
+    let file = values::ai_file(&def.key);
+    // What earlier runs valued, per day of the window.
+    let mut by_day: BTreeMap<String, Vec<ValueRow>> = BTreeMap::new();
+    let mut d = day_of_ms(window.0);
+    while day_start_ms(d) < window.1 {
+        let rows = values::read_file(store, ws, &d.to_string(), &file).await?;
+        by_day.insert(d.to_string(), rows);
+        d = d + chrono::Days::new(1);
+    }
+    let done: HashSet<String> = by_day
+        .values()
+        .flatten()
+        .filter_map(|r| r.session_id.clone())
+        .collect();
+    let convs = conversations(
+        engine,
+        ws,
+        def,
+        window,
+        None,
+        &done,
+        AI_CONVERSATIONS_PER_RUN,
+    )
+    .await?;
+    if convs.is_empty() {
+        return Ok(());
+    }
+    let answers: Vec<(Conversation, Result<Answer, extract::Error>)> =
+        futures::stream::iter(convs.into_iter().map(|c| async move {
+            let a = extract::extract(ai, budget, def, &c.text).await;
+            (c, a)
+        }))
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    let mut new_rows: BTreeMap<String, Vec<ValueRow>> = BTreeMap::new();
+    for (conv, answer) in answers {
+        match answer {
+            Ok(a) => {
+                if let Answer::Dropped(why) = &a {
+                    tracing::info!(metric = %def.key, session = %conv.session_id, reason = %why, "AI answer dropped");
+                    report.ai_dropped += 1;
+                } else {
+                    report.ai_values += 1;
+                }
+                let day = day_of_ms(conv.last_ms).to_string();
+                new_rows
+                    .entry(day)
+                    .or_default()
+                    .extend(answer_rows(ws, def, &conv, &a, now_ms));
+            }
+            Err(extract::Error::Budget(n)) => {
+                report.ai_failed += 1;
+                tracing::warn!(metric = %def.key, budget = n, "AI budget spent; the rest waits for the next run");
+            }
+            Err(e) => {
+                report.ai_failed += 1;
+                tracing::warn!(metric = %def.key, session = %conv.session_id, error = %e, "AI extraction failed; retried next run");
+            }
+        }
+    }
+    for (day, fresh) in new_rows {
+        let mut entity: Vec<ValueRow> = by_day
+            .remove(&day)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.entity_type == "call")
+            .collect();
+        entity.extend(fresh);
+        let mut all = aggregate_ai(ws, def, &entity, now_ms);
+        all.extend(entity);
+        report.values_written += all.len();
+        values::write_file(store, ws, &day, &file, &all).await?;
+    }
+    Ok(())
+}
+
+/// A value computed on demand (`evaluate`), not stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Evaluation {
+    pub value: Option<f64>,
+    pub categories: Option<BTreeMap<String, f64>>,
+    pub sample_size: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvaluateError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    NotEvaluable(String),
+    #[error(transparent)]
+    Failed(#[from] Error),
+}
+
+/// Computes one metric for one subject over a range, without storing it.
+pub async fn evaluate(
+    engine: &Engine,
+    ai: &Ai,
+    def: &MetricDef,
+    level: Level,
+    sel: &Selection,
+    now_ms: i64,
+) -> Result<Evaluation, EvaluateError> {
+    // The subject must exist: some event of the workspace names it.
+    let mut pred = col("workspace_id")
+        .eq(lit(sel.workspace.as_str()))
+        .and(col("time").gt_eq(ts(sel.from_ms)))
+        .and(col("time").lt(ts(sel.to_ms)));
+    if let Some(s) = &sel.session_id {
+        pred = pred.and(col("session_id").eq(lit(s.as_str())));
+    }
+    if let Some(s) = &sel.service_id {
+        pred = pred.and(mc::service_expr().eq(lit(s.as_str())));
+    }
+    let exists = engine
+        .ctx
+        .table("events")
+        .await
+        .map_err(|e| Error::from(crate::engine::Error::from(e)))?
+        .filter(pred)
+        .and_then(|df| df.limit(0, Some(1)))
+        .map_err(Error::from)?;
+    let found = engine
+        .execute(exists.logical_plan().clone())
+        .await
+        .map_err(Error::from)?
+        .iter()
+        .any(|b| b.num_rows() > 0);
+    if !found {
+        let who = match (&sel.session_id, &sel.service_id) {
+            (Some(s), _) => format!("call {s:?}"),
+            (None, Some(s)) => format!("service {s:?}"),
+            _ => format!("workspace {:?}", sel.workspace),
+        };
+        return Err(EvaluateError::NotFound(format!(
+            "no events for {who} between the given dates"
+        )));
+    }
+    if def.extraction_mode.is_ai() {
+        let Some(session) = &sel.session_id else {
+            return Err(EvaluateError::NotEvaluable(format!(
+                "{} is an AI metric ({}): it is evaluated per conversation; give entity_type \"call\" and a session_id",
+                def.key,
+                wire(def.extraction_mode)
+            )));
+        };
+        if ai.extractor.is_none() {
+            return Err(EvaluateError::NotEvaluable(format!(
+                "{} is an AI metric and {}",
+                def.key,
+                extract::Error::NotConfigured
+            )));
+        }
+        let convs = conversations(
+            engine,
+            &sel.workspace,
+            def,
+            (sel.from_ms, sel.to_ms),
+            Some(session),
+            &HashSet::new(),
+            1,
+        )
+        .await?;
+        let Some(conv) = convs.into_iter().next() else {
+            return Err(EvaluateError::NotFound(format!(
+                "call {session:?} has no {} events in the range",
+                def.source.name()
+            )));
+        };
+        let budget = Budget::new(1);
+        let answer = extract::extract(ai, &budget, def, &conv.text)
+            .await
+            .map_err(|e| EvaluateError::NotEvaluable(format!("{}: {e}", def.key)))?;
+        let rows = answer_rows(&sel.workspace, def, &conv, &answer, now_ms);
+        return Ok(summarise(def, &rows));
+    }
+    let spec = Spec {
+        ws: &sel.workspace,
+        level,
+        granularity: None,
+        sel,
+        now_ms,
+    };
+    let rows = compute(engine, engine.events_source(), &spec, &[def]).await?;
+    let mine: Vec<ValueRow> = rows
+        .into_iter()
+        .filter(|r| match level {
+            Level::Workspace => true,
+            Level::Service => r.service_id == sel.service_id,
+            Level::Call => r.session_id == sel.session_id,
+        })
+        .collect();
+    Ok(summarise(def, &mine))
+}
+
+fn summarise(def: &MetricDef, rows: &[ValueRow]) -> Evaluation {
+    let head = rows.iter().find(|r| r.category.is_none());
+    let categories = (def.metric_type == MetricType::Categorical).then(|| {
+        rows.iter()
+            .filter_map(|r| Some((r.category.clone()?, r.value.unwrap_or(0.0))))
+            .collect()
+    });
+    Evaluation {
+        value: head.and_then(|r| r.value),
+        categories,
+        sample_size: head.map(|r| r.sample_size).unwrap_or(0),
+    }
+}
