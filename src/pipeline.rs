@@ -16,8 +16,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{NaiveDate, TimeZone, Utc};
-use datafusion::arrow::array::{Array, Float64Array, Int64Array, StringArray};
+use datafusion::arrow::array::{Array, AsArray, StringArray};
 use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{
+    ArrowPrimitiveType, Float64Type, Int64Type, TimestampMillisecondType,
+};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::{MemTable, provider_as_source};
 use datafusion::functions_aggregate::expr_fn as agg;
@@ -259,6 +262,26 @@ pub async fn run(engine: &Engine, ai: &Ai, opts: &Options) -> Result<Report> {
                 report.skipped.push(why);
                 continue;
             }
+            if let Some(x) = &ai.extractor
+                && !x.has_model(
+                    def.model_tier
+                        .unwrap_or(crate::metric_store::ModelTier::Fast),
+                )
+            {
+                let why = format!(
+                    "{ws}/{}: {}",
+                    def.key,
+                    extract::Error::NoModel(
+                        def.model_tier
+                            .unwrap_or(crate::metric_store::ModelTier::Fast)
+                            .name()
+                            .to_string()
+                    )
+                );
+                tracing::warn!(reason = %why, "AI metric skipped");
+                report.skipped.push(why);
+                continue;
+            }
             if window.0 >= window.1 {
                 let why = format!(
                     "{ws}/{}: the range lies outside the last 24 hours, where AI metrics are computed",
@@ -441,7 +464,23 @@ pub async fn compute(
             spec.granularity,
             &numeric,
         )?;
-        for b in run_plan(engine, plan).await? {
+        let batches = run_plan(engine, plan).await?;
+        let whole = spec.granularity.is_none() || spec.granularity == Some(Granularity::Daily);
+        if spec.level == Level::Workspace && whole && batches.iter().all(|b| b.num_rows() == 0) {
+            // A day without events of the source: counts are 0, the rest
+            // have no value (as SQL aggregates over no rows).
+            for def in &numeric {
+                let mut row = spec.row(def, spec.sel.from_ms, None, None);
+                if matches!(
+                    def.aggregation,
+                    Aggregation::Count | Aggregation::Rate | Aggregation::CountDistinct
+                ) {
+                    row.value = Some(0.0);
+                }
+                rows.push(row);
+            }
+        }
+        for b in batches {
             let periods = times(&b, PERIOD)?;
             let entities = strings(&b, ENTITY)?;
             let services = strings(&b, SERVICE)?;
@@ -558,48 +597,31 @@ pub fn strings(b: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
         .as_any()
         .downcast_ref::<StringArray>()
         .ok_or_else(|| Error::Output(name.to_string()))?;
-    Ok((0..a.len())
-        .map(|i| (!a.is_null(i)).then(|| a.value(i).to_string()))
-        .collect())
+    Ok(a.iter().map(|s| s.map(str::to_string)).collect())
+}
+
+/// A column cast to a primitive type, nulls as `None`.
+fn primitive<T: ArrowPrimitiveType>(c: &dyn Array, name: &str) -> Result<Vec<Option<T::Native>>> {
+    let c = datafusion::arrow::compute::cast(c, &T::DATA_TYPE)
+        .map_err(|_| Error::Output(name.to_string()))?;
+    let a = c
+        .as_primitive_opt::<T>()
+        .ok_or_else(|| Error::Output(name.to_string()))?;
+    Ok(a.iter().collect())
 }
 
 fn floats(b: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>> {
-    let c = datafusion::arrow::compute::cast(column(b, name)?, &DataType::Float64)
-        .map_err(|_| Error::Output(name.to_string()))?;
-    let a = c
-        .as_any()
-        .downcast_ref::<Float64Array>()
-        .ok_or_else(|| Error::Output(name.to_string()))?;
-    Ok((0..a.len())
-        .map(|i| (!a.is_null(i)).then(|| a.value(i)))
-        .collect())
+    primitive::<Float64Type>(column(b, name)?, name)
 }
 
 fn ints(b: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
-    let c = datafusion::arrow::compute::cast(column(b, name)?, &DataType::Int64)
-        .map_err(|_| Error::Output(name.to_string()))?;
-    let a = c
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .ok_or_else(|| Error::Output(name.to_string()))?;
-    Ok((0..a.len())
-        .map(|i| (!a.is_null(i)).then(|| a.value(i)))
-        .collect())
+    primitive::<Int64Type>(column(b, name)?, name)
 }
 
+/// Epoch milliseconds of a timestamp column of any unit.
 fn times(b: &RecordBatch, name: &str) -> Result<Vec<i64>> {
-    let c = datafusion::arrow::compute::cast(
-        column(b, name)?,
-        &DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Millisecond, None),
-    )
-    .map_err(|_| Error::Output(name.to_string()))?;
-    let c = datafusion::arrow::compute::cast(&c, &DataType::Int64)
-        .map_err(|_| Error::Output(name.to_string()))?;
-    let a = c
-        .as_any()
-        .downcast_ref::<Int64Array>()
-        .ok_or_else(|| Error::Output(name.to_string()))?;
-    Ok((0..a.len()).map(|i| a.value(i)).collect())
+    let ms = primitive::<TimestampMillisecondType>(column(b, name)?, name)?;
+    Ok(ms.into_iter().map(Option::unwrap_or_default).collect())
 }
 
 /// One conversation as an AI model reads it.

@@ -1082,14 +1082,22 @@ async fn settings_roles_and_errors() {
 // AI metrics through a local chat-completions server.
 
 /// A chat-completions server: answers 1.5 x the call's quality score, and
-/// fails every third request with a 503 (the client must retry).
+/// fails some first requests with a 503 (the client must retry).
 async fn fake_model(requests: Arc<AtomicUsize>) -> String {
     use axum::routing::post;
+    let seen = Arc::new(std::sync::Mutex::new(HashSet::<String>::new()));
     let handler = move |axum::Json(body): axum::Json<Value>| {
         let requests = requests.clone();
+        let seen = seen.clone();
         async move {
             let n = requests.fetch_add(1, Ordering::SeqCst);
-            if n % 3 == 2 {
+            // The first question about every third conversation is
+            // answered 503: the client must retry it.
+            let text = body["messages"][1]["content"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            if seen.lock().unwrap().insert(text) && n % 3 == 2 {
                 return (
                     StatusCode::SERVICE_UNAVAILABLE,
                     axum::Json(json!({"error": "busy"})),
@@ -1269,6 +1277,7 @@ async fn ai_query_metric_through_a_local_protocol_server() {
     // The next run asks only about the calls not yet valued.
     let before = requests.load(Ordering::SeqCst);
     let again = pipeline::run(&engine, &ai, &opts).await.unwrap();
+    assert_eq!(again.ai_failed, 0, "{again:?}");
     assert_eq!(
         again.ai_values + again.ai_dropped,
         (calls.len() - 500).min(500)
@@ -1400,4 +1409,39 @@ fn a_killed_pipeline_resumes_and_loses_or_duplicates_nothing() {
     });
     assert_eq!(resumed.len(), clean.len());
     assert!(resumed == clean, "a resumed run must equal a clean one");
+
+    // The values are a table in the REPL too.
+    let out = common::bin()
+        .args([
+            "sql",
+            "--data",
+            data,
+            "--format",
+            "csv",
+            "-c",
+            "SELECT count(*) AS n FROM metric_values",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("n\n{}", clean.len())
+    );
+
+    // A range the wrong way round is a clear error.
+    let out = common::bin()
+        .args([
+            "pipeline",
+            "--data",
+            data,
+            "--from",
+            "2026-01-10",
+            "--to",
+            "2026-01-01",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("before --from"));
 }

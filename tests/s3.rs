@@ -196,3 +196,117 @@ async fn catalog_writes_from_two_servers_over_s3() {
         .unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 20);
 }
+
+/// The server's scheduled Metric Store run over S3 stores the same values
+/// as `metricstore pipeline` over a local copy of the same events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_pipeline_over_s3_matches_a_local_run() {
+    let (_server, endpoint) = start_s3();
+    let client = reqwest::Client::new();
+    assert!(
+        client
+            .put(format!("{endpoint}/values-bucket"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    let location = "s3://values-bucket/p";
+    let local = tempfile::tempdir().unwrap();
+    let local_path = local.path().to_str().unwrap();
+    let gen_args = |data: &str| {
+        vec![
+            "generate".to_string(),
+            "--data".into(),
+            data.into(),
+            "--rows".into(),
+            "8000".into(),
+            "--days".into(),
+            "3".into(),
+            "--end".into(),
+            "2026-01-10".into(),
+        ]
+    };
+    let o = with_s3_env(&mut common::bin(), &endpoint)
+        .args(gen_args(location))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = common::bin().args(gen_args(local_path)).output().unwrap();
+    assert!(o.status.success());
+    let now = "2026-01-10T12:00:00Z";
+    let o = common::bin()
+        .args(["pipeline", "--data", local_path])
+        .env("METRICSTORE_NOW", now)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["from"], "2026-01-09");
+    assert_eq!(report["to"], "2026-01-10");
+
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ALLOW_HTTP", "true"),
+        ("METRICSTORE_PIPELINE_INTERVAL", "3600"),
+    ];
+    let server = common::serve_with_env(location, "s3-viewer-token:viewer:ws-demo", now, &env);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let latest = loop {
+        let v: serde_json::Value = client
+            .get(format!("{}/v1/ws-demo/metrics", server.base))
+            .bearer_auth("s3-viewer-token")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        // ws-demo's last day is the run's last unit of work.
+        let last_day_done = v["metrics"].as_array().is_some_and(|m| {
+            m.iter().any(|m| {
+                m["metric_key"] == "unique_callers" && m["period_start"] == "2026-01-10T00:00:00Z"
+            })
+        });
+        if v["count"] == 41 && last_day_done {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "no values after 120 s: {v}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert!(latest["not_computed"].as_array().unwrap().is_empty());
+    drop(server);
+
+    let sql = "SELECT workspace_id, metric_key, granularity, period_start, entity_type, entity_id, \
+               category, round(value, 6) AS value, sample_size FROM metric_values \
+               ORDER BY 1, 2, 3, 4, 5, 6, 7";
+    let remote = with_s3_env(&mut common::bin(), &endpoint)
+        .args(["sql", "--data", location, "--format", "csv", "-c", sql])
+        .output()
+        .unwrap();
+    assert!(
+        remote.status.success(),
+        "{}",
+        String::from_utf8_lossy(&remote.stderr)
+    );
+    let here = common::bin()
+        .args(["sql", "--data", local_path, "--format", "csv", "-c", sql])
+        .output()
+        .unwrap();
+    let remote = String::from_utf8_lossy(&remote.stdout);
+    assert!(
+        remote.lines().count() > 1000,
+        "{} rows",
+        remote.lines().count()
+    );
+    let here = String::from_utf8_lossy(&here.stdout);
+    let (r, h): (Vec<&str>, Vec<&str>) = (remote.lines().collect(), here.lines().collect());
+    for (a, b) in r.iter().zip(&h) {
+        assert_eq!(a, b, "first difference between S3 and local values");
+    }
+    assert_eq!(r.len(), h.len());
+}

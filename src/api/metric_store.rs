@@ -72,6 +72,33 @@ async fn metric(state: &AppState, ws: &str, key: &str) -> Result<MetricDef, ApiE
     })
 }
 
+/// `date_from` and `date_to` (dates inclusive, or RFC 3339 instants);
+/// without `date_to` the range ends now, without `date_from` it spans
+/// `default_span` ms.
+fn range(p: &HashMap<String, String>, now: i64, default_span: i64) -> Result<(i64, i64), ApiError> {
+    let to_ms = match p.get("date_to") {
+        Some(t) => parse_date("date_to", t, true)?,
+        None => now,
+    };
+    let from_ms = match p.get("date_from") {
+        Some(t) => parse_date("date_from", t, false)?,
+        None => to_ms - default_span,
+    };
+    if from_ms >= to_ms {
+        return Err(ApiError::bad(
+            "INVALID_DATE",
+            "date_from must be before date_to",
+        ));
+    }
+    if to_ms - from_ms > 3660 * DAY_MS {
+        return Err(ApiError::bad(
+            "INVALID_DATE",
+            "a range spans at most 3660 days",
+        ));
+    }
+    Ok((from_ms, to_ms))
+}
+
 fn settings_response(ws: String, s: &Settings) -> SettingsResponse {
     let metrics = s.all();
     SettingsResponse {
@@ -269,27 +296,7 @@ pub async fn values(
     let def = metric(&state, &ws, &key).await?;
     let limit = int_param(&p, "limit", 1, 365, 30)?;
     let subject = subject(&p)?;
-    let now = state.clock.now_ms();
-    let to_ms = match p.get("date_to") {
-        Some(t) => parse_date("date_to", t, true)?,
-        None => now,
-    };
-    let from_ms = match p.get("date_from") {
-        Some(t) => parse_date("date_from", t, false)?,
-        None => to_ms - 30 * DAY_MS,
-    };
-    if from_ms >= to_ms {
-        return Err(ApiError::bad(
-            "INVALID_DATE",
-            "date_from must be before date_to",
-        ));
-    }
-    if to_ms - from_ms > 3660 * DAY_MS {
-        return Err(ApiError::bad(
-            "INVALID_DATE",
-            "a range spans at most 3660 days",
-        ));
-    }
+    let (from_ms, to_ms) = range(&p, state.clock.now_ms(), 30 * DAY_MS)?;
     let granularity = match p.get("granularity") {
         None => None,
         Some(g) => Some(Granularity::parse(g).ok_or_else(|| {
@@ -522,26 +529,7 @@ pub async fn evaluate(
     let def = metric(&state, &ws, &key).await?;
     let subject = subject(&p)?;
     let now = state.clock.now_ms();
-    let to_ms = match p.get("date_to") {
-        Some(t) => parse_date("date_to", t, true)?,
-        None => now,
-    };
-    let from_ms = match p.get("date_from") {
-        Some(t) => parse_date("date_from", t, false)?,
-        None => to_ms - pipeline::LOOKBACK_MS,
-    };
-    if from_ms >= to_ms {
-        return Err(ApiError::bad(
-            "INVALID_DATE",
-            "date_from must be before date_to",
-        ));
-    }
-    if to_ms - from_ms > 3660 * DAY_MS {
-        return Err(ApiError::bad(
-            "INVALID_DATE",
-            "a range spans at most 3660 days",
-        ));
-    }
+    let (from_ms, to_ms) = range(&p, now, pipeline::LOOKBACK_MS)?;
     let sel = Selection {
         workspace: ws.clone(),
         from_ms,

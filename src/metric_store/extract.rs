@@ -40,6 +40,12 @@ pub enum Answer {
 #[async_trait]
 pub trait Extractor: Send + Sync {
     async fn complete(&self, tier: ModelTier, system: &str, user: &str) -> Result<String, Error>;
+
+    /// Whether a model serves `tier` (checked before a run asks hundreds
+    /// of questions that would all fail).
+    fn has_model(&self, _tier: ModelTier) -> bool {
+        true
+    }
 }
 
 /// Settings of the chat-completions client, from the environment:
@@ -175,6 +181,10 @@ enum Attempt {
 
 #[async_trait]
 impl Extractor for ChatClient {
+    fn has_model(&self, tier: ModelTier) -> bool {
+        self.config.models.contains_key(tier.name())
+    }
+
     async fn complete(&self, tier: ModelTier, system: &str, user: &str) -> Result<String, Error> {
         let model = self
             .config
