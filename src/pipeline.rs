@@ -211,38 +211,43 @@ pub async fn run(engine: &Engine, ai: &Ai, opts: &Options) -> Result<Report> {
     let range_to = day_start_ms(last) + DAY_MS;
     let workspaces = workspaces(engine, range_from, range_to).await?;
     report.workspaces = workspaces.len();
+    let mut units = Vec::new();
     for ws in &workspaces {
         let settings = load_settings(store, ws).await?;
-        let defs: Vec<MetricDef> = settings
-            .all()
-            .into_iter()
-            .filter(|d| d.active && !d.extraction_mode.is_ai())
-            .collect();
+        let defs: Arc<Vec<MetricDef>> = Arc::new(
+            settings
+                .all()
+                .into_iter()
+                .filter(|d| d.active && !d.extraction_mode.is_ai())
+                .collect(),
+        );
         for day in &days {
-            let mark = format!("{ws}|{day}");
-            if checkpoint.done.contains(&mark) {
+            if checkpoint.done.contains(&format!("{ws}|{day}")) {
                 report.days_resumed += 1;
-                continue;
-            }
-            let rows = compute_day(engine, ws, *day, &defs, opts.now_ms).await?;
-            if !rows.is_empty() {
-                values::write_file(store, ws, &day.to_string(), STATIC_FILE, &rows).await?;
             } else {
-                // No events: a file from an earlier run (events since
-                // removed) must not survive.
-                let path = store.path(&format!(
-                    "{}/{STATIC_FILE}",
-                    values::day_dir(ws, &day.to_string())
-                ));
-                store.delete_if_exists(&path).await?;
+                units.push((ws.clone(), *day, defs.clone()));
             }
-            report.values_written += rows.len();
-            report.days_computed += 1;
-            checkpoint.done.insert(mark);
-            store
-                .put_durable(&cp_path, serde_json::to_vec(&checkpoint).expect("json"))
-                .await?;
         }
+    }
+    // A day's plans read one in-memory partition, so two days at once
+    // keep two cores busy. Results are checkpointed as they land.
+    let parallel = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, 4);
+    let mut done = futures::stream::iter(units.into_iter().map(|(ws, day, defs)| async move {
+        let n = compute_and_store_day(engine, &ws, day, &defs, opts.now_ms).await?;
+        Ok::<_, Error>((format!("{ws}|{day}"), n))
+    }))
+    .buffer_unordered(parallel);
+    while let Some(result) = done.next().await {
+        let (mark, n) = result?;
+        report.values_written += n;
+        report.days_computed += 1;
+        checkpoint.done.insert(mark);
+        store
+            .put_durable(&cp_path, serde_json::to_vec(&checkpoint).expect("json"))
+            .await?;
     }
     let budget = Budget::new(ai.budget);
     let window = (
@@ -311,6 +316,31 @@ pub async fn run(engine: &Engine, ai: &Ai, opts: &Options) -> Result<Report> {
         .await?;
     tracing::info!(?report, "pipeline run finished");
     Ok(report)
+}
+
+/// Computes one (workspace, day) and replaces its values file; returns
+/// the number of values.
+async fn compute_and_store_day(
+    engine: &Engine,
+    ws: &str,
+    day: NaiveDate,
+    defs: &[MetricDef],
+    now_ms: i64,
+) -> Result<usize> {
+    let store = &engine.store;
+    let rows = compute_day(engine, ws, day, defs, now_ms).await?;
+    if !rows.is_empty() {
+        values::write_file(store, ws, &day.to_string(), STATIC_FILE, &rows).await?;
+    } else {
+        // No events: a file from an earlier run (events since removed)
+        // must not survive.
+        let path = store.path(&format!(
+            "{}/{STATIC_FILE}",
+            values::day_dir(ws, &day.to_string())
+        ));
+        store.delete_if_exists(&path).await?;
+    }
+    Ok(rows.len())
 }
 
 /// The events of one workspace and day that any source reads, in memory.
