@@ -93,6 +93,10 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             s = start.format("%Y-%m-%dT00:00:00Z"),
             e = end.format("%Y-%m-%dT00:00:00Z"),
         );
+        println!(
+            "Metric Store values (computed by the pipeline that starts with the server):\n\n  curl -s http://{addr}/v1/{ws}/metrics -H 'Authorization: Bearer {secret}'\n",
+            ws = generate::WORKSPACES[0],
+        );
     }
     axum::serve(listener, app)
         .with_graceful_shutdown(async {

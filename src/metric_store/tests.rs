@@ -264,3 +264,43 @@ fn ai_answers_are_read_as_the_metric_type() {
     );
     assert_eq!(interpret(&d, "none"), Answer::Labels(vec![]));
 }
+
+/// The plan of one source's metrics: one filter, one aggregate with two
+/// columns per metric, JSON paths as `json_get_*` calls, literals only.
+#[test]
+fn plan_of_a_source_snapshot() {
+    use compile::{Level, Selection, numeric_plan};
+    let ctx = datafusion::prelude::SessionContext::new();
+    crate::udaf::register_all(&ctx).unwrap();
+    let source = crate::compile::schema_source(crate::storage::events::schema());
+    let defs: Vec<&MetricDef> = builtins()
+        .iter()
+        .filter(|d| {
+            [
+                "call_count",
+                "resolution_rate",
+                "quality_score_avg",
+                "response_latency_p95",
+            ]
+            .contains(&d.key.as_str())
+        })
+        .collect();
+    let sel = Selection {
+        workspace: "ws-demo".into(),
+        from_ms: 1_767_830_400_000,
+        to_ms: 1_767_916_800_000,
+        session_id: None,
+        service_id: None,
+    };
+    let plan = numeric_plan(
+        &ctx,
+        source,
+        &sel,
+        Source::CallIntelligence,
+        Level::Call,
+        Some(Granularity::Daily),
+        &defs,
+    )
+    .unwrap();
+    insta::assert_snapshot!(plan.display_indent_schema().to_string());
+}
