@@ -604,6 +604,11 @@ fn check_custom(
                 format!("{at}.key"),
                 format!("is {n} characters; at most {MAX_KEY_CHARS} are allowed"),
             );
+        } else if k == "catalog" {
+            c.bad(
+                format!("{at}.key"),
+                "\"catalog\" is reserved (GET /v1/{ws}/metrics/catalog is the catalog)",
+            );
         } else if !valid_key(k) {
             c.bad(
                 format!("{at}.key"),

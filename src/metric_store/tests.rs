@@ -78,6 +78,7 @@ fn every_documented_rule_names_its_field() {
     let cases: Vec<(Value, &str)> = vec![
         (with(json!({"key": "Bad"})), "metrics[0].key"),
         (with(json!({"key": "1abc"})), "metrics[0].key"),
+        (with(json!({"key": "catalog"})), "metrics[0].key"),
         (with(json!({"key": "a-b"})), "metrics[0].key"),
         (with(json!({"key": "a".repeat(65)})), "metrics[0].key"),
         (with(json!({"key": null})), "metrics[0].key"),
