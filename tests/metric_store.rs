@@ -1445,3 +1445,72 @@ fn a_killed_pipeline_resumes_and_loses_or_duplicates_nothing() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("before --from"));
 }
+
+/// The client's timeout, retry and give-up paths against a slow, then
+/// failing, local server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_client_times_out_retries_and_gives_up() {
+    use axum::routing::post;
+    use metricstore::metric_store::ModelTier;
+    use metricstore::metric_store::extract::Extractor;
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    let app = axum::Router::new().route(
+        "/chat/completions",
+        post(move |axum::Json(body): axum::Json<Value>| {
+            let h = h.clone();
+            async move {
+                let n = h.fetch_add(1, Ordering::SeqCst);
+                if body["model"] == "broken" {
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        axum::Json(json!({"error": "bad model"})),
+                    );
+                }
+                if n == 0 {
+                    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                }
+                (
+                    StatusCode::OK,
+                    axum::Json(json!({"choices": [{"message": {"content": "yes"}}]})),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let client = |retries: u32| {
+        ChatClient::new(AiConfig {
+            url: format!("http://{addr}"),
+            api_key: None,
+            models: [
+                ("fast".to_string(), "m".to_string()),
+                ("advanced".to_string(), "broken".to_string()),
+            ]
+            .into(),
+            timeout: std::time::Duration::from_millis(300),
+            retries,
+            budget: 10,
+        })
+        .unwrap()
+    };
+    // The first request times out; the retry is answered.
+    let c = client(2);
+    assert_eq!(c.complete(ModelTier::Fast, "s", "u").await.unwrap(), "yes");
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+    // A 4xx is not retried; an unmapped tier is refused before any request.
+    let err = c.complete(ModelTier::Advanced, "s", "u").await.unwrap_err();
+    assert!(err.to_string().contains("400"), "{err}");
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+    assert!(!c.has_model(ModelTier::Standard));
+    assert!(c.complete(ModelTier::Standard, "s", "u").await.is_err());
+    assert_eq!(hits.load(Ordering::SeqCst), 3);
+    // No retries left: the timeout is the answer.
+    hits.store(0, Ordering::SeqCst);
+    let err = client(0)
+        .complete(ModelTier::Fast, "s", "u")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("after 1 attempts"), "{err}");
+}
