@@ -113,6 +113,7 @@ impl Engine {
             pending.clone(),
         )?);
         ctx.register_table("events", events.clone())?;
+        crate::analytics::functions::register(&ctx, provider_as_source(events.clone()));
         Ok(Self {
             ctx,
             store,
