@@ -48,6 +48,8 @@ pub const WEEK_MS: i64 = 7 * DAY_MS;
 pub const RETENTION_WEEKS: i64 = 12;
 /// The longest range either analysis accepts: a year and a day.
 pub const MAX_RANGE_MS: i64 = 366 * DAY_MS;
+/// The last millisecond of year 9999: times past it cannot be weeks.
+pub const MAX_TIME_MS: i64 = 253_402_300_799_999;
 /// Steps of a top path.
 pub const PATH_STEPS: i64 = 5;
 pub const DEFAULT_INTENT: &str = "LaunchRequest";
@@ -96,6 +98,14 @@ impl Range {
     /// [`MAX_RANGE_MS`] long (bigger ranges would scan years of events
     /// for one request).
     pub fn new(start_ms: i64, end_ms: i64) -> Result<Self> {
+        for t in [start_ms, end_ms] {
+            if !(0..=MAX_TIME_MS).contains(&t) {
+                return Err(invalid(
+                    "INVALID_TIME",
+                    format!("{t} is outside 1970-01-01 to 9999-12-31 (epoch milliseconds)"),
+                ));
+            }
+        }
         if start_ms >= end_ms {
             return Err(invalid(
                 "INVALID_TIME_RANGE",
@@ -369,7 +379,10 @@ fn ranked(counted: LogicalPlanBuilder, limit: usize) -> Result<LogicalPlan> {
     .alias("total");
     let head = col("position").lt_eq(lit(limit));
     Ok(counted
-        .window(vec![position, total])?
+        // One window node per sort order: DataFusion plans each node's
+        // functions under one ordering.
+        .window(vec![position])?
+        .window(vec![total])?
         .project(vec![
             when(head.clone(), col("position"))
                 .otherwise(lit(limit + 1))?

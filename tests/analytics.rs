@@ -424,7 +424,7 @@ async fn the_repl_runs_the_table_functions() {
             .unwrap()
     };
     let out = run(
-        "SELECT name, sessions, folded FROM next_intents('skill-p', '2026-01-05T00:00:00Z', '2026-01-06T00:00:00Z', 'LaunchRequest', 2)",
+        "SELECT name, sessions, folded FROM next_intents('skill-p', '2026-01-05T00:00:00Z', '2026-01-06T00:00:00Z', 'LaunchRequest', 2) ORDER BY rank",
     );
     assert!(
         out.status.success(),

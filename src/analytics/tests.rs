@@ -10,6 +10,19 @@ const MONDAY: i64 = 1_767_571_200_000;
 fn ranges_are_checked() {
     assert!(Range::new(MONDAY, MONDAY + DAY).is_ok());
     assert!(Range::new(MONDAY, MONDAY + 366 * DAY).is_ok());
+    for (s, e) in [(-1, MONDAY), (MONDAY, i64::MAX), (i64::MIN, i64::MAX)] {
+        let err = Range::new(s, e).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Invalid {
+                    code: "INVALID_TIME",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
     for (s, e) in [
         (MONDAY, MONDAY),
         (MONDAY + 1, MONDAY),
