@@ -479,7 +479,7 @@ pub struct Ranked {
 pub async fn retention(engine: &Engine, skill: &str, range: Range) -> Result<Vec<Cohort>> {
     let plan = retention_plan(engine.events_source(), skill, range)?;
     let batches = engine.execute(plan).await?;
-    let mut out: Vec<Cohort> = Vec::new();
+    let mut rows = Vec::new();
     for b in &batches {
         let week_ms = int_column(b, "cohort_week", true)?;
         let size = int_column(b, "cohort_users", false)?;
@@ -487,19 +487,26 @@ pub async fn retention(engine: &Engine, skill: &str, range: Range) -> Result<Vec
         let users = int_column(b, "users", false)?;
         let pct = float_column(b, "percentage")?;
         for i in 0..b.num_rows() {
-            let cell = RetentionCell {
-                week: week[i],
-                users: users[i],
-                percentage: pct[i],
-            };
-            match out.last_mut() {
-                Some(c) if c.week_ms == week_ms[i] => c.weeks.push(cell),
-                _ => out.push(Cohort {
-                    week_ms: week_ms[i],
-                    users: size[i],
-                    weeks: vec![cell],
-                }),
-            }
+            rows.push((week_ms[i], size[i], week[i], users[i], pct[i]));
+        }
+    }
+    // The plan sorts; sorting again here costs nothing at this size and
+    // keeps the grouping below right whatever the physical plan does.
+    rows.sort_by_key(|r| (r.0, r.2));
+    let mut out: Vec<Cohort> = Vec::new();
+    for (week_ms, size, week, users, percentage) in rows {
+        let cell = RetentionCell {
+            week,
+            users,
+            percentage,
+        };
+        match out.last_mut() {
+            Some(c) if c.week_ms == week_ms => c.weeks.push(cell),
+            _ => out.push(Cohort {
+                week_ms,
+                users: size,
+                weeks: vec![cell],
+            }),
         }
     }
     Ok(out)
@@ -552,6 +559,8 @@ fn read_ranked(batches: &[RecordBatch]) -> Result<Vec<Ranked>> {
             });
         }
     }
+    // As in `retention`: the order is the plan's, checked here.
+    out.sort_by_key(|r| r.rank);
     Ok(out)
 }
 

@@ -97,3 +97,25 @@ fn plans_build_without_a_store_and_name_their_columns() {
             .contains("Utf8(\"skill-a\")")
     );
 }
+
+/// Plan shapes, reviewed by hand: `cargo insta review` after a change.
+fn shape(plan: &LogicalPlan) -> String {
+    plan.display_indent().to_string()
+}
+
+#[test]
+fn plan_of_retention() {
+    let source = schema_source(events::schema());
+    let range = Range::new(MONDAY, MONDAY + 28 * DAY).unwrap();
+    insta::assert_snapshot!(shape(&retention_plan(source, "skill-a", range).unwrap()));
+}
+
+#[test]
+fn plan_of_next_after_launch() {
+    let source = schema_source(events::schema());
+    let range = Range::new(MONDAY, MONDAY + DAY).unwrap();
+    let intent = Intent::parse(DEFAULT_INTENT).unwrap();
+    insta::assert_snapshot!(shape(
+        &next_plan(source, "skill-a", range, &intent, 10).unwrap()
+    ));
+}
