@@ -451,6 +451,11 @@ async fn the_repl_runs_the_table_functions() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8(out.stdout).unwrap().contains("13"));
+    let out = run("\\df");
+    let text = String::from_utf8(out.stdout).unwrap();
+    for f in ["retention,table", "next_intents,table", "top_paths,table"] {
+        assert!(text.contains(f), "{f} missing: {text}");
+    }
     // A bad call exits non-zero and says how to call it.
     let out = run("SELECT * FROM top_paths('skill-p')");
     assert!(!out.status.success());
