@@ -385,6 +385,20 @@ async fn generated_data_agrees_with_brute_force() {
     // 100 days ending 2026-01-10: users join and leave over about 15 weeks.
     let engine = common::demo_engine(dir.path(), 120_000, 100).await;
     let rows = common::read_events(dir.path());
+    // The data is rich enough for the comparison to mean something: many
+    // cohorts, twelve weeks after the first, people coming back, long
+    // rankings with a tail.
+    let (start, end) = (ms("2025-10-06T00:00:00Z"), ms("2026-01-11T00:00:00Z"));
+    let cohorts = oracle_retention(&rows, "amzn1.ask.skill.demo-trivia", start, end);
+    assert!(cohorts.len() >= 12, "{} cohorts", cohorts.len());
+    assert_eq!(cohorts[0].2.len(), 13);
+    assert!(
+        cohorts
+            .iter()
+            .any(|c| c.2.iter().any(|w| w.0 > 0 && w.1 > 0))
+    );
+    let sessions = oracle_sessions(&rows, "amzn1.ask.skill.demo-trivia", start, end);
+    assert!(oracle_paths(&sessions, 5).last().is_some_and(|r| r.3 > 100));
     for skill in ["amzn1.ask.skill.demo-trivia", "amzn1.ask.skill.demo-home"] {
         check_against_oracle(
             &engine,
