@@ -2,7 +2,10 @@
 //! in CONTRACT.md. Handlers extract, call the engine, shape the answer.
 
 pub mod alexa;
+pub mod analytics;
 pub mod auth;
+pub mod csv;
+pub mod dashboard;
 pub mod error;
 pub mod events;
 pub mod interaction;
@@ -139,6 +142,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v2/skills/metrics", get(alexa::list_metrics))
         .route("/v2/skills/{skill_id}/metrics", post(alexa::get_metrics))
+        .route(
+            "/v2/skills/{skill_id}/analytics/retention",
+            get(analytics::retention),
+        )
+        .route(
+            "/v2/skills/{skill_id}/analytics/paths",
+            get(analytics::paths),
+        )
+        .merge(dashboard::routes())
         .route(
             "/v1/{workspace_id}/events",
             post(events::ingest_events).layer(axum::extract::DefaultBodyLimit::max(

@@ -114,6 +114,7 @@ impl Engine {
         )?);
         ctx.register_table("events", events.clone())?;
         ctx.register_table(crate::metric_store::values::TABLE, values_table(&store)?)?;
+        crate::analytics::functions::register(&ctx, provider_as_source(events.clone()));
         Ok(Self {
             ctx,
             store,

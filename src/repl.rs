@@ -113,6 +113,11 @@ fn functions(engine: &Engine) -> RecordBatch {
             rows.push((name.to_string(), "aggregate".to_string()));
         }
     }
+    for name in ["retention", "next_intents", "top_paths"] {
+        if state.table_functions().contains_key(name) {
+            rows.push((name.to_string(), "table".to_string()));
+        }
+    }
     let mut json: Vec<String> = state
         .scalar_functions()
         .keys()

@@ -86,6 +86,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         let end = chrono::Utc::now();
         let start = end - chrono::Duration::days(7);
         println!("No METRICSTORE_TOKENS set: this run's admin token is\n\n  {secret}\n");
+        println!("The dashboard: http://{addr}/ (paste the token there)\n");
         println!("Try it on the demo skill:\n");
         println!(
             "  curl -s -X POST http://{addr}/v2/skills/{skill}/metrics \\\n    -H 'Authorization: Bearer {secret}' -H 'Content-Type: application/json' \\\n    -d '{{\"startTime\":\"{s}\",\"endTime\":\"{e}\",\"metricQueries\":[{{\"id\":\"q1\",\"metricNamespace\":\"Alexa.Custom\",\"name\":\"UTTERANCES\",\"aggregationPeriod\":\"BY_DAY\",\"stat\":\"count\"}}]}}'\n",

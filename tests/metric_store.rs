@@ -73,6 +73,27 @@ async fn call(
     )
 }
 
+async fn csv_call(app: &axum::Router, uri: &str) -> String {
+    let req = Request::builder()
+        .uri(uri)
+        .header("authorization", "Bearer ms-viewer-token")
+        .header("accept", "text/csv")
+        .body(Body::empty())
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
 // ---------------------------------------------------------------------
 // The oracle: plain loops over rows read straight from Parquet.
 
@@ -665,6 +686,55 @@ async fn pipeline_values_match_independent_loops() {
         }
     }
     assert!(compared > 300, "compared {compared} values");
+
+    // The same answers as CSV, row for row.
+    for key in ["call_outcome", "quality_score_avg"] {
+        let uri =
+            format!("/v1/ws-demo/metrics/{key}?date_from=2026-01-08&date_to=2026-01-10&limit=365");
+        let (_, json) = call(&app, "GET", &uri, Some("ms-viewer-token"), None).await;
+        let csv = csv_call(&app, &uri).await;
+        let mut lines = csv.lines();
+        assert_eq!(
+            lines.next().unwrap(),
+            "metric_key,granularity,period_start,period_end,scope,entity_type,entity_id,service_id,session_id,category,value,sample_size,computed_at"
+        );
+        let mut expected = Vec::new();
+        for v in json["values"].as_array().unwrap() {
+            let num = |x: &Value| {
+                x.as_f64()
+                    .map(metricstore::api::csv::number)
+                    .unwrap_or_default()
+            };
+            expected.push(format!(
+                "{key},{},{},{},aggregate,workspace,ws-demo,,,,{},{},{}",
+                v["granularity"].as_str().unwrap(),
+                v["period_start"].as_str().unwrap(),
+                v["period_end"].as_str().unwrap(),
+                num(&v["value"]),
+                v["sample_size"],
+                v["computed_at"].as_str().unwrap()
+            ));
+            for (c, n) in v["categories"].as_object().into_iter().flatten() {
+                expected.push(format!(
+                    "{key},{},{},{},aggregate,workspace,ws-demo,,,{c},{},,{}",
+                    v["granularity"].as_str().unwrap(),
+                    v["period_start"].as_str().unwrap(),
+                    v["period_end"].as_str().unwrap(),
+                    num(n),
+                    v["computed_at"].as_str().unwrap()
+                ));
+            }
+        }
+        assert_eq!(lines.collect::<Vec<_>>(), expected, "{key} as CSV");
+    }
+    let csv = csv_call(&app, "/v1/ws-demo/metrics/call_count/trend?days=4").await;
+    assert_eq!(csv.lines().count(), 5);
+    assert!(
+        csv.lines()
+            .last()
+            .unwrap()
+            .starts_with("call_count,2026-01-11,,0")
+    );
 
     // Latest: the newest period of every active metric.
     let (s, b) = call(

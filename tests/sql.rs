@@ -1,6 +1,7 @@
 //! `.slt` files in `fixtures/sql/` (sqllogictest format) run against the
-//! engine's SQL context over the event fixtures, with every project
-//! function registered as in the REPL.
+//! engine's SQL context over the event fixtures (`NAME.slt` over
+//! `fixtures/events/NAME.jsonl` if it exists, else `custom.jsonl`), with
+//! every project function registered as in the REPL.
 
 mod common;
 
@@ -60,7 +61,16 @@ async fn slt_files() {
     assert!(!files.is_empty());
     for file in files {
         let dir = tempfile::tempdir().unwrap();
-        let engine = common::fixture_engine(dir.path(), "fixtures/events/custom.jsonl").await;
+        // `NAME.slt` runs over `fixtures/events/NAME.jsonl` if there is one.
+        let own = std::path::Path::new("fixtures/events")
+            .join(file.file_stem().unwrap())
+            .with_extension("jsonl");
+        let events = if own.exists() {
+            own.to_str().unwrap().to_string()
+        } else {
+            "fixtures/events/custom.jsonl".to_string()
+        };
+        let engine = common::fixture_engine(dir.path(), &events).await;
         let mut runner = sqllogictest::Runner::new(move || {
             let engine = engine.clone();
             async move { Ok(Db(engine)) }

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use serde_json::Value as JsonValue;
 
 use super::auth::Principal;
+use super::csv::Answer;
 use super::token::Signer;
 use super::{ApiError, AppState, JsonBody};
 use crate::definition::builtin;
@@ -35,9 +37,10 @@ fn skill_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiErro
 pub async fn get_metrics(
     State(state): State<Arc<AppState>>,
     principal: Principal,
+    headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
     JsonBody(body): JsonBody<JsonValue>,
-) -> Result<Json<GetMetricsResponse>, ApiError> {
+) -> Result<Answer<GetMetricsResponse>, ApiError> {
     let skill = skill_id(path)?;
     principal.require(&skill)?;
     let request = check_request(&body, &skill)?;
@@ -86,10 +89,15 @@ pub async fn get_metrics(
         });
     }
     let next_token = more.then(|| state.tokens.sign(&digest, next));
-    Ok(Json(GetMetricsResponse {
+    let response = GetMetricsResponse {
         results,
         pagination_context: PaginationContext { next_token },
-    }))
+    };
+    Ok(Answer::negotiate(
+        &headers,
+        response,
+        GetMetricsResponse::to_table,
+    ))
 }
 
 /// The points `[from, to)` of the series laid end to end, as data entries

@@ -159,3 +159,13 @@ impl From<crate::engine::Error> for ApiError {
         }
     }
 }
+
+impl From<crate::analytics::Error> for ApiError {
+    fn from(e: crate::analytics::Error) -> Self {
+        match e {
+            crate::analytics::Error::Invalid { code, message } => ApiError::bad(code, message),
+            crate::analytics::Error::Engine(e) => e.into(),
+            other => ApiError::internal(other),
+        }
+    }
+}

@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value as JsonValue;
 
 use super::auth::Principal;
+use super::csv::Answer;
 use super::{ApiError, AppState, JsonBody};
 use crate::storage::catalog::UpdateError;
 use types::*;
@@ -283,7 +284,7 @@ pub async fn calculate(
     principal: Principal,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Json<Calculation>, ApiError> {
+) -> Result<Answer<Calculation>, ApiError> {
     let ws = principal.workspace_from(&headers)?;
     let id = metric_id(path)?;
     let metric = load(&state, &ws)
@@ -293,13 +294,18 @@ pub async fn calculate(
         .find(|m| m.id == id)
         .ok_or_else(|| not_found(id))?;
     let results = calculate_one(&state, &ws, &metric).await?;
-    Ok(Json(Calculation {
+    let calculation = Calculation {
         metric_id: metric.id,
         metric_name: metric.name,
         metric_type: metric.metric_type_id,
         calculated_at: now_text(&state),
         results,
-    }))
+    };
+    Ok(Answer::negotiate(
+        &headers,
+        calculation,
+        Calculation::to_table,
+    ))
 }
 
 /// `POST /api/interaction-metrics/calculate-all`: every enabled metric,
@@ -308,7 +314,7 @@ pub async fn calculate_all(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     headers: HeaderMap,
-) -> Result<Json<CalculateAll>, ApiError> {
+) -> Result<Answer<CalculateAll>, ApiError> {
     let ws = principal.workspace_from(&headers)?;
     let metrics: Vec<InteractionMetric> = load(&state, &ws)
         .await?
@@ -330,9 +336,10 @@ pub async fn calculate_all(
             results,
         })
         .collect();
-    Ok(Json(CalculateAll {
+    let all = CalculateAll {
         calculated: metrics.len(),
         calculated_at: now_text(&state),
         metrics,
-    }))
+    };
+    Ok(Answer::negotiate(&headers, all, CalculateAll::to_table))
 }

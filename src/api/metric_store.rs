@@ -10,9 +10,11 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use serde_json::Value as JsonValue;
 
 use super::auth::Principal;
+use super::csv::Answer;
 use super::{ApiError, AppState, JsonBody};
 use crate::metric_store::compile::{Level, Selection};
 use crate::metric_store::values::{Lookup, lookup};
@@ -198,9 +200,10 @@ fn own_granularity(def: &MetricDef, values: Vec<MetricValue>) -> Vec<MetricValue
 pub async fn latest(
     State(state): State<Arc<AppState>>,
     principal: Principal,
+    headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Json<LatestResponse>, ApiError> {
+) -> Result<Answer<LatestResponse>, ApiError> {
     let ws = ws_path(path)?;
     principal.require(&ws)?;
     let p = params(query)?;
@@ -260,22 +263,28 @@ pub async fn latest(
             }),
         }
     }
-    Ok(Json(LatestResponse {
+    let answer = LatestResponse {
         workspace_id: ws,
         as_of: crate::api::alexa::types::timestamp(state.clock.now_ms()),
         count: metrics.len(),
         metrics,
         not_computed,
-    }))
+    };
+    Ok(Answer::negotiate(
+        &headers,
+        answer,
+        LatestResponse::to_table,
+    ))
 }
 
 /// `GET /v1/{workspace_id}/metrics/{metric_key}`: values over a range.
 pub async fn values(
     State(state): State<Arc<AppState>>,
     principal: Principal,
+    headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Json<ValuesResponse>, ApiError> {
+) -> Result<Answer<ValuesResponse>, ApiError> {
     let (ws, key) = ws_key_path(path)?;
     principal.require(&ws)?;
     let p = params(query)?;
@@ -328,7 +337,7 @@ pub async fn values(
             .and_then(|v| Granularity::parse(&v.granularity))
             .unwrap_or(def.period_granularity)
     });
-    Ok(Json(ValuesResponse {
+    let answer = ValuesResponse {
         workspace_id: ws.clone(),
         metric_key: def.key.clone(),
         name: def.name.clone(),
@@ -340,7 +349,12 @@ pub async fn values(
         limit,
         count: values.len(),
         values,
-    }))
+    };
+    Ok(Answer::negotiate(
+        &headers,
+        answer,
+        ValuesResponse::to_table,
+    ))
 }
 
 /// `GET /v1/{workspace_id}/metrics/{metric_key}/trend`: daily values of
@@ -348,9 +362,10 @@ pub async fn values(
 pub async fn trend(
     State(state): State<Arc<AppState>>,
     principal: Principal,
+    headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Json<TrendResponse>, ApiError> {
+) -> Result<Answer<TrendResponse>, ApiError> {
     let (ws, key) = ws_key_path(path)?;
     principal.require(&ws)?;
     let p = params(query)?;
@@ -411,7 +426,7 @@ pub async fn trend(
         average: None,
     };
     out.summarise();
-    Ok(Json(out))
+    Ok(Answer::negotiate(&headers, out, TrendResponse::to_table))
 }
 
 /// `GET /v1/{workspace_id}/metrics/catalog`.
@@ -494,9 +509,10 @@ const EVALUATE_FIELDS: [&str; 7] = [
 pub async fn evaluate(
     State(state): State<Arc<AppState>>,
     principal: Principal,
+    headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
     JsonBody(body): JsonBody<JsonValue>,
-) -> Result<Json<EvaluateResponse>, ApiError> {
+) -> Result<Answer<EvaluateResponse>, ApiError> {
     let (ws, key) = ws_key_path(path)?;
     principal.require(&ws)?;
     let obj = body
@@ -544,7 +560,7 @@ pub async fn evaluate(
             EvaluateError::NotEvaluable(m) => ApiError::Unprocessable(m),
             EvaluateError::Failed(e) => ApiError::internal(e),
         })?;
-    Ok(Json(EvaluateResponse {
+    let answer = EvaluateResponse {
         workspace_id: ws.clone(),
         metric_key: def.key.clone(),
         name: def.name.clone(),
@@ -563,5 +579,10 @@ pub async fn evaluate(
         sample_size: e.sample_size,
         evaluated_at: crate::api::alexa::types::timestamp(now),
         persisted: false,
-    }))
+    };
+    Ok(Answer::negotiate(
+        &headers,
+        answer,
+        EvaluateResponse::to_table,
+    ))
 }

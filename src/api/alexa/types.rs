@@ -537,3 +537,54 @@ pub fn timestamp(ms: i64) -> String {
         t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
     }
 }
+
+impl GetMetricsResponse {
+    /// The answer as CSV: one row per point, with a column per groupBy
+    /// field (in order of first appearance; empty where a query has no
+    /// such field). The `nextToken`, if any, is the `X-Next-Token` header.
+    pub fn to_table(&self) -> crate::api::csv::Table {
+        use crate::api::csv::{Cell, Table};
+        let mut fields: Vec<&str> = Vec::new();
+        for d in self.results.iter().flat_map(|r| &r.data) {
+            for g in &d.grouped_by {
+                if !fields.contains(&g.field.as_str()) {
+                    fields.push(&g.field);
+                }
+            }
+        }
+        let mut header = vec!["id", "label", "metricNamespace", "name", "stat"];
+        header.extend(&fields);
+        header.extend(["timestamp", "value"]);
+        let mut table = Table::new(header);
+        for r in &self.results {
+            for d in &r.data {
+                for (t, v) in d.timestamps.iter().zip(&d.values) {
+                    let mut row: Vec<Cell> = vec![
+                        r.id.as_str().into(),
+                        r.label.as_str().into(),
+                        r.namespace.as_str().into(),
+                        r.name.as_str().into(),
+                        r.stat.as_str().into(),
+                    ];
+                    row.extend(fields.iter().map(|f| {
+                        d.grouped_by
+                            .iter()
+                            .find(|g| g.field == *f)
+                            .and_then(|g| g.value.clone())
+                            .into()
+                    }));
+                    row.push(t.as_str().into());
+                    row.push(Cell::Number(*v));
+                    table.push(row);
+                }
+            }
+        }
+        if let Some(t) = &self.pagination_context.next_token {
+            table.headers.push((
+                axum::http::HeaderName::from_static("x-next-token"),
+                t.clone(),
+            ));
+        }
+        table
+    }
+}

@@ -467,3 +467,78 @@ pub struct DiscoveredFields {
     pub action_id: Option<String>,
     pub fields: Vec<String>,
 }
+
+/// Calculations as CSV: one row per result, a column per dimension (in
+/// order of first appearance, empty where a result lacks it).
+fn calculations_table<'a>(
+    calculated_at: &str,
+    metrics: impl Iterator<Item = (&'a uuid::Uuid, &'a str, &'a str, &'a [ResultRow])> + Clone,
+) -> crate::api::csv::Table {
+    use crate::api::csv::{Cell, Table};
+    let mut dims: Vec<&str> = Vec::new();
+    for (_, _, _, results) in metrics.clone() {
+        for key in results
+            .iter()
+            .flat_map(|r| r.dimensions.iter().flat_map(|d| d.keys()))
+        {
+            if !dims.contains(&key.as_str()) {
+                dims.push(key);
+            }
+        }
+    }
+    let mut header = vec!["metricId", "metricName", "metricType", "calculatedAt"];
+    header.extend(&dims);
+    header.push("value");
+    let mut table = Table::new(header);
+    for (id, name, kind, results) in metrics {
+        for r in results {
+            let mut row: Vec<Cell> = vec![
+                id.to_string().into(),
+                name.into(),
+                kind.into(),
+                calculated_at.into(),
+            ];
+            row.extend(
+                dims.iter()
+                    .map(|k| match r.dimensions.as_ref().and_then(|d| d.get(*k)) {
+                        None | Some(Json::Null) => Cell::Empty,
+                        Some(Json::String(s)) => Cell::Text(s.clone()),
+                        Some(other) => Cell::Text(other.to_string()),
+                    }),
+            );
+            row.push(r.value.into());
+            table.push(row);
+        }
+    }
+    table
+}
+
+impl Calculation {
+    pub fn to_table(&self) -> crate::api::csv::Table {
+        calculations_table(
+            &self.calculated_at,
+            std::iter::once((
+                &self.metric_id,
+                self.metric_name.as_str(),
+                self.metric_type.as_str(),
+                self.results.as_slice(),
+            )),
+        )
+    }
+}
+
+impl CalculateAll {
+    pub fn to_table(&self) -> crate::api::csv::Table {
+        calculations_table(
+            &self.calculated_at,
+            self.metrics.iter().map(|m| {
+                (
+                    &m.metric_id,
+                    m.metric_name.as_str(),
+                    m.metric_type.as_str(),
+                    m.results.as_slice(),
+                )
+            }),
+        )
+    }
+}

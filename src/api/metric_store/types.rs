@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::api::ApiError;
 use crate::api::alexa::types::timestamp;
+use crate::api::csv::{Cell, Table};
 use crate::metric_store::compile::Level;
 use crate::metric_store::{
     Aggregation, ExtractionMode, Granularity, MetricDef, MetricType, Source,
@@ -458,4 +459,109 @@ pub struct EvaluateResponse {
     pub evaluated_at: String,
     /// Always false: evaluated values are not stored.
     pub persisted: bool,
+}
+
+/// The CSV columns of values: one row per value, and for categorical
+/// metrics one more per category (the `category` column set).
+const VALUE_COLUMNS: [&str; 13] = [
+    "metric_key",
+    "granularity",
+    "period_start",
+    "period_end",
+    "scope",
+    "entity_type",
+    "entity_id",
+    "service_id",
+    "session_id",
+    "category",
+    "value",
+    "sample_size",
+    "computed_at",
+];
+
+fn value_table(values: &[MetricValue]) -> Table {
+    let mut t = Table::new(VALUE_COLUMNS);
+    for v in values {
+        let row = |category: Option<&str>, value: Option<f64>, n: Option<i64>| -> Vec<Cell> {
+            vec![
+                v.metric_key.as_str().into(),
+                v.granularity.as_str().into(),
+                v.period_start.as_str().into(),
+                v.period_end.as_str().into(),
+                v.scope.as_str().into(),
+                v.entity_type.as_str().into(),
+                v.entity_id.as_str().into(),
+                v.service_id.as_deref().into(),
+                v.session_id.as_deref().into(),
+                category.into(),
+                value.into(),
+                n.into(),
+                v.computed_at.as_str().into(),
+            ]
+        };
+        t.push(row(None, v.value, Some(v.sample_size)));
+        for (c, n) in v.categories.iter().flatten() {
+            t.push(row(Some(c), Some(*n), None));
+        }
+    }
+    t
+}
+
+impl LatestResponse {
+    pub fn to_table(&self) -> Table {
+        value_table(&self.metrics)
+    }
+}
+
+impl ValuesResponse {
+    pub fn to_table(&self) -> Table {
+        value_table(&self.values)
+    }
+}
+
+impl TrendResponse {
+    pub fn to_table(&self) -> Table {
+        let mut t = Table::new(["metric_key", "date", "value", "sample_size"]);
+        for p in &self.points {
+            t.push(vec![
+                self.metric_key.as_str().into(),
+                p.date.as_str().into(),
+                p.value.into(),
+                p.sample_size.into(),
+            ]);
+        }
+        t
+    }
+}
+
+impl EvaluateResponse {
+    pub fn to_table(&self) -> Table {
+        let mut t = Table::new([
+            "metric_key",
+            "entity_type",
+            "entity_id",
+            "date_from",
+            "date_to",
+            "category",
+            "value",
+            "sample_size",
+        ]);
+        let row = |category: Option<&str>, value: Option<f64>, n: Option<i64>| -> Vec<Cell> {
+            vec![
+                self.metric_key.as_str().into(),
+                self.entity_type.as_str().into(),
+                self.entity_id.as_str().into(),
+                self.date_from.as_str().into(),
+                self.date_to.as_str().into(),
+                category.into(),
+                value.into(),
+                n.into(),
+            ]
+        };
+        t.push(row(None, self.value, Some(self.sample_size)));
+        for (c, n) in self.categories.iter().flatten() {
+            t.push(row(Some(c), Some(*n), None));
+        }
+        t
+    }
 }

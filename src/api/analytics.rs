@@ -1,0 +1,101 @@
+//! Skill analytics routes (the project's own, next to the skill Metrics
+//! API and with its authentication): retention cohorts and interaction
+//! paths. JSON by default, CSV with `Accept: text/csv`.
+
+pub mod types;
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+
+use super::auth::Principal;
+use super::csv::Answer;
+use super::{ApiError, AppState};
+use crate::analytics;
+use types::*;
+
+/// The skill of the path, after the same checks as the Metrics API: the
+/// token covers it (403) and it has events (404).
+async fn skill(
+    state: &AppState,
+    principal: &Principal,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<String, ApiError> {
+    let Path(id) =
+        path.map_err(|e| ApiError::bad("INVALID_STRING_LENGTH", format!("skillId: {e}")))?;
+    let n = id.chars().count();
+    if n == 0 || n > 255 {
+        return Err(ApiError::bad(
+            "INVALID_STRING_LENGTH",
+            format!("skillId must be 1 to 255 characters, got {n}"),
+        ));
+    }
+    principal.require(&id)?;
+    if !state.workspace_exists(&id).await? {
+        return Err(ApiError::not_found(
+            "SKILL_NOT_FOUND",
+            format!("no skill {id:?} has any events"),
+        ));
+    }
+    Ok(id)
+}
+
+fn params(p: Result<Query<Params>, QueryRejection>) -> Result<Params, ApiError> {
+    p.map(|Query(p)| p)
+        .map_err(|e| ApiError::bad("INVALID_PARAMETER", e.body_text()))
+}
+
+/// `GET /v2/skills/{skillId}/analytics/retention?startTime=&endTime=`.
+pub async fn retention(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<Params>, QueryRejection>,
+) -> Result<Answer<RetentionResponse>, ApiError> {
+    let params = params(query)?;
+    let range = params.range()?;
+    let skill = skill(&state, &principal, path).await?;
+    let cohorts = analytics::retention(&state.engine, &skill, range).await?;
+    let response = RetentionResponse::new(&skill, range, cohorts);
+    Ok(Answer::negotiate(
+        &headers,
+        response,
+        RetentionResponse::to_table,
+    ))
+}
+
+/// `GET /v2/skills/{skillId}/analytics/paths?startTime=&endTime=&intent=&limit=`.
+pub async fn paths(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<Params>, QueryRejection>,
+) -> Result<Answer<PathsResponse>, ApiError> {
+    let params = params(query)?;
+    let range = params.range()?;
+    let intent = params.intent()?;
+    let limit = params.limit()?;
+    let skill = skill(&state, &principal, path).await?;
+    let (next, paths) = futures::try_join!(
+        analytics::next_after(&state.engine, &skill, range, &intent, limit),
+        analytics::top_paths(&state.engine, &skill, range, limit),
+    )?;
+    let response = PathsResponse {
+        skill_id: skill,
+        start_time: crate::api::alexa::types::timestamp(range.start_ms),
+        end_time: crate::api::alexa::types::timestamp(range.end_ms),
+        intent: intent.as_str().to_string(),
+        limit,
+        next: Ranking::new(next),
+        paths: Ranking::new(paths),
+    };
+    Ok(Answer::negotiate(
+        &headers,
+        response,
+        PathsResponse::to_table,
+    ))
+}

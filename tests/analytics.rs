@@ -1,0 +1,479 @@
+//! Retention cohorts and interaction paths against hand-computed answers
+//! (`fixtures/expected/analytics.json` over `fixtures/events/analytics.jsonl`)
+//! and against a brute-force loop over the same rows (read straight from
+//! the files, not through the engine), on the fixture and on generated
+//! demo data.
+//!
+//! The fixture, in short. Skill `skill-r`, range 2026-01-05 (a Monday) to
+//! 2026-02-04: `old` spoke before the range (no cohort); `a` is new in
+//! week 01-05 and back in weeks 1 and 3 (not 2); `b` new that week, back in
+//! weeks 2 and 4; `c` spoke once, in the last millisecond of that week;
+//! `d` new at 01-12 00:00 exactly; `e` new at 01-19, back two weeks later;
+//! `i` new in the range's last, partly observed week; `h` spoke exactly at
+//! the end (outside); `f` only started a session. Skill `skill-p`, one day:
+//! twelve sessions, ties in both rankings, sessions of one utterance, one
+//! unclassified utterance, two utterances at the same instant, a session
+//! that began before the range, and six steps in one session.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use metricstore::analytics::{self, Intent, Range, Ranked};
+use metricstore::storage::events::EventRow;
+use serde_json::Value;
+
+fn ms(t: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .unwrap()
+        .timestamp_millis()
+}
+
+fn near(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 0.0051
+}
+
+// ---- the brute-force oracle ----
+
+const WEEK: i64 = 7 * 86_400_000;
+/// 2000-01-03T00:00:00Z, a Monday.
+const MONDAY: i64 = 946_857_600_000;
+
+fn week_of(t: i64) -> i64 {
+    MONDAY + (t - MONDAY).div_euclid(WEEK) * WEEK
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// `(cohort week, cohort size, [(week, users, percentage)])`.
+type OracleCohort = (i64, i64, Vec<(i64, i64, f64)>);
+
+fn oracle_retention(rows: &[EventRow], skill: &str, start: i64, end: i64) -> Vec<OracleCohort> {
+    let utterances = rows
+        .iter()
+        .filter(|r| r.workspace_id == skill && r.event_type == "utterance" && r.user_id.is_some());
+    let mut first: HashMap<&str, i64> = HashMap::new();
+    let mut active: BTreeSet<(&str, i64)> = BTreeSet::new();
+    for r in utterances {
+        let user = r.user_id.as_deref().unwrap();
+        if r.time < end {
+            let f = first.entry(user).or_insert(r.time);
+            *f = (*f).min(r.time);
+        }
+        if start <= r.time && r.time < end {
+            active.insert((user, week_of(r.time)));
+        }
+    }
+    let mut cohorts: BTreeMap<i64, Vec<&str>> = BTreeMap::new();
+    for (user, t) in first {
+        if t >= start {
+            cohorts.entry(week_of(t)).or_default().push(user);
+        }
+    }
+    cohorts
+        .into_iter()
+        .map(|(week, users)| {
+            let size = users.len() as i64;
+            let cells = (0..=12)
+                .map(|k| (k, week + k * WEEK))
+                .take_while(|(_, w)| *w < end)
+                .map(|(k, w)| {
+                    let n = users.iter().filter(|u| active.contains(&(**u, w))).count() as i64;
+                    (k, n, round2(n as f64 * 100.0 / size as f64))
+                })
+                .collect();
+            (week, size, cells)
+        })
+        .collect()
+}
+
+/// Each session's steps in the range, in order.
+fn oracle_sessions(rows: &[EventRow], skill: &str, start: i64, end: i64) -> Vec<Vec<String>> {
+    let mut sessions: BTreeMap<&str, Vec<(i64, String)>> = BTreeMap::new();
+    for r in rows {
+        if r.workspace_id == skill
+            && r.event_type == "utterance"
+            && start <= r.time
+            && r.time < end
+            && let Some(s) = r.session_id.as_deref()
+        {
+            let step = r.intent.clone().unwrap_or_else(|| "(unclassified)".into());
+            sessions.entry(s).or_default().push((r.time, step));
+        }
+    }
+    sessions
+        .into_values()
+        .map(|mut steps| {
+            steps.sort();
+            steps.into_iter().map(|(_, s)| s).collect()
+        })
+        .collect()
+}
+
+/// `(name, sessions, percentage, folded)` rows as the API ranks them.
+fn oracle_rank(counts: BTreeMap<String, i64>, limit: usize) -> Vec<(String, i64, f64, i64)> {
+    let total: i64 = counts.values().sum();
+    let mut all: Vec<(String, i64)> = counts.into_iter().collect();
+    all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    let pct = |n: i64| round2(n as f64 * 100.0 / total as f64);
+    let mut out: Vec<(String, i64, f64, i64)> = all
+        .iter()
+        .take(limit)
+        .map(|(name, n)| (name.clone(), *n, pct(*n), 0))
+        .collect();
+    if all.len() > limit {
+        let tail = &all[limit..];
+        let n: i64 = tail.iter().map(|t| t.1).sum();
+        out.push(("(other)".into(), n, pct(n), tail.len() as i64));
+    }
+    out
+}
+
+fn oracle_next(
+    sessions: &[Vec<String>],
+    intent: &str,
+    limit: usize,
+) -> Vec<(String, i64, f64, i64)> {
+    let mut counts = BTreeMap::new();
+    for s in sessions {
+        if let Some(i) = s.iter().position(|x| x == intent) {
+            let next = s
+                .get(i + 1)
+                .cloned()
+                .unwrap_or_else(|| "(session ended)".into());
+            *counts.entry(next).or_insert(0) += 1;
+        }
+    }
+    oracle_rank(counts, limit)
+}
+
+fn oracle_paths(sessions: &[Vec<String>], limit: usize) -> Vec<(String, i64, f64, i64)> {
+    let mut counts = BTreeMap::new();
+    for s in sessions {
+        let path = s[..s.len().min(5)].join(" > ");
+        *counts.entry(path).or_insert(0) += 1;
+    }
+    oracle_rank(counts, limit)
+}
+
+// ---- comparisons ----
+
+fn check_ranked(what: &str, got: &[Ranked], want: &[(String, i64, f64, i64)]) {
+    let got_view: Vec<_> = got
+        .iter()
+        .map(|r| (r.name.clone(), r.sessions, r.percentage, r.folded))
+        .collect();
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: got {got_view:?}, want {want:?}"
+    );
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g.rank, i as i64 + 1, "{what}: rank of row {i}");
+        assert!(
+            g.name == w.0 && g.sessions == w.1 && g.folded == w.3 && near(g.percentage, w.2),
+            "{what}: row {i}: got {g:?}, want {w:?}\nall: {got_view:?}"
+        );
+    }
+}
+
+async fn check_against_oracle(
+    engine: &metricstore::engine::Engine,
+    rows: &[EventRow],
+    skill: &str,
+    start: i64,
+    end: i64,
+) {
+    let range = Range::new(start, end).unwrap();
+    let got = analytics::retention(engine, skill, range).await.unwrap();
+    let want = oracle_retention(rows, skill, start, end);
+    let got_view: Vec<OracleCohort> = got
+        .iter()
+        .map(|c| {
+            (
+                c.week_ms,
+                c.users,
+                c.weeks
+                    .iter()
+                    .map(|w| (w.week, w.users, w.percentage))
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(got_view.len(), want.len(), "{skill} cohorts");
+    for (g, w) in got_view.iter().zip(&want) {
+        assert_eq!(
+            (g.0, g.1, g.2.len()),
+            (w.0, w.1, w.2.len()),
+            "{skill} cohort {g:?} vs {w:?}"
+        );
+        for (gc, wc) in g.2.iter().zip(&w.2) {
+            assert!(
+                gc.0 == wc.0 && gc.1 == wc.1 && near(gc.2, wc.2),
+                "{skill} cohort {}: {gc:?} vs {wc:?}",
+                g.0
+            );
+        }
+    }
+
+    let sessions = oracle_sessions(rows, skill, start, end);
+    for intent in ["LaunchRequest", "AMAZON.HelpIntent", "GetScoreIntent"] {
+        for limit in [1, 3, 10, 100] {
+            let got =
+                analytics::next_after(engine, skill, range, &Intent::parse(intent).unwrap(), limit)
+                    .await
+                    .unwrap();
+            check_ranked(
+                &format!("{skill} next after {intent} (limit {limit})"),
+                &got,
+                &oracle_next(&sessions, intent, limit),
+            );
+        }
+    }
+    for limit in [1, 5, 100] {
+        let got = analytics::top_paths(engine, skill, range, limit)
+            .await
+            .unwrap();
+        check_ranked(
+            &format!("{skill} paths (limit {limit})"),
+            &got,
+            &oracle_paths(&sessions, limit),
+        );
+    }
+}
+
+// ---- tests ----
+
+#[tokio::test]
+async fn retention_matches_hand_computed_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::fixture_engine(dir.path(), "fixtures/events/analytics.jsonl").await;
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string("fixtures/expected/analytics.json").unwrap())
+            .unwrap();
+    let e = &expected["retention"];
+    let range = Range::new(
+        ms(e["start"].as_str().unwrap()),
+        ms(e["end"].as_str().unwrap()),
+    )
+    .unwrap();
+    let got = analytics::retention(&engine, e["skill"].as_str().unwrap(), range)
+        .await
+        .unwrap();
+    let want = e["cohorts"].as_array().unwrap();
+    assert_eq!(got.len(), want.len(), "{got:?}");
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(g.week_ms, ms(w["cohortWeek"].as_str().unwrap()));
+        assert_eq!(g.users, w["users"].as_i64().unwrap());
+        let users: Vec<i64> = g.weeks.iter().map(|c| c.users).collect();
+        let want_users: Vec<i64> = w["users_by_week"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap())
+            .collect();
+        assert_eq!(users, want_users, "cohort {}", w["cohortWeek"]);
+        let weeks: Vec<i64> = g.weeks.iter().map(|c| c.week).collect();
+        assert_eq!(weeks, (0..want_users.len() as i64).collect::<Vec<_>>());
+        for (c, p) in g
+            .weeks
+            .iter()
+            .zip(w["percentage_by_week"].as_array().unwrap())
+        {
+            assert!(near(c.percentage, p.as_f64().unwrap()), "{c:?} vs {p}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn paths_match_hand_computed_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::fixture_engine(dir.path(), "fixtures/events/analytics.jsonl").await;
+    let expected: Value =
+        serde_json::from_str(&std::fs::read_to_string("fixtures/expected/analytics.json").unwrap())
+            .unwrap();
+    let e = &expected["paths"];
+    let skill = e["skill"].as_str().unwrap();
+    let range = Range::new(
+        ms(e["start"].as_str().unwrap()),
+        ms(e["end"].as_str().unwrap()),
+    )
+    .unwrap();
+    let intent = Intent::parse(e["intent"].as_str().unwrap()).unwrap();
+    let rows = |key: &str| -> Vec<(String, i64, f64, i64)> {
+        e[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r[0].as_str().unwrap().to_string(),
+                    r[1].as_i64().unwrap(),
+                    r[2].as_f64().unwrap(),
+                    r.get(3).and_then(Value::as_i64).unwrap_or(0),
+                )
+            })
+            .collect()
+    };
+    let got = analytics::next_after(&engine, skill, range, &intent, 10)
+        .await
+        .unwrap();
+    check_ranked("next, limit 10", &got, &rows("next_all"));
+    let got = analytics::next_after(&engine, skill, range, &intent, 2)
+        .await
+        .unwrap();
+    check_ranked("next, limit 2", &got, &rows("next_limit_2"));
+    let got = analytics::top_paths(&engine, skill, range, 3)
+        .await
+        .unwrap();
+    check_ranked("paths, limit 3", &got, &rows("paths_limit_3"));
+    // An intent no session has: nothing to rank, not an error.
+    let none = Intent::parse("NoSuchIntent").unwrap();
+    assert!(
+        analytics::next_after(&engine, skill, range, &none, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn the_fixture_agrees_with_brute_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::fixture_engine(dir.path(), "fixtures/events/analytics.jsonl").await;
+    let rows = common::read_fixture("fixtures/events/analytics.jsonl");
+    check_against_oracle(
+        &engine,
+        &rows,
+        "skill-r",
+        ms("2026-01-05T00:00:00Z"),
+        ms("2026-02-04T00:00:00Z"),
+    )
+    .await;
+    // A range that starts and ends mid-week.
+    check_against_oracle(
+        &engine,
+        &rows,
+        "skill-r",
+        ms("2026-01-07T12:00:00Z"),
+        ms("2026-01-28T06:00:00Z"),
+    )
+    .await;
+    check_against_oracle(
+        &engine,
+        &rows,
+        "skill-p",
+        ms("2026-01-05T00:00:00Z"),
+        ms("2026-01-06T00:00:00Z"),
+    )
+    .await;
+    check_against_oracle(
+        &engine,
+        &rows,
+        "skill-p",
+        ms("2026-01-04T00:00:00Z"),
+        ms("2026-01-07T00:00:00Z"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn generated_data_agrees_with_brute_force() {
+    let dir = tempfile::tempdir().unwrap();
+    // 100 days ending 2026-01-10: users join and leave over about 15 weeks.
+    let engine = common::demo_engine(dir.path(), 120_000, 100).await;
+    let rows = common::read_events(dir.path());
+    // The data is rich enough for the comparison to mean something: many
+    // cohorts, twelve weeks after the first, people coming back, long
+    // rankings with a tail.
+    let (start, end) = (ms("2025-10-06T00:00:00Z"), ms("2026-01-11T00:00:00Z"));
+    let cohorts = oracle_retention(&rows, "amzn1.ask.skill.demo-trivia", start, end);
+    assert!(cohorts.len() >= 12, "{} cohorts", cohorts.len());
+    assert_eq!(cohorts[0].2.len(), 13);
+    assert!(
+        cohorts
+            .iter()
+            .any(|c| c.2.iter().any(|w| w.0 > 0 && w.1 > 0))
+    );
+    let sessions = oracle_sessions(&rows, "amzn1.ask.skill.demo-trivia", start, end);
+    assert!(oracle_paths(&sessions, 5).last().is_some_and(|r| r.3 > 100));
+    for skill in ["amzn1.ask.skill.demo-trivia", "amzn1.ask.skill.demo-home"] {
+        check_against_oracle(
+            &engine,
+            &rows,
+            skill,
+            ms("2025-10-06T00:00:00Z"),
+            ms("2026-01-11T00:00:00Z"),
+        )
+        .await;
+        check_against_oracle(
+            &engine,
+            &rows,
+            skill,
+            ms("2025-11-19T13:00:00Z"),
+            ms("2025-12-24T00:00:00Z"),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn the_repl_runs_the_table_functions() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(common::fixture_engine(dir.path(), "fixtures/events/analytics.jsonl").await);
+    let run = |sql: &str| {
+        common::bin()
+            .args([
+                "sql",
+                "--data",
+                dir.path().to_str().unwrap(),
+                "--format",
+                "csv",
+                "-c",
+                sql,
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = run(
+        "SELECT name, sessions, folded FROM next_intents('skill-p', '2026-01-05T00:00:00Z', '2026-01-06T00:00:00Z', 'LaunchRequest', 2) ORDER BY rank",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(
+        lines,
+        [
+            "name,sessions,folded",
+            "AMAZON.HelpIntent,3,0",
+            "GetScoreIntent,3,0",
+            "(other),4,3"
+        ]
+    );
+    let out = run(
+        "SELECT count(*) FROM retention('skill-r', '2026-01-05T00:00:00Z', '2026-02-04T00:00:00Z')",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8(out.stdout).unwrap().contains("13"));
+    let out = run("\\df");
+    let text = String::from_utf8(out.stdout).unwrap();
+    for f in ["retention,table", "next_intents,table", "top_paths,table"] {
+        assert!(text.contains(f), "{f} missing: {text}");
+    }
+    // A bad call exits non-zero and says how to call it.
+    let out = run("SELECT * FROM top_paths('skill-p')");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("top_paths(skill, start, end [, limit])")
+    );
+}

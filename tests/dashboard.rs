@@ -1,0 +1,203 @@
+//! The dashboard end to end in headless Chromium: the real server on
+//! 127.0.0.1 over generated demo data with a pinned clock; the page is
+//! loaded, a token typed in, and every chart must render the number of
+//! points the API answers, with a CSV download byte-equal to the API's
+//! `Accept: text/csv` answer for the same request. A screenshot is saved
+//! under the cargo target directory (`tmp/artifacts/dashboard.png`).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::webdriver::Browser;
+use serde_json::{Value, json};
+
+const SKILL: &str = "amzn1.ask.skill.demo-trivia";
+const TOKEN: &str = "dashboard-secret-1";
+const CHARTS: [&str; 7] = [
+    "customers",
+    "sessions",
+    "utterances",
+    "failed",
+    "latency",
+    "retention",
+    "paths",
+];
+
+/// Asks the API what the chart asked, as JSON and as CSV.
+async fn replay(http: &reqwest::Client, base: &str, request: &Value, accept: &str) -> String {
+    let url = format!("{base}{}", request["path"].as_str().unwrap());
+    let req = match request["method"].as_str().unwrap() {
+        "POST" => http.post(&url).json(&request["body"]),
+        _ => http.get(&url),
+    };
+    let resp = req
+        .bearer_auth(TOKEN)
+        .header("accept", accept)
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{url}: {}", resp.status());
+    resp.text().await.unwrap()
+}
+
+/// The points an API answer holds, counted as the chart should draw them.
+fn points(chart: &str, answer: &Value) -> usize {
+    match chart {
+        "retention" => answer["cohorts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["retention"].as_array().unwrap().len())
+            .sum(),
+        "paths" => {
+            answer["next"]["items"].as_array().unwrap().len()
+                + answer["paths"]["items"].as_array().unwrap().len()
+        }
+        _ => answer["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["data"].as_array().unwrap())
+            .map(|d| d["values"].as_array().unwrap().len())
+            .sum(),
+    }
+}
+
+async fn wait_ready(browser: &Browser) {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let state = browser
+            .execute("return document.body.dataset.state;", vec![])
+            .await;
+        if state == "ready" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page did not finish (state {state})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn fill_and_show(browser: &Browser, token: &str) {
+    browser
+        .execute(
+            "const [token, skill, start, end] = arguments;
+             document.getElementById('token').value = token;
+             document.getElementById('skill').value = skill;
+             document.getElementById('start').value = start;
+             document.getElementById('end').value = end;
+             document.getElementById('load').click();",
+            vec![
+                json!(token),
+                json!(SKILL),
+                json!("2025-12-12"),
+                json!("2026-01-11"),
+            ],
+        )
+        .await;
+    wait_ready(browser).await;
+}
+
+/// What each chart container says about itself.
+async fn charts(browser: &Browser) -> Value {
+    browser
+        .execute(
+            "const out = {};
+             for (const el of document.querySelectorAll('[data-chart]')) {
+               const link = el.querySelector('a.csv');
+               out[el.dataset.chart] = {
+                 state: el.dataset.state || null,
+                 points: el.dataset.points ? Number(el.dataset.points) : null,
+                 request: el.dataset.request ? JSON.parse(el.dataset.request) : null,
+                 canvas: el.querySelector('canvas') !== null,
+                 cells: el.querySelectorAll('td[data-value], .bar[data-value]').length,
+                 csv: link ? link.href : null,
+                 error: (el.querySelector('.error') || {}).textContent || null,
+               };
+             }
+             return out;",
+            vec![],
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_dashboard_draws_every_chart_and_its_csv_matches_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    // 30 days ending 2026-01-10.
+    drop(common::demo_engine(dir.path(), 150_000, 30).await);
+    let server = common::serve(
+        dir.path().to_str().unwrap(),
+        &format!("{TOKEN}:viewer:{SKILL}"),
+        "2026-01-11T00:00:00Z",
+    );
+    let profile = tempfile::tempdir().unwrap();
+    let browser = Browser::start(profile.path()).await;
+    browser.goto(&format!("{}/", server.base)).await;
+    fill_and_show(&browser, TOKEN).await;
+    let found = charts(&browser).await;
+
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let shot = artifacts.join("dashboard.png");
+    std::fs::write(&shot, browser.screenshot().await).unwrap();
+    eprintln!("screenshot: {}", shot.display());
+
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    for chart in CHARTS {
+        let c = &found[chart];
+        assert_eq!(c["state"], "ready", "{chart}: {c}");
+        let request = &c["request"];
+        let answer: Value =
+            serde_json::from_str(&replay(&http, &server.base, request, "application/json").await)
+                .unwrap();
+        let want = points(chart, &answer);
+        assert!(want > 0, "{chart}: the API has no data: {answer}");
+        assert_eq!(c["points"], json!(want), "{chart}: points drawn");
+        match chart {
+            "retention" | "failed" => assert_eq!(c["cells"], json!(want), "{chart}: cells"),
+            "paths" => assert_eq!(
+                c["cells"],
+                json!(answer["next"]["items"].as_array().unwrap().len()),
+                "paths: bars"
+            ),
+            _ => assert_eq!(c["canvas"], true, "{chart}: no chart drawn"),
+        }
+        // The CSV the page offers is what the API answers in CSV.
+        let href = c["csv"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{chart}: no CSV link"));
+        let downloaded = browser
+            .execute_async(
+                "const [href, done] = arguments;
+                 fetch(href).then(r => r.text()).then(done, e => done('ERROR ' + e));",
+                vec![json!(href)],
+            )
+            .await;
+        let api_csv = replay(&http, &server.base, request, "text/csv").await;
+        assert_eq!(downloaded.as_str().unwrap(), api_csv, "{chart}: CSV");
+        assert!(api_csv.lines().count() > 1, "{chart}: {api_csv}");
+    }
+    // Every day of the 30-day range, for each series of the daily charts.
+    assert_eq!(found["customers"]["points"], 30);
+    assert_eq!(found["sessions"]["points"], 4 * 30);
+    assert_eq!(found["utterances"]["points"], 3 * 30);
+
+    // A wrong token: every chart says so instead of drawing.
+    browser.goto(&format!("{}/", server.base)).await;
+    fill_and_show(&browser, "not-the-token-1").await;
+    let found = charts(&browser).await;
+    for chart in CHARTS {
+        let c = &found[chart];
+        assert_eq!(c["state"], "error", "{chart}: {c}");
+        assert!(
+            c["error"].as_str().is_some_and(|e| e.contains("401")),
+            "{chart}: {c}"
+        );
+        assert_eq!(c["csv"], Value::Null, "{chart}");
+    }
+    browser.quit().await;
+}
