@@ -838,23 +838,30 @@ pub fn answer_rows(
 /// Aggregates per-conversation AI values (entity rows) into workspace and
 /// service values per period, the same way plans aggregate static ones.
 pub fn aggregate_ai(ws: &str, def: &MetricDef, entity: &[ValueRow], now_ms: i64) -> Vec<ValueRow> {
-    type Key = (i64, &'static str, Option<String>);
+    // Hourly metrics get daily aggregates too (trends are daily).
+    let mut grans = vec![def.period_granularity];
+    if def.period_granularity == Granularity::Hourly {
+        grans.push(Granularity::Daily);
+    }
+    type Key = (Granularity, i64, &'static str, Option<String>);
     let mut groups: BTreeMap<Key, Vec<&ValueRow>> = BTreeMap::new();
     for r in entity.iter().filter(|r| r.entity_type == "call") {
-        groups
-            .entry((r.period_start, "workspace", None))
-            .or_default()
-            .push(r);
-        if let Some(s) = &r.service_id {
+        for g in &grans {
+            let period = period_of(r.period_start, *g);
             groups
-                .entry((r.period_start, "service", Some(s.clone())))
+                .entry((*g, period, "workspace", None))
                 .or_default()
                 .push(r);
+            if let Some(s) = &r.service_id {
+                groups
+                    .entry((*g, period, "service", Some(s.clone())))
+                    .or_default()
+                    .push(r);
+            }
         }
     }
-    let g = def.period_granularity;
     let mut out = Vec::new();
-    for ((period, level, service), rows) in groups {
+    for ((g, period, level, service), rows) in groups {
         let base = ValueRow {
             workspace_id: ws.to_string(),
             metric_key: def.key.clone(),
@@ -1170,5 +1177,69 @@ fn summarise(def: &MetricDef, rows: &[ValueRow]) -> Evaluation {
         value: head.and_then(|r| r.value),
         categories,
         sample_size: head.map(|r| r.sample_size).unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ai_values_aggregate_per_period_level_and_day() {
+        let mut def = crate::metric_store::check_settings(&serde_json::json!({"metrics": [{
+            "key": "ai_score", "name": "AI score", "metric_type": "numerical",
+            "extraction_mode": "ai_query", "ai_query_prompt": "Score it", "model_tier": "fast",
+            "aggregation": "avg", "period_granularity": "hourly"
+        }]}))
+        .unwrap()
+        .custom
+        .remove(0);
+        let day = 1_767_830_400_000;
+        let conv = |id: &str, hour: i64, svc: &str| Conversation {
+            session_id: id.into(),
+            last_ms: day + hour * 3_600_000 + 60_000,
+            service_id: Some(svc.into()),
+            text: String::new(),
+        };
+        let mut entity = Vec::new();
+        for (c, v) in [
+            (conv("a", 1, "s1"), 1.0),
+            (conv("b", 1, "s1"), 2.0),
+            (conv("c", 5, "s2"), 6.0),
+        ] {
+            entity.extend(answer_rows("ws", &def, &c, &Answer::Number(v), 0));
+        }
+        entity.extend(answer_rows(
+            "ws",
+            &def,
+            &conv("d", 5, "s2"),
+            &Answer::Dropped("x".into()),
+            0,
+        ));
+        assert!(entity.iter().all(|r| r.granularity == "hourly"));
+        let agg = aggregate_ai("ws", &def, &entity, 0);
+        let find = |g: &str, level: &str, id: &str, start: i64| {
+            agg.iter()
+                .find(|r| {
+                    r.granularity == g
+                        && r.entity_type == level
+                        && r.entity_id == id
+                        && r.period_start == start
+                })
+                .map(|r| (r.value, r.sample_size))
+        };
+        assert_eq!(
+            find("hourly", "workspace", "ws", day + 3_600_000),
+            Some((Some(1.5), 2))
+        );
+        assert_eq!(
+            find("hourly", "workspace", "ws", day + 5 * 3_600_000),
+            Some((Some(6.0), 1))
+        );
+        assert_eq!(find("daily", "workspace", "ws", day), Some((Some(3.0), 3)));
+        assert_eq!(find("daily", "service", "s1", day), Some((Some(1.5), 2)));
+        assert_eq!(find("daily", "service", "s2", day), Some((Some(6.0), 1)));
+        def.period_granularity = Granularity::Daily;
+        assert!(aggregate_ai("ws", &def, &[], 0).is_empty());
     }
 }
