@@ -79,6 +79,12 @@ async fn run(cli: Cli) -> Result<(), String> {
                 "{}",
                 serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
             );
+            if report.workspaces == 0 {
+                eprintln!(
+                    "no Metric Store source events from {} to {}; give the days with --from and --to",
+                    report.from, report.to
+                );
+            }
             Ok(())
         }
         Command::Generate(args) => {
