@@ -356,13 +356,18 @@ pub fn next_plan(
     intent: &Intent,
     limit: usize,
 ) -> Result<LogicalPlan> {
+    next_from(steps(source, skill, range)?, intent, limit)
+}
+
+/// [`next_plan`] over the rows of [`steps`] (a plan or a table of them).
+fn next_from(steps: LogicalPlanBuilder, intent: &Intent, limit: usize) -> Result<LogicalPlan> {
     // Among the rows of `intent`, in the same order, the first of each
     // session is the one whose predecessor is of another session.
     let previous = win::lag(col("session"), Some(1), None)
         .order_by(vec![col("ord").sort(true, false)])
         .build()?
         .alias("prev_same");
-    let counted = steps(source, skill, range)?
+    let counted = steps
         .filter(col("step").eq(lit(intent.as_str())))?
         .window(vec![previous])?
         .filter(
@@ -384,11 +389,16 @@ pub fn paths_plan(
     range: Range,
     limit: usize,
 ) -> Result<LogicalPlan> {
+    paths_from(steps(source, skill, range)?, limit)
+}
+
+/// [`paths_plan`] over the rows of [`steps`].
+fn paths_from(steps: LogicalPlanBuilder, limit: usize) -> Result<LogicalPlan> {
     let mut parts = vec![col("step")];
     for k in 1..PATH_STEPS {
         parts.push(step_after(k)?);
     }
-    let counted = steps(source, skill, range)?
+    let counted = steps
         .filter(col("prev").is_null().or(col("prev").not_eq(col("session"))))?
         .project(vec![f::concat_ws(lit(PATH_SEPARATOR), parts).alias("name")])?
         .aggregate(vec![col("name")], vec![agg::count(lit(1i64)).alias("n")])?;
@@ -533,6 +543,30 @@ pub async fn top_paths(
 ) -> Result<Vec<Ranked>> {
     let plan = paths_plan(engine.events_source(), skill, range, limit)?;
     read_ranked(&engine.execute(plan).await?)
+}
+
+/// Both rankings of the paths route from one execution of the steps
+/// window (the costly part): the steps are computed once into memory and
+/// both rankings read them.
+pub async fn next_and_paths(
+    engine: &Engine,
+    skill: &str,
+    range: Range,
+    intent: &Intent,
+    limit: usize,
+) -> Result<(Vec<Ranked>, Vec<Ranked>)> {
+    let plan = steps(engine.events_source(), skill, range)?.build()?;
+    let logical = std::sync::Arc::new(plan.schema().as_arrow().clone());
+    let batches = engine.execute(plan).await?;
+    // The executed schema may differ from the logical one in nullability.
+    let schema = batches.first().map(|b| b.schema()).unwrap_or(logical);
+    let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])?;
+    let source = datafusion::datasource::provider_as_source(Arc::new(table));
+    let scan = || LogicalPlanBuilder::scan("steps", source.clone(), None);
+    let next = next_from(scan()?, intent, limit)?;
+    let paths = paths_from(scan()?, limit)?;
+    let (next, paths) = futures::try_join!(engine.execute(next), engine.execute(paths))?;
+    Ok((read_ranked(&next)?, read_ranked(&paths)?))
 }
 
 fn read_ranked(batches: &[RecordBatch]) -> Result<Vec<Ranked>> {

@@ -80,10 +80,8 @@ pub async fn paths(
     let intent = params.intent()?;
     let limit = params.limit()?;
     let skill = skill(&state, &principal, path).await?;
-    let (next, paths) = futures::try_join!(
-        analytics::next_after(&state.engine, &skill, range, &intent, limit),
-        analytics::top_paths(&state.engine, &skill, range, limit),
-    )?;
+    let (next, paths) =
+        analytics::next_and_paths(&state.engine, &skill, range, &intent, limit).await?;
     let response = PathsResponse {
         skill_id: skill,
         start_time: crate::api::alexa::types::timestamp(range.start_ms),
