@@ -844,6 +844,59 @@ async fn pipeline_values_match_independent_loops() {
     );
     assert_eq!(values_rows(&engine).await, before);
     assert_eq!(files(dir.path()), n_files);
+
+    // Latest values come from the newest days, and from older ones for a
+    // metric the newest days lack: a metric added, then computed for the
+    // first day only.
+    let mut settings = custom_settings();
+    settings["metrics"].as_array_mut().unwrap().push(json!({
+        "key": "late_metric", "name": "Late", "metric_type": "numerical",
+        "extraction_mode": "static", "extract_path": "$.turns", "aggregation": "sum"}));
+    let (s, _) = call(
+        &app,
+        "PUT",
+        "/v1/ws-demo/settings/metrics",
+        Some("ms-admin-token"),
+        Some(settings),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let day1 = pipeline::Options {
+        from: Some("2026-01-08".parse().unwrap()),
+        to: Some("2026-01-08".parse().unwrap()),
+        now_ms: ms(now),
+    };
+    pipeline::run(&engine, &Ai::none(), &day1).await.unwrap();
+    let (_, b) = call(
+        &app,
+        "GET",
+        "/v1/ws-demo/metrics",
+        Some("ms-viewer-token"),
+        None,
+    )
+    .await;
+    let latest = b["metrics"].as_array().unwrap();
+    let late = latest
+        .iter()
+        .find(|m| m["metric_key"] == "late_metric")
+        .expect("late_metric");
+    assert_eq!(late["period_start"], "2026-01-08T00:00:00Z");
+    let day1_rows: Vec<&EventRow> = demo
+        .iter()
+        .copied()
+        .filter(|r| r.time >= ms("2026-01-08T00:00:00Z") && r.time < ms("2026-01-09T00:00:00Z"))
+        .filter(|r| r.event_type == "call_intelligence.row")
+        .collect();
+    let turns: f64 = day1_rows
+        .iter()
+        .filter_map(|r| attrs(r)["turns"].as_f64())
+        .sum();
+    assert!(close(late["value"].as_f64(), Some(turns)));
+    let unique = latest
+        .iter()
+        .find(|m| m["metric_key"] == "unique_callers")
+        .unwrap();
+    assert_eq!(unique["period_start"], "2026-01-10T00:00:00Z");
 }
 
 fn walk(d: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -17,7 +17,7 @@ use super::auth::Principal;
 use super::csv::Answer;
 use super::{ApiError, AppState, JsonBody};
 use crate::metric_store::compile::{Level, Selection};
-use crate::metric_store::values::{Lookup, lookup};
+use crate::metric_store::values::{Lookup, lookup, newest};
 use crate::metric_store::{self as ms, Granularity, MetricDef, Settings, check_settings};
 use crate::pipeline::{self, EvaluateError};
 use crate::storage::catalog::UpdateError;
@@ -239,7 +239,7 @@ pub async fn latest(
         .collect();
     let mut q = lookup_for(&ws, &subject);
     q.keys = Some(defs.iter().map(|d| d.key.clone()).collect());
-    let rows = lookup(&state.engine, &q).await?;
+    let rows = newest(&state.engine, &q).await?;
     let mut by_key: HashMap<&str, Vec<crate::storage::values::ValueRow>> = HashMap::new();
     for r in rows {
         if let Some(d) = defs.iter().find(|d| d.key == r.metric_key) {
@@ -438,10 +438,11 @@ pub async fn catalog(
     let ws = ws_path(path)?;
     principal.require(&ws)?;
     let defs = settings(&state, &ws).await?.all();
-    let rows = lookup(
+    let rows = newest(
         &state.engine,
         &Lookup {
             workspace: ws.clone(),
+            keys: Some(defs.iter().map(|d| d.key.clone()).collect()),
             entity_type: Some("workspace".into()),
             ..Default::default()
         },

@@ -85,3 +85,71 @@ pub async fn lookup(engine: &Engine, q: &Lookup) -> Result<Vec<ValueRow>> {
     }
     Ok(out)
 }
+
+/// The rows of the newest stored periods of `q`'s metrics. Looks at the
+/// newest few days with values first (a listing and a pruned read) and
+/// reads everything only if some metric has no value in them.
+pub async fn newest(engine: &Engine, q: &Lookup) -> Result<Vec<ValueRow>> {
+    const RECENT_DAYS: usize = 2;
+    let prefix = format!(
+        "{}/{WS_COLUMN}={}/",
+        values::VALUES_DIR,
+        values::ws_partition(&q.workspace)
+    );
+    let mut days: Vec<String> = engine
+        .store
+        .list(&prefix)
+        .await?
+        .into_iter()
+        .filter_map(|m| {
+            m.location
+                .as_ref()
+                .split('/')
+                .find_map(|p| p.strip_prefix("day=").map(str::to_string))
+        })
+        .collect();
+    days.sort();
+    days.dedup();
+    if days.len() > RECENT_DAYS {
+        let first = &days[days.len() - RECENT_DAYS];
+        if let Ok(d) = chrono::NaiveDate::parse_from_str(first, "%Y-%m-%d") {
+            let from_ms = d
+                .and_hms_opt(0, 0, 0)
+                .expect("midnight")
+                .and_utc()
+                .timestamp_millis();
+            let recent = lookup(
+                engine,
+                &Lookup {
+                    from_ms: Some(from_ms),
+                    ..q.clone()
+                },
+            )
+            .await?;
+            let found: std::collections::HashSet<&str> =
+                recent.iter().map(|r| r.metric_key.as_str()).collect();
+            if let Some(keys) = &q.keys {
+                let missing: Vec<String> = keys
+                    .iter()
+                    .filter(|k| !found.contains(k.as_str()))
+                    .cloned()
+                    .collect();
+                if missing.is_empty() {
+                    return Ok(recent);
+                }
+                // Older values only for the metrics the recent days lack.
+                let mut older = lookup(
+                    engine,
+                    &Lookup {
+                        keys: Some(missing),
+                        ..q.clone()
+                    },
+                )
+                .await?;
+                older.extend(recent);
+                return Ok(older);
+            }
+        }
+    }
+    lookup(engine, q).await
+}
