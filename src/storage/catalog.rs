@@ -123,20 +123,25 @@ impl Catalog {
             match self
                 .store
                 .object_store
-                .put_opts(&path, PutPayload::from(body), opts)
+                .put_opts(&path, PutPayload::from(body.clone()), opts)
                 .await
             {
+                // A newer version written later by another writer was
+                // made from this one (create-only: it had to read it), so
+                // our change is in it; applying it again would double it.
                 Ok(_) => {
-                    // Belt and braces: if a newer version exists after all,
-                    // ours is not the newest and would be lost; do it again.
-                    if self.versions(key).await?.last().is_some_and(|v| *v > next) {
-                        continue;
-                    }
                     self.prune(key, next).await;
                     return Ok(out);
                 }
                 Err(object_store::Error::AlreadyExists { .. })
                 | Err(object_store::Error::Precondition { .. }) => {
+                    // The client retries a put whose answer it did not get
+                    // (a timeout); if the first try landed, the retry finds
+                    // our own version there. That is success, not a race.
+                    if self.store.get_opt(&path).await?.as_deref() == Some(body.as_slice()) {
+                        self.prune(key, next).await;
+                        return Ok(out);
+                    }
                     // Another writer took this version: back off a little, re-read.
                     let jitter = rand::random::<u64>() % (5 + attempt as u64 * 2);
                     tokio::time::sleep(Duration::from_millis(jitter)).await;
