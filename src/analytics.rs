@@ -27,8 +27,8 @@ pub mod functions;
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::{DataFusionError, JoinType, ScalarValue};
 use datafusion::functions::expr_fn as f;
 use datafusion::functions_aggregate::expr_fn as agg;
@@ -40,9 +40,9 @@ use datafusion::logical_expr::{
 
 use crate::compile::ts;
 use crate::definition::WEEK_ORIGIN_MS;
-use crate::engine::{self, Engine};
+use crate::engine::{self, Engine, columns};
 
-pub const DAY_MS: i64 = 86_400_000;
+pub use crate::storage::events::DAY_MS;
 pub const WEEK_MS: i64 = 7 * DAY_MS;
 /// Weeks after the cohort week that retention reports (week 0 is extra).
 pub const RETENTION_WEEKS: i64 = 12;
@@ -73,8 +73,6 @@ pub enum Error {
     Plan(#[from] DataFusionError),
     #[error(transparent)]
     Engine(#[from] engine::Error),
-    #[error("reading result: {0}")]
-    Result(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -491,11 +489,11 @@ pub async fn retention(engine: &Engine, skill: &str, range: Range) -> Result<Vec
     let batches = engine.execute(plan).await?;
     let mut rows = Vec::new();
     for b in &batches {
-        let week_ms = int_column(b, "cohort_week", true)?;
-        let size = int_column(b, "cohort_users", false)?;
-        let week = int_column(b, "week", false)?;
-        let users = int_column(b, "users", false)?;
-        let pct = float_column(b, "percentage")?;
+        let week_ms = zeroed(columns::millis(b, "cohort_week"))?;
+        let size = zeroed(columns::ints(b, "cohort_users"))?;
+        let week = zeroed(columns::ints(b, "week"))?;
+        let users = zeroed(columns::ints(b, "users"))?;
+        let pct = zeroed(columns::floats(b, "percentage"))?;
         for i in 0..b.num_rows() {
             rows.push((week_ms[i], size[i], week[i], users[i], pct[i]));
         }
@@ -572,21 +570,15 @@ pub async fn next_and_paths(
 fn read_ranked(batches: &[RecordBatch]) -> Result<Vec<Ranked>> {
     let mut out = Vec::new();
     for b in batches {
-        let rank = int_column(b, "rank", false)?;
-        let sessions = int_column(b, "sessions", false)?;
-        let pct = float_column(b, "percentage")?;
-        let folded = int_column(b, "folded", false)?;
-        let name = datafusion::arrow::compute::cast(
-            b.column_by_name("name")
-                .ok_or_else(|| Error::Result("no name column".into()))?,
-            &DataType::Utf8,
-        )
-        .map_err(|e| Error::Result(e.to_string()))?;
-        let name = name.as_string::<i32>();
+        let rank = zeroed(columns::ints(b, "rank"))?;
+        let sessions = zeroed(columns::ints(b, "sessions"))?;
+        let pct = zeroed(columns::floats(b, "percentage"))?;
+        let folded = zeroed(columns::ints(b, "folded"))?;
+        let name = zeroed(columns::strings(b, "name"))?;
         for i in 0..b.num_rows() {
             out.push(Ranked {
                 rank: rank[i],
-                name: name.value(i).to_string(),
+                name: name[i].clone(),
                 sessions: sessions[i],
                 percentage: pct[i],
                 folded: folded[i],
@@ -599,37 +591,10 @@ fn read_ranked(batches: &[RecordBatch]) -> Result<Vec<Ranked>> {
 }
 
 /// A column as `i64`s (timestamps as epoch milliseconds); nulls read as 0.
-fn int_column(b: &RecordBatch, name: &str, timestamp: bool) -> Result<Vec<i64>> {
-    use datafusion::arrow::compute::cast as cast_array;
-    let a = b
-        .column_by_name(name)
-        .ok_or_else(|| Error::Result(format!("no {name} column")))?;
-    let err = |e: datafusion::arrow::error::ArrowError| Error::Result(e.to_string());
-    let a = if timestamp {
-        cast_array(
-            &cast_array(a, &DataType::Timestamp(TimeUnit::Millisecond, None)).map_err(err)?,
-            &DataType::Int64,
-        )
-        .map_err(err)?
-    } else {
-        cast_array(a, &DataType::Int64).map_err(err)?
-    };
-    let a = a.as_primitive::<Int64Type>();
-    Ok((0..a.len())
-        .map(|i| if a.is_valid(i) { a.value(i) } else { 0 })
-        .collect())
-}
-
-fn float_column(b: &RecordBatch, name: &str) -> Result<Vec<f64>> {
-    let a = b
-        .column_by_name(name)
-        .ok_or_else(|| Error::Result(format!("no {name} column")))?;
-    let a = datafusion::arrow::compute::cast(a, &DataType::Float64)
-        .map_err(|e| Error::Result(e.to_string()))?;
-    let a = a.as_primitive::<Float64Type>();
-    Ok((0..a.len())
-        .map(|i| if a.is_valid(i) { a.value(i) } else { 0.0 })
-        .collect())
+/// A result column with nulls read as 0 (counts and percentages of
+/// empty groups).
+fn zeroed<T: Default>(values: engine::Result<Vec<Option<T>>>) -> Result<Vec<T>> {
+    Ok(values?.into_iter().map(Option::unwrap_or_default).collect())
 }
 
 #[cfg(test)]

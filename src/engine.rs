@@ -6,6 +6,8 @@
 //! (compiled or typed in the REPL) over one day lists and opens only that
 //! day's files.
 
+pub mod columns;
+
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -46,6 +48,8 @@ pub enum Error {
     Compile(#[from] compile::Error),
     #[error("bad event file {path}: {reason}")]
     BadFile { path: String, reason: String },
+    #[error("reading a result: column {0} missing or of the wrong type")]
+    Column(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -272,21 +276,42 @@ impl Engine {
     }
 }
 
+/// The Parquet files under `dir` as a table with Hive-style `partitions`
+/// (text) and an explicit schema (so an empty directory is a table too).
+fn parquet_table(
+    store: &Store,
+    dir: &str,
+    partitions: &[&str],
+    schema: SchemaRef,
+    sort_order: Vec<Vec<datafusion::logical_expr::SortExpr>>,
+) -> Result<ListingTable> {
+    let url = ListingTableUrl::parse(store.dir_url(dir))?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(".parquet")
+        .with_table_partition_cols(
+            partitions
+                .iter()
+                .map(|p| (p.to_string(), DataType::Utf8))
+                .collect(),
+        )
+        .with_file_sort_order(sort_order);
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(schema);
+    Ok(ListingTable::try_new(config)?)
+}
+
 /// The materialised Metric Store values (`storage::values`), partitioned
 /// by workspace and day.
 fn values_table(store: &Store) -> Result<Arc<ListingTable>> {
     use crate::storage::values::{self, DAY_COLUMN, VALUES_DIR, WS_COLUMN};
-    let url = ListingTableUrl::parse(store.dir_url(VALUES_DIR))?;
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-        .with_file_extension(".parquet")
-        .with_table_partition_cols(vec![
-            (WS_COLUMN.to_string(), DataType::Utf8),
-            (DAY_COLUMN.to_string(), DataType::Utf8),
-        ]);
-    let config = ListingTableConfig::new(url)
-        .with_listing_options(options)
-        .with_schema(values::schema());
-    Ok(Arc::new(ListingTable::try_new(config)?))
+    Ok(Arc::new(parquet_table(
+        store,
+        VALUES_DIR,
+        &[WS_COLUMN, DAY_COLUMN],
+        values::schema(),
+        Vec::new(),
+    )?))
 }
 
 /// Acknowledged events not yet published as Parquet files (see
@@ -362,16 +387,14 @@ pub struct EventsTable {
 
 impl EventsTable {
     pub fn try_new(store: &Store, file_schema: SchemaRef, pending: Arc<Pending>) -> Result<Self> {
-        let url = ListingTableUrl::parse(store.dir_url(EVENTS_DIR))?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet")
-            .with_table_partition_cols(vec![(DATE_COLUMN.to_string(), DataType::Utf8)])
-            .with_file_sort_order(vec![vec![col("time").sort(true, false)]]);
-        let config = ListingTableConfig::new(url)
-            .with_listing_options(options)
-            .with_schema(file_schema);
         Ok(Self {
-            inner: ListingTable::try_new(config)?,
+            inner: parquet_table(
+                store,
+                EVENTS_DIR,
+                &[DATE_COLUMN],
+                file_schema,
+                vec![vec![col("time").sort(true, false)]],
+            )?,
             pending,
         })
     }

@@ -233,7 +233,7 @@ impl Ingest {
     }
 
     async fn read_segment(&self, id: &str) -> Result<Option<RecordBatch>> {
-        let Some(batches) = events::read_file(&self.store, &self.segment_path(id)).await? else {
+        let Some(batches) = self.store.read_parquet(&self.segment_path(id)).await? else {
             return Ok(None);
         };
         let batch = datafusion::arrow::compute::concat_batches(&events::schema(), &batches)
@@ -380,7 +380,7 @@ impl Ingest {
         for (day, paths) in by_day.into_iter().filter(|(_, p)| p.len() > threshold) {
             let mut batches = Vec::new();
             for p in &paths {
-                if let Some(b) = events::read_file(&self.store, p).await? {
+                if let Some(b) = self.store.read_parquet(p).await? {
                     batches.extend(b);
                 }
             }

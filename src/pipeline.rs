@@ -16,20 +16,16 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{NaiveDate, TimeZone, Utc};
-use datafusion::arrow::array::{Array, AsArray, StringArray};
-use datafusion::arrow::datatypes::DataType;
-use datafusion::arrow::datatypes::{
-    ArrowPrimitiveType, Float64Type, Int64Type, TimestampMillisecondType,
-};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::{MemTable, provider_as_source};
 use datafusion::functions_aggregate::expr_fn as agg;
-use datafusion::logical_expr::{LogicalPlan, TableSource, col, lit};
+use datafusion::logical_expr::{TableSource, col, lit};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::compile::ts;
 use crate::engine::Engine;
+use crate::engine::columns::{self, floats, ints, strings};
 use crate::metric_store::compile::{
     self as mc, CATEGORY, ENTITY, Level, PERIOD, SERVICE, Selection,
 };
@@ -38,6 +34,7 @@ use crate::metric_store::{
     Aggregation, Granularity, MetricDef, MetricType, Settings, Source, wire,
 };
 use crate::storage::catalog::Catalog;
+use crate::storage::events::{DAY_MS, day_start_millis};
 use crate::storage::values::{self, STATIC_FILE, ValueRow};
 use crate::storage::{self, Store};
 
@@ -53,8 +50,6 @@ pub enum Error {
     DataFusion(#[from] datafusion::error::DataFusionError),
     #[error("{0}")]
     Range(String),
-    #[error("reading plan output: column {0} missing or of the wrong type")]
-    Output(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -66,7 +61,6 @@ pub const LOOKBACK_MS: i64 = 24 * 3_600_000;
 pub const AI_CONVERSATIONS_PER_RUN: usize = 500;
 /// Days one backfill may span.
 pub const MAX_RANGE_DAYS: i64 = 3660;
-const DAY_MS: i64 = 86_400_000;
 const SETTINGS_KIND: &str = "metric-store-settings";
 const CHECKPOINT: &str = "metrics/pipeline/checkpoint.json";
 
@@ -110,11 +104,6 @@ struct Checkpoint {
     to: String,
     done: BTreeSet<String>,
     finished: bool,
-}
-
-fn day_start_ms(d: NaiveDate) -> i64 {
-    Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).expect("midnight"))
-        .timestamp_millis()
 }
 
 fn day_of_ms(ms: i64) -> NaiveDate {
@@ -207,20 +196,24 @@ pub async fn run(engine: &Engine, ai: &Ai, opts: &Options) -> Result<Report> {
             "resuming an unfinished pipeline run"
         );
     }
-    let range_from = day_start_ms(first);
-    let range_to = day_start_ms(last) + DAY_MS;
+    let range_from = day_start_millis(first);
+    let range_to = day_start_millis(last) + DAY_MS;
     let workspaces = workspaces(engine, range_from, range_to).await?;
     report.workspaces = workspaces.len();
+    // Each workspace's active definitions, split: static ones per day,
+    // AI ones per conversation afterwards.
     let mut units = Vec::new();
+    let mut ai_defs = Vec::new();
     for ws in &workspaces {
-        let settings = load_settings(store, ws).await?;
-        let defs: Arc<Vec<MetricDef>> = Arc::new(
-            settings
+        let (ai_metrics, static_metrics): (Vec<MetricDef>, Vec<MetricDef>) =
+            load_settings(store, ws)
+                .await?
                 .all()
                 .into_iter()
-                .filter(|d| d.active && !d.extraction_mode.is_ai())
-                .collect(),
-        );
+                .filter(|d| d.active)
+                .partition(|d| d.extraction_mode.is_ai());
+        ai_defs.push((ws, ai_metrics));
+        let defs = Arc::new(static_metrics);
         for day in &days {
             if checkpoint.done.contains(&format!("{ws}|{day}")) {
                 report.days_resumed += 1;
@@ -254,35 +247,10 @@ pub async fn run(engine: &Engine, ai: &Ai, opts: &Options) -> Result<Report> {
         (opts.now_ms - LOOKBACK_MS).max(range_from),
         opts.now_ms.min(range_to),
     );
-    for ws in &workspaces {
-        let settings = load_settings(store, ws).await?;
-        for def in settings
-            .all()
-            .into_iter()
-            .filter(|d| d.active && d.extraction_mode.is_ai())
-        {
-            if ai.extractor.is_none() {
-                let why = format!("{ws}/{}: {}", def.key, extract::Error::NotConfigured);
-                tracing::warn!(reason = %why, "AI metric skipped");
-                report.skipped.push(why);
-                continue;
-            }
-            if let Some(x) = &ai.extractor
-                && !x.has_model(
-                    def.model_tier
-                        .unwrap_or(crate::metric_store::ModelTier::Fast),
-                )
-            {
-                let why = format!(
-                    "{ws}/{}: {}",
-                    def.key,
-                    extract::Error::NoModel(
-                        def.model_tier
-                            .unwrap_or(crate::metric_store::ModelTier::Fast)
-                            .name()
-                            .to_string()
-                    )
-                );
+    for (ws, defs) in ai_defs {
+        for def in defs {
+            if let Some(e) = ai.unavailable(&def) {
+                let why = format!("{ws}/{}: {e}", def.key);
                 tracing::warn!(reason = %why, "AI metric skipped");
                 report.skipped.push(why);
                 continue;
@@ -334,30 +302,20 @@ async fn compute_and_store_day(
     } else {
         // No events: a file from an earlier run (events since removed)
         // must not survive.
-        let path = store.path(&format!(
-            "{}/{STATIC_FILE}",
-            values::day_dir(ws, &day.to_string())
-        ));
-        store.delete_if_exists(&path).await?;
+        store
+            .delete_if_exists(&values::file_path(store, ws, &day.to_string(), STATIC_FILE))
+            .await?;
     }
     Ok(rows.len())
 }
 
-/// The events of one workspace and day that any source reads, in memory.
-async fn day_table(
-    engine: &Engine,
-    ws: &str,
-    from_ms: i64,
-    to_ms: i64,
-) -> Result<Arc<dyn TableSource>> {
-    let types = all_event_types().into_iter().map(lit).collect();
-    let df = engine.ctx.table("events").await?.filter(
-        col("workspace_id")
-            .eq(lit(ws))
-            .and(col("time").gt_eq(ts(from_ms)))
-            .and(col("time").lt(ts(to_ms)))
-            .and(col("event_type").in_list(types, false)),
-    )?;
+/// The events of a selection that any source reads, in memory.
+async fn day_table(engine: &Engine, sel: &Selection) -> Result<Arc<dyn TableSource>> {
+    let df = engine
+        .ctx
+        .table("events")
+        .await?
+        .filter(mc::selection_filter(sel, &all_event_types()))?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     let batches = engine.execute(df.logical_plan().clone()).await?;
     let table = MemTable::try_new(schema, vec![batches])?;
@@ -374,7 +332,7 @@ pub async fn compute_day(
     defs: &[MetricDef],
     now_ms: i64,
 ) -> Result<Vec<ValueRow>> {
-    let from_ms = day_start_ms(day);
+    let from_ms = day_start_millis(day);
     let sel = Selection {
         workspace: ws.to_string(),
         from_ms,
@@ -382,7 +340,7 @@ pub async fn compute_day(
         session_id: None,
         service_id: None,
     };
-    let table = day_table(engine, ws, sel.from_ms, sel.to_ms).await?;
+    let table = day_table(engine, &sel).await?;
     let mut rows = Vec::new();
     for source in Source::ALL {
         let of_source: Vec<&MetricDef> = defs.iter().filter(|d| d.source == source).collect();
@@ -438,31 +396,53 @@ impl Spec<'_> {
         entity: Option<String>,
         service: Option<String>,
     ) -> ValueRow {
-        let (entity_id, service_id, session_id) = match self.level {
-            Level::Workspace => (self.ws.to_string(), None, None),
-            Level::Service => (entity.clone().unwrap_or_default(), entity, None),
-            Level::Call => (entity.clone().unwrap_or_default(), service, entity),
-        };
-        ValueRow {
-            workspace_id: self.ws.to_string(),
-            metric_key: def.key.clone(),
-            source: def.source.name().to_string(),
-            granularity: self
-                .granularity
-                .map(|g| g.name().to_string())
-                .unwrap_or_else(|| "range".to_string()),
-            period_start: period,
-            period_end: period + self.period_ms(),
-            scope: self.level.scope().to_string(),
-            entity_type: self.level.entity_type().to_string(),
-            entity_id,
-            service_id,
-            session_id,
-            category: None,
-            value: None,
-            sample_size: 0,
-            computed_at: self.now_ms,
-        }
+        let granularity = self.granularity.map(Granularity::name).unwrap_or("range");
+        let period = (granularity, period, period + self.period_ms());
+        value_row(
+            self.ws,
+            def,
+            period,
+            self.level,
+            entity,
+            service,
+            self.now_ms,
+        )
+    }
+}
+
+/// A row of `def` for one period (`granularity`, start, end) and subject,
+/// without a value yet. `entity` is the service or call of the level; a
+/// call's row also names its `service`.
+fn value_row(
+    ws: &str,
+    def: &MetricDef,
+    (granularity, start, end): (&str, i64, i64),
+    level: Level,
+    entity: Option<String>,
+    service: Option<String>,
+    now_ms: i64,
+) -> ValueRow {
+    let (entity_id, service_id, session_id) = match level {
+        Level::Workspace => (ws.to_string(), None, None),
+        Level::Service => (entity.clone().unwrap_or_default(), entity, None),
+        Level::Call => (entity.clone().unwrap_or_default(), service, entity),
+    };
+    ValueRow {
+        workspace_id: ws.to_string(),
+        metric_key: def.key.clone(),
+        source: def.source.name().to_string(),
+        granularity: granularity.to_string(),
+        period_start: start,
+        period_end: end,
+        scope: level.scope().to_string(),
+        entity_type: level.entity_type().to_string(),
+        entity_id,
+        service_id,
+        session_id,
+        category: None,
+        value: None,
+        sample_size: 0,
+        computed_at: now_ms,
     }
 }
 
@@ -494,7 +474,7 @@ pub async fn compute(
             spec.granularity,
             &numeric,
         )?;
-        let batches = run_plan(engine, plan).await?;
+        let batches = engine.execute(plan).await?;
         let whole = spec.granularity.is_none() || spec.granularity == Some(Granularity::Daily);
         if spec.level == Level::Workspace && whole && batches.iter().all(|b| b.num_rows() == 0) {
             // A day without events of the source: counts are 0, the rest
@@ -549,7 +529,7 @@ pub async fn compute(
             def,
         )?;
         let mut groups: BTreeMap<(i64, Option<String>), CategoryGroup> = BTreeMap::new();
-        for b in run_plan(engine, plan).await? {
+        for b in engine.execute(plan).await? {
             let periods = times(&b, PERIOD)?;
             let entities = strings(&b, ENTITY)?;
             let services = strings(&b, SERVICE)?;
@@ -573,7 +553,11 @@ pub async fn compute(
             }
         }
         for ((period, entity), (service, cats)) in groups {
-            rows.extend(category_rows(spec, def, period, entity, service, &cats));
+            rows.extend(category_rows(
+                spec.row(def, period, entity, service),
+                def,
+                &cats,
+            ));
         }
     }
     Ok(rows)
@@ -585,73 +569,33 @@ type CategoryGroup = (Option<String>, Vec<(String, i64)>);
 /// The rows of a categorical value: one per category, and one without a
 /// category holding the metric's value (all events, or the number of
 /// distinct categories).
-fn category_rows(
-    spec: &Spec<'_>,
-    def: &MetricDef,
-    period: i64,
-    entity: Option<String>,
-    service: Option<String>,
-    cats: &[(String, i64)],
-) -> Vec<ValueRow> {
+fn category_rows(base: ValueRow, def: &MetricDef, cats: &[(String, i64)]) -> Vec<ValueRow> {
     let total: i64 = cats.iter().map(|c| c.1).sum();
-    let mut head = spec.row(def, period, entity.clone(), service.clone());
-    head.value = Some(match def.aggregation {
-        Aggregation::CountDistinct => cats.len() as f64,
-        _ => total as f64,
-    });
-    head.sample_size = total;
-    let mut out = vec![head];
+    let mut out = vec![ValueRow {
+        value: Some(match def.aggregation {
+            Aggregation::CountDistinct => cats.len() as f64,
+            _ => total as f64,
+        }),
+        sample_size: total,
+        ..base.clone()
+    }];
     for (c, n) in cats {
-        let mut row = spec.row(def, period, entity.clone(), service.clone());
-        row.category = Some(c.clone());
-        row.value = Some(*n as f64);
-        row.sample_size = *n;
-        out.push(row);
+        out.push(ValueRow {
+            category: Some(c.clone()),
+            value: Some(*n as f64),
+            sample_size: *n,
+            ..base.clone()
+        });
     }
     out
 }
 
-async fn run_plan(engine: &Engine, plan: LogicalPlan) -> Result<Vec<RecordBatch>> {
-    Ok(engine.execute(plan).await?)
-}
-
-fn column<'a>(b: &'a RecordBatch, name: &str) -> Result<&'a Arc<dyn Array>> {
-    b.column_by_name(name)
-        .ok_or_else(|| Error::Output(name.to_string()))
-}
-
-pub fn strings(b: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
-    let c = datafusion::arrow::compute::cast(column(b, name)?, &DataType::Utf8)
-        .map_err(|_| Error::Output(name.to_string()))?;
-    let a = c
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .ok_or_else(|| Error::Output(name.to_string()))?;
-    Ok(a.iter().map(|s| s.map(str::to_string)).collect())
-}
-
-/// A column cast to a primitive type, nulls as `None`.
-fn primitive<T: ArrowPrimitiveType>(c: &dyn Array, name: &str) -> Result<Vec<Option<T::Native>>> {
-    let c = datafusion::arrow::compute::cast(c, &T::DATA_TYPE)
-        .map_err(|_| Error::Output(name.to_string()))?;
-    let a = c
-        .as_primitive_opt::<T>()
-        .ok_or_else(|| Error::Output(name.to_string()))?;
-    Ok(a.iter().collect())
-}
-
-fn floats(b: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>> {
-    primitive::<Float64Type>(column(b, name)?, name)
-}
-
-fn ints(b: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
-    primitive::<Int64Type>(column(b, name)?, name)
-}
-
-/// Epoch milliseconds of a timestamp column of any unit.
+/// Epoch milliseconds of a timestamp column (never null in our plans).
 fn times(b: &RecordBatch, name: &str) -> Result<Vec<i64>> {
-    let ms = primitive::<TimestampMillisecondType>(column(b, name)?, name)?;
-    Ok(ms.into_iter().map(Option::unwrap_or_default).collect())
+    Ok(columns::millis(b, name)?
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect())
 }
 
 /// One conversation as an AI model reads it.
@@ -677,16 +621,15 @@ pub async fn conversations(
     exclude: &HashSet<String>,
     limit: usize,
 ) -> Result<Vec<Conversation>> {
-    let types: Vec<_> = def.source.event_types().iter().map(|t| lit(*t)).collect();
-    let mut pred = col("workspace_id")
-        .eq(lit(ws))
-        .and(col("time").gt_eq(ts(window.0)))
-        .and(col("time").lt(ts(window.1)))
-        .and(col("event_type").in_list(types, false))
-        .and(col("session_id").is_not_null());
-    if let Some(s) = only {
-        pred = pred.and(col("session_id").eq(lit(s)));
-    }
+    let sel = Selection {
+        workspace: ws.to_string(),
+        from_ms: window.0,
+        to_ms: window.1,
+        session_id: only.map(str::to_string),
+        service_id: None,
+    };
+    let mut pred =
+        mc::selection_filter(&sel, def.source.event_types()).and(col("session_id").is_not_null());
     if let Some(ch) = def.channel_scope.channel() {
         pred = pred.and(col("channel").eq(lit(ch)));
     }
@@ -785,23 +728,15 @@ pub fn answer_rows(
 ) -> Vec<ValueRow> {
     let g = def.period_granularity;
     let period = period_of(conv.last_ms, g);
-    let base = ValueRow {
-        workspace_id: ws.to_string(),
-        metric_key: def.key.clone(),
-        source: def.source.name().to_string(),
-        granularity: g.name().to_string(),
-        period_start: period,
-        period_end: period + g.ms(),
-        scope: "entity".into(),
-        entity_type: "call".into(),
-        entity_id: conv.session_id.clone(),
-        service_id: conv.service_id.clone(),
-        session_id: Some(conv.session_id.clone()),
-        category: None,
-        value: None,
-        sample_size: 0,
-        computed_at: now_ms,
-    };
+    let base = value_row(
+        ws,
+        def,
+        (g.name(), period, period + g.ms()),
+        Level::Call,
+        Some(conv.session_id.clone()),
+        conv.service_id.clone(),
+        now_ms,
+    );
     match answer {
         Answer::Number(v) => vec![ValueRow {
             value: Some(*v),
@@ -814,20 +749,8 @@ pub fn answer_rows(
             ..base
         }],
         Answer::Labels(labels) => {
-            let mut out = vec![ValueRow {
-                value: Some(labels.len() as f64),
-                sample_size: labels.len() as i64,
-                ..base.clone()
-            }];
-            for l in labels {
-                out.push(ValueRow {
-                    category: Some(l.clone()),
-                    value: Some(1.0),
-                    sample_size: 1,
-                    ..base.clone()
-                });
-            }
-            out
+            let cats: Vec<(String, i64)> = labels.iter().map(|l| (l.clone(), 1)).collect();
+            category_rows(base, def, &cats)
         }
         // A dropped answer is kept as a valueless row, so the
         // conversation is not asked again next run.
@@ -843,18 +766,18 @@ pub fn aggregate_ai(ws: &str, def: &MetricDef, entity: &[ValueRow], now_ms: i64)
     if def.period_granularity == Granularity::Hourly {
         grans.push(Granularity::Daily);
     }
-    type Key = (Granularity, i64, &'static str, Option<String>);
+    type Key = (Granularity, i64, Level, Option<String>);
     let mut groups: BTreeMap<Key, Vec<&ValueRow>> = BTreeMap::new();
     for r in entity.iter().filter(|r| r.entity_type == "call") {
         for g in &grans {
             let period = period_of(r.period_start, *g);
             groups
-                .entry((*g, period, "workspace", None))
+                .entry((*g, period, Level::Workspace, None))
                 .or_default()
                 .push(r);
             if let Some(s) = &r.service_id {
                 groups
-                    .entry((*g, period, "service", Some(s.clone())))
+                    .entry((*g, period, Level::Service, Some(s.clone())))
                     .or_default()
                     .push(r);
             }
@@ -862,23 +785,15 @@ pub fn aggregate_ai(ws: &str, def: &MetricDef, entity: &[ValueRow], now_ms: i64)
     }
     let mut out = Vec::new();
     for ((g, period, level, service), rows) in groups {
-        let base = ValueRow {
-            workspace_id: ws.to_string(),
-            metric_key: def.key.clone(),
-            source: def.source.name().to_string(),
-            granularity: g.name().to_string(),
-            period_start: period,
-            period_end: period + g.ms(),
-            scope: "aggregate".into(),
-            entity_type: level.into(),
-            entity_id: service.clone().unwrap_or_else(|| ws.to_string()),
-            service_id: service.clone(),
-            session_id: None,
-            category: None,
-            value: None,
-            sample_size: 0,
-            computed_at: now_ms,
-        };
+        let base = value_row(
+            ws,
+            def,
+            (g.name(), period, period + g.ms()),
+            level,
+            service,
+            None,
+            now_ms,
+        );
         if def.metric_type == MetricType::Categorical {
             let mut cats: BTreeMap<String, i64> = BTreeMap::new();
             for r in &rows {
@@ -886,24 +801,8 @@ pub fn aggregate_ai(ws: &str, def: &MetricDef, entity: &[ValueRow], now_ms: i64)
                     *cats.entry(c.clone()).or_default() += 1;
                 }
             }
-            let spec_cats: Vec<(String, i64)> = cats.into_iter().collect();
-            let total: i64 = spec_cats.iter().map(|c| c.1).sum();
-            out.push(ValueRow {
-                value: Some(match def.aggregation {
-                    Aggregation::CountDistinct => spec_cats.len() as f64,
-                    _ => total as f64,
-                }),
-                sample_size: total,
-                ..base.clone()
-            });
-            for (c, n) in spec_cats {
-                out.push(ValueRow {
-                    category: Some(c),
-                    value: Some(n as f64),
-                    sample_size: n,
-                    ..base.clone()
-                });
-            }
+            let cats: Vec<(String, i64)> = cats.into_iter().collect();
+            out.extend(category_rows(base, def, &cats));
             continue;
         }
         let vals: Vec<f64> = rows
@@ -974,7 +873,7 @@ async fn run_ai_metric(
     // What earlier runs valued, per day of the window.
     let mut by_day: BTreeMap<String, Vec<ValueRow>> = BTreeMap::new();
     let mut d = day_of_ms(window.0);
-    while day_start_ms(d) < window.1 {
+    while day_start_millis(d) < window.1 {
         let rows = values::read_file(store, ws, &d.to_string(), &file).await?;
         by_day.insert(d.to_string(), rows);
         d = d + chrono::Days::new(1);
@@ -1074,42 +973,8 @@ pub async fn evaluate(
     sel: &Selection,
     now_ms: i64,
 ) -> Result<Evaluation, EvaluateError> {
-    // The subject must exist: some event of the workspace names it.
-    let mut pred = col("workspace_id")
-        .eq(lit(sel.workspace.as_str()))
-        .and(col("time").gt_eq(ts(sel.from_ms)))
-        .and(col("time").lt(ts(sel.to_ms)));
-    if let Some(s) = &sel.session_id {
-        pred = pred.and(col("session_id").eq(lit(s.as_str())));
-    }
-    if let Some(s) = &sel.service_id {
-        pred = pred.and(mc::service_expr().eq(lit(s.as_str())));
-    }
-    let exists = engine
-        .ctx
-        .table("events")
-        .await
-        .map_err(|e| Error::from(crate::engine::Error::from(e)))?
-        .filter(pred)
-        .and_then(|df| df.limit(0, Some(1)))
-        .map_err(Error::from)?;
-    let found = engine
-        .execute(exists.logical_plan().clone())
-        .await
-        .map_err(Error::from)?
-        .iter()
-        .any(|b| b.num_rows() > 0);
-    if !found {
-        let who = match (&sel.session_id, &sel.service_id) {
-            (Some(s), _) => format!("call {s:?}"),
-            (None, Some(s)) => format!("service {s:?}"),
-            _ => format!("workspace {:?}", sel.workspace),
-        };
-        return Err(EvaluateError::NotFound(format!(
-            "no events for {who} between the given dates"
-        )));
-    }
     if def.extraction_mode.is_ai() {
+        require_subject(engine, sel).await?;
         let Some(session) = &sel.session_id else {
             return Err(EvaluateError::NotEvaluable(format!(
                 "{} is an AI metric ({}): it is evaluated per conversation; give entity_type \"call\" and a session_id",
@@ -1117,11 +982,10 @@ pub async fn evaluate(
                 wire(def.extraction_mode)
             )));
         };
-        if ai.extractor.is_none() {
+        if let Some(e) = ai.unavailable(def) {
             return Err(EvaluateError::NotEvaluable(format!(
-                "{} is an AI metric and {}",
-                def.key,
-                extract::Error::NotConfigured
+                "{} is an AI metric and {e}",
+                def.key
             )));
         }
         let convs = conversations(
@@ -1154,16 +1018,44 @@ pub async fn evaluate(
         sel,
         now_ms,
     };
+    // The selection names the subject, so every row is its own.
     let rows = compute(engine, engine.events_source(), &spec, &[def]).await?;
-    let mine: Vec<ValueRow> = rows
-        .into_iter()
-        .filter(|r| match level {
-            Level::Workspace => true,
-            Level::Service => r.service_id == sel.service_id,
-            Level::Call => r.session_id == sel.session_id,
-        })
-        .collect();
-    Ok(summarise(def, &mine))
+    let evaluation = summarise(def, &rows);
+    if evaluation.sample_size == 0 {
+        // No value: tell an unknown subject from one without such events.
+        require_subject(engine, sel).await?;
+    }
+    Ok(evaluation)
+}
+
+/// A 404 unless some event of the workspace in the range names the
+/// selection's subject.
+async fn require_subject(engine: &Engine, sel: &Selection) -> Result<(), EvaluateError> {
+    let df = engine
+        .ctx
+        .table("events")
+        .await
+        .map_err(|e| Error::from(crate::engine::Error::from(e)))?
+        .filter(mc::selection_filter(sel, &[]))
+        .and_then(|df| df.limit(0, Some(1)))
+        .map_err(Error::from)?;
+    let found = engine
+        .execute(df.logical_plan().clone())
+        .await
+        .map_err(Error::from)?
+        .iter()
+        .any(|b| b.num_rows() > 0);
+    if found {
+        return Ok(());
+    }
+    let who = match (&sel.session_id, &sel.service_id) {
+        (Some(s), _) => format!("call {s:?}"),
+        (None, Some(s)) => format!("service {s:?}"),
+        _ => format!("workspace {:?}", sel.workspace),
+    };
+    Err(EvaluateError::NotFound(format!(
+        "no events for {who} between the given dates"
+    )))
 }
 
 fn summarise(def: &MetricDef, rows: &[ValueRow]) -> Evaluation {

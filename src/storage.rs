@@ -185,6 +185,30 @@ impl Store {
         Ok(())
     }
 
+    /// Reads a whole Parquet file (events, write-ahead log segments,
+    /// metric values), `None` if it does not exist; a file that does not
+    /// decode is an error naming it.
+    pub async fn read_parquet(
+        &self,
+        path: &Path,
+    ) -> Result<Option<Vec<datafusion::arrow::record_batch::RecordBatch>>> {
+        use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+        let Some(bytes) = self.get_opt(path).await? else {
+            return Ok(None);
+        };
+        let corrupt = |e: &dyn std::fmt::Display| Error::Corrupt {
+            path: path.to_string(),
+            reason: e.to_string(),
+        };
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|b| b.build())
+            .map_err(|e| corrupt(&e))?;
+        let batches = reader
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| corrupt(&e))?;
+        Ok(Some(batches))
+    }
+
     /// Deletes an object; a missing one is fine.
     pub async fn delete_if_exists(&self, path: &Path) -> Result<()> {
         match self.object_store.delete(path).await {

@@ -42,24 +42,35 @@ fn start_s3() -> (Server, String) {
     (server, format!("http://127.0.0.1:{port}"))
 }
 
+/// The standard AWS_* variables of CONTRACT.md, pointing at the server.
+fn s3_env(endpoint: &str) -> [(&str, &str); 5] {
+    [
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ALLOW_HTTP", "true"),
+    ]
+}
+
 fn with_s3_env<'a>(cmd: &'a mut Command, endpoint: &str) -> &'a mut Command {
-    cmd.env("AWS_ENDPOINT_URL", endpoint)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ALLOW_HTTP", "true")
+    cmd.envs(s3_env(endpoint))
+}
+
+/// Creates a bucket (moto accepts an unsigned CreateBucket).
+async fn create_bucket(endpoint: &str, name: &str) {
+    let r = reqwest::Client::new()
+        .put(format!("{endpoint}/{name}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
 }
 
 #[tokio::test]
 async fn generate_and_query_round_trip_over_s3() {
     let (_server, endpoint) = start_s3();
-    // Create the bucket (moto accepts an unsigned CreateBucket).
-    let r = reqwest::Client::new()
-        .put(format!("{endpoint}/metrics-bucket"))
-        .send()
-        .await
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.status());
+    create_bucket(&endpoint, "metrics-bucket").await;
 
     let location = "s3://metrics-bucket/tenant-a";
     let o = with_s3_env(&mut common::bin(), &endpoint)
@@ -146,22 +157,8 @@ async fn generate_and_query_round_trip_over_s3() {
 async fn catalog_writes_from_two_servers_over_s3() {
     let (_server, endpoint) = start_s3();
     let client = reqwest::Client::new();
-    assert!(
-        client
-            .put(format!("{endpoint}/catalog-bucket"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .is_success()
-    );
-    let env = [
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ALLOW_HTTP", "true"),
-    ];
+    create_bucket(&endpoint, "catalog-bucket").await;
+    let env = s3_env(&endpoint);
     let tokens = "s3-admin-token:admin:ws-demo";
     let now = "2026-01-10T12:00:00Z";
     let a = common::serve_with_env("s3://catalog-bucket/x", tokens, now, &env);
@@ -203,15 +200,7 @@ async fn catalog_writes_from_two_servers_over_s3() {
 async fn scheduled_pipeline_over_s3_matches_a_local_run() {
     let (_server, endpoint) = start_s3();
     let client = reqwest::Client::new();
-    assert!(
-        client
-            .put(format!("{endpoint}/values-bucket"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .is_success()
-    );
+    create_bucket(&endpoint, "values-bucket").await;
     let location = "s3://values-bucket/p";
     let local = tempfile::tempdir().unwrap();
     let local_path = local.path().to_str().unwrap();
@@ -246,14 +235,8 @@ async fn scheduled_pipeline_over_s3_matches_a_local_run() {
     assert_eq!(report["from"], "2026-01-09");
     assert_eq!(report["to"], "2026-01-10");
 
-    let env = [
-        ("AWS_ENDPOINT_URL", endpoint.as_str()),
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ALLOW_HTTP", "true"),
-        ("METRICSTORE_PIPELINE_INTERVAL", "3600"),
-    ];
+    let mut env = s3_env(&endpoint).to_vec();
+    env.push(("METRICSTORE_PIPELINE_INTERVAL", "3600"));
     let server = common::serve_with_env(location, "s3-viewer-token:viewer:ws-demo", now, &env);
     let deadline = Instant::now() + Duration::from_secs(120);
     let latest = loop {

@@ -20,7 +20,7 @@ use crate::series::Series;
 use types::*;
 
 /// Checks a skill id from the path (1 to 255 characters).
-fn skill_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+pub(super) fn skill_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     let Path(id) =
         path.map_err(|e| ApiError::bad("INVALID_STRING_LENGTH", format!("skillId: {e}")))?;
     let n = id.chars().count();
@@ -31,6 +31,18 @@ fn skill_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiErro
         ));
     }
     Ok(id)
+}
+
+/// A 404 unless some event names the skill.
+pub(super) async fn require_events(state: &AppState, skill: &str) -> Result<(), ApiError> {
+    if state.workspace_exists(skill).await? {
+        Ok(())
+    } else {
+        Err(ApiError::not_found(
+            "SKILL_NOT_FOUND",
+            format!("no skill {skill:?} has any events"),
+        ))
+    }
 }
 
 /// `POST /v2/skills/{skillId}/metrics`.
@@ -44,12 +56,7 @@ pub async fn get_metrics(
     let skill = skill_id(path)?;
     principal.require(&skill)?;
     let request = check_request(&body, &skill)?;
-    if !state.workspace_exists(&skill).await? {
-        return Err(ApiError::not_found(
-            "SKILL_NOT_FOUND",
-            format!("no skill {skill:?} has any events"),
-        ));
-    }
+    require_events(&state, &skill).await?;
 
     let mut unpaged = body.clone();
     if let Some(o) = unpaged.as_object_mut() {

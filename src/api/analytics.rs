@@ -23,22 +23,9 @@ async fn skill(
     principal: &Principal,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<String, ApiError> {
-    let Path(id) =
-        path.map_err(|e| ApiError::bad("INVALID_STRING_LENGTH", format!("skillId: {e}")))?;
-    let n = id.chars().count();
-    if n == 0 || n > 255 {
-        return Err(ApiError::bad(
-            "INVALID_STRING_LENGTH",
-            format!("skillId must be 1 to 255 characters, got {n}"),
-        ));
-    }
+    let id = super::alexa::skill_id(path)?;
     principal.require(&id)?;
-    if !state.workspace_exists(&id).await? {
-        return Err(ApiError::not_found(
-            "SKILL_NOT_FOUND",
-            format!("no skill {id:?} has any events"),
-        ));
-    }
+    super::alexa::require_events(state, &id).await?;
     Ok(id)
 }
 

@@ -23,7 +23,7 @@ use crate::pipeline::{self, EvaluateError};
 use crate::storage::catalog::UpdateError;
 use types::*;
 
-const DAY_MS: i64 = 86_400_000;
+use crate::storage::events::DAY_MS;
 
 fn workspace(id: &str) -> Result<(), ApiError> {
     let n = id.chars().count();
@@ -92,10 +92,10 @@ fn range(p: &HashMap<String, String>, now: i64, default_span: i64) -> Result<(i6
             "date_from must be before date_to",
         ));
     }
-    if to_ms - from_ms > 3660 * DAY_MS {
+    if to_ms - from_ms > pipeline::MAX_RANGE_DAYS * DAY_MS {
         return Err(ApiError::bad(
             "INVALID_DATE",
-            "a range spans at most 3660 days",
+            format!("a range spans at most {} days", pipeline::MAX_RANGE_DAYS),
         ));
     }
     Ok((from_ms, to_ms))
@@ -167,6 +167,15 @@ pub async fn put_settings(
     Ok(Json(settings_response(ws, &new)))
 }
 
+/// Why an AI metric cannot be computed on this server, if so.
+fn ai_unavailable(state: &AppState, def: &MetricDef) -> Option<String> {
+    if !def.extraction_mode.is_ai() {
+        return None;
+    }
+    let e = state.ai.unavailable(def)?;
+    Some(format!("AI metric: {e}"))
+}
+
 fn lookup_for(ws: &str, subject: &Subject) -> Lookup {
     Lookup {
         workspace: ws.to_string(),
@@ -207,17 +216,7 @@ pub async fn latest(
     let ws = ws_path(path)?;
     principal.require(&ws)?;
     let p = params(query)?;
-    check_params(
-        &p,
-        &[
-            "source",
-            "scope",
-            "entity_type",
-            "entity_id",
-            "service_id",
-            "session_id",
-        ],
-    )?;
+    check_params(&p, &["source"])?;
     let source = match p.get("source") {
         None => None,
         Some(s) => Some(ms::Source::parse(s).ok_or_else(|| {
@@ -255,10 +254,9 @@ pub async fn latest(
             Some(v) => metrics.push(v),
             None => not_computed.push(NotComputed {
                 metric_key: def.key.clone(),
-                reason: if def.extraction_mode.is_ai() && state.ai.extractor.is_none() {
-                    "AI metric: no AI endpoint is configured on this server".into()
-                } else {
-                    "no stored value for this subject yet (the pipeline has not run over its events)".into()
+                reason: match ai_unavailable(&state, def) {
+                    Some(why) => why,
+                    None => "no stored value for this subject yet (the pipeline has not run over its events)".into(),
                 },
             }),
         }
@@ -288,20 +286,7 @@ pub async fn values(
     let (ws, key) = ws_key_path(path)?;
     principal.require(&ws)?;
     let p = params(query)?;
-    check_params(
-        &p,
-        &[
-            "date_from",
-            "date_to",
-            "limit",
-            "granularity",
-            "scope",
-            "entity_type",
-            "entity_id",
-            "service_id",
-            "session_id",
-        ],
-    )?;
+    check_params(&p, &["date_from", "date_to", "limit", "granularity"])?;
     let def = metric(&state, &ws, &key).await?;
     let limit = int_param(&p, "limit", 1, 365, 30)?;
     let subject = subject(&p)?;
@@ -369,17 +354,7 @@ pub async fn trend(
     let (ws, key) = ws_key_path(path)?;
     principal.require(&ws)?;
     let p = params(query)?;
-    check_params(
-        &p,
-        &[
-            "days",
-            "scope",
-            "entity_type",
-            "entity_id",
-            "service_id",
-            "session_id",
-        ],
-    )?;
+    check_params(&p, &["days"])?;
     let def = metric(&state, &ws, &key).await?;
     let days = int_param(&p, "days", 1, 365, 30)?;
     let subject = subject(&p)?;
@@ -458,14 +433,13 @@ pub async fn catalog(
     let metrics: Vec<CatalogEntry> = defs
         .into_iter()
         .map(|d| {
-            let ai_missing = d.extraction_mode.is_ai() && state.ai.extractor.is_none();
+            let unavailable = ai_unavailable(&state, &d);
             CatalogEntry {
                 latest_period: newest
                     .get(d.key.as_str())
                     .map(|ms| crate::api::alexa::types::timestamp(*ms)),
-                computable: !ai_missing,
-                reason: ai_missing
-                    .then(|| "AI metric: no AI endpoint is configured on this server".into()),
+                computable: unavailable.is_none(),
+                reason: unavailable,
                 key: d.key,
                 name: d.name,
                 description: d.description,
@@ -494,16 +468,6 @@ pub async fn catalog(
     }))
 }
 
-const EVALUATE_FIELDS: [&str; 7] = [
-    "scope",
-    "entity_type",
-    "entity_id",
-    "service_id",
-    "session_id",
-    "date_from",
-    "date_to",
-];
-
 /// `POST /v1/{workspace_id}/metrics/{metric_key}/evaluate`: computes a
 /// value now, for a subject and range (default: the last 24 hours),
 /// without storing it.
@@ -519,17 +483,9 @@ pub async fn evaluate(
     let obj = body
         .as_object()
         .ok_or_else(|| ApiError::bad("INVALID_REQUEST_BODY", "the body must be a JSON object"))?;
+    check_names(obj.keys(), &["date_from", "date_to"], "field")?;
     let mut p = HashMap::new();
     for (k, v) in obj {
-        if !EVALUATE_FIELDS.contains(&k.as_str()) {
-            return Err(ApiError::bad(
-                "INVALID_PARAMETER",
-                format!(
-                    "unknown field {k:?}; evaluate takes {}",
-                    EVALUATE_FIELDS.join(", ")
-                ),
-            ));
-        }
         match v {
             JsonValue::Null => {}
             JsonValue::String(s) => {

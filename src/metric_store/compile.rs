@@ -42,7 +42,7 @@ pub const SERVICE: &str = "service";
 pub const CATEGORY: &str = "category";
 
 /// Whom a value describes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Level {
     /// The whole workspace.
     Workspace,
@@ -194,24 +194,33 @@ pub fn aggregate_expr(def: &MetricDef, v: Expr) -> Result<Expr> {
     })
 }
 
-fn base(
-    table: Arc<dyn TableSource>,
-    sel: &Selection,
-    source: Source,
-    level: Level,
-) -> Result<LogicalPlanBuilder> {
-    let types = source.event_types().iter().map(|t| lit(*t)).collect();
+/// The events a selection names: its workspace and time range, its call
+/// or service if it names one, and (unless empty) the given event types.
+pub fn selection_filter(sel: &Selection, event_types: &[&str]) -> Expr {
     let mut pred = col("workspace_id")
         .eq(lit(sel.workspace.as_str()))
         .and(col("time").gt_eq(ts(sel.from_ms)))
-        .and(col("time").lt(ts(sel.to_ms)))
-        .and(col("event_type").in_list(types, false));
+        .and(col("time").lt(ts(sel.to_ms)));
+    if !event_types.is_empty() {
+        let types = event_types.iter().map(|t| lit(*t)).collect();
+        pred = pred.and(col("event_type").in_list(types, false));
+    }
     if let Some(s) = &sel.session_id {
         pred = pred.and(col("session_id").eq(lit(s.as_str())));
     }
     if let Some(s) = &sel.service_id {
         pred = pred.and(service_expr().eq(lit(s.as_str())));
     }
+    pred
+}
+
+fn base(
+    table: Arc<dyn TableSource>,
+    sel: &Selection,
+    source: Source,
+    level: Level,
+) -> Result<LogicalPlanBuilder> {
+    let mut pred = selection_filter(sel, source.event_types());
     match level {
         Level::Workspace => {}
         Level::Service => pred = pred.and(service_expr().is_not_null()),

@@ -253,6 +253,17 @@ impl Ai {
         }
     }
 
+    /// Why the AI metric `def` cannot be computed by this server (no
+    /// endpoint, or no model for its tier), if it cannot.
+    pub fn unavailable(&self, def: &MetricDef) -> Option<Error> {
+        let tier = def.model_tier.unwrap_or(ModelTier::Fast);
+        match &self.extractor {
+            None => Some(Error::NotConfigured),
+            Some(x) if !x.has_model(tier) => Some(Error::NoModel(tier.name().to_string())),
+            Some(_) => None,
+        }
+    }
+
     pub fn from_env() -> Result<Self, String> {
         match AiConfig::from_env()? {
             None => Ok(Self::none()),

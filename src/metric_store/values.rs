@@ -113,11 +113,7 @@ pub async fn newest(engine: &Engine, q: &Lookup) -> Result<Vec<ValueRow>> {
     if days.len() > RECENT_DAYS {
         let first = &days[days.len() - RECENT_DAYS];
         if let Ok(d) = chrono::NaiveDate::parse_from_str(first, "%Y-%m-%d") {
-            let from_ms = d
-                .and_hms_opt(0, 0, 0)
-                .expect("midnight")
-                .and_utc()
-                .timestamp_millis();
+            let from_ms = crate::storage::events::day_start_millis(d);
             let recent = lookup(
                 engine,
                 &Lookup {

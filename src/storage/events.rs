@@ -85,6 +85,17 @@ pub fn schema_mismatch(file: &Schema) -> Option<String> {
     None
 }
 
+/// Milliseconds in a (UTC) day.
+pub const DAY_MS: i64 = 86_400_000;
+
+/// Epoch milliseconds of a UTC day's midnight.
+pub fn day_start_millis(day: chrono::NaiveDate) -> i64 {
+    day.and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc()
+        .timestamp_millis()
+}
+
 /// The partition value (`YYYY-MM-DD`) of an epoch-millisecond time.
 pub fn date_of_millis(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -333,27 +344,4 @@ pub async fn write_rows(store: &Store, name: &str, rows: &[EventRow]) -> Result<
         write_day(store, &date, name, &[day]).await?;
     }
     Ok(n)
-}
-
-/// Reads a whole Parquet file of events, `None` if it does not exist; a
-/// file that does not decode is an error naming it.
-pub async fn read_file(
-    store: &Store,
-    path: &object_store::path::Path,
-) -> Result<Option<Vec<RecordBatch>>> {
-    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let Some(bytes) = store.get_opt(path).await? else {
-        return Ok(None);
-    };
-    let corrupt = |e: &dyn std::fmt::Display| Error::Corrupt {
-        path: path.to_string(),
-        reason: e.to_string(),
-    };
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .and_then(|b| b.build())
-        .map_err(|e| corrupt(&e))?;
-    let batches = reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| corrupt(&e))?;
-    Ok(Some(batches))
 }

@@ -85,6 +85,11 @@ pub fn day_dir(workspace: &str, day: &str) -> String {
     )
 }
 
+/// Where one values file of a workspace and day lives.
+pub fn file_path(store: &Store, workspace: &str, day: &str, file: &str) -> Path {
+    store.path(&format!("{}/{file}", day_dir(workspace, day)))
+}
+
 pub fn ai_file(key: &str) -> String {
     format!("ai-{key}.parquet")
 }
@@ -124,11 +129,18 @@ pub fn to_batch(rows: &[ValueRow]) -> Result<RecordBatch> {
         ],
     )?;
     // Sorted by key and entity so row-group statistics prune lookups.
-    let cols = [1usize, 7, 8, 3, 4];
+    let cols = [
+        "metric_key",
+        "entity_type",
+        "entity_id",
+        "granularity",
+        "period_start",
+    ];
     let sort: Vec<SortColumn> = cols
         .iter()
-        .map(|&i| SortColumn {
-            values: batch.column(i).clone(),
+        .filter_map(|name| batch.column_by_name(name))
+        .map(|c| SortColumn {
+            values: c.clone(),
             options: None,
         })
         .collect();
@@ -217,7 +229,7 @@ pub async fn write_file(
     file: &str,
     rows: &[ValueRow],
 ) -> Result<Path> {
-    let path = store.path(&format!("{}/{file}", day_dir(workspace, day)));
+    let path = file_path(store, workspace, day, file);
     store.put_durable(&path, encode(rows)?).await?;
     Ok(path)
 }
@@ -229,8 +241,8 @@ pub async fn read_file(
     day: &str,
     file: &str,
 ) -> Result<Vec<ValueRow>> {
-    let path = store.path(&format!("{}/{file}", day_dir(workspace, day)));
-    let Some(batches) = super::events::read_file(store, &path).await? else {
+    let path = file_path(store, workspace, day, file);
+    let Some(batches) = store.read_parquet(&path).await? else {
         return Ok(Vec::new());
     };
     let mut out = Vec::new();

@@ -13,24 +13,41 @@ use crate::metric_store::compile::Level;
 use crate::metric_store::{
     Aggregation, ExtractionMode, Granularity, MetricDef, MetricType, Source,
 };
+use crate::storage::events::{DAY_MS, day_start_millis};
 use crate::storage::values::ValueRow;
-
-const DAY_MS: i64 = 86_400_000;
 
 /// Rejects query parameters a route does not take (a typo would otherwise
 /// silently widen the answer).
-pub fn check_params(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
-    let mut unknown: Vec<&String> = params
-        .keys()
-        .filter(|k| !allowed.contains(&k.as_str()))
-        .collect();
+pub fn check_params(params: &HashMap<String, String>, route: &[&str]) -> Result<(), ApiError> {
+    check_names(params.keys(), route, "query parameter")
+}
+
+/// The parameters naming whom values describe; every value route takes
+/// them besides its own.
+pub const SUBJECT_PARAMS: [&str; 5] = [
+    "scope",
+    "entity_type",
+    "entity_id",
+    "service_id",
+    "session_id",
+];
+
+/// Rejects names (query parameters, body fields) other than the route's
+/// own and [`SUBJECT_PARAMS`].
+pub fn check_names<'a>(
+    names: impl Iterator<Item = &'a String>,
+    route: &[&str],
+    what: &str,
+) -> Result<(), ApiError> {
+    let allowed: Vec<&str> = route.iter().chain(&SUBJECT_PARAMS).copied().collect();
+    let mut unknown: Vec<&String> = names.filter(|k| !allowed.contains(&k.as_str())).collect();
     unknown.sort();
     match unknown.first() {
         None => Ok(()),
         Some(k) => Err(ApiError::bad(
             "INVALID_PARAMETER",
             format!(
-                "unknown query parameter {k:?}; this route takes {}",
+                "unknown {what} {k:?}; this route takes {}",
                 allowed.join(", ")
             ),
         )),
@@ -85,11 +102,7 @@ pub fn int_param(
 pub fn parse_date(name: &str, text: &str, end: bool) -> Result<i64, ApiError> {
     let t = text.trim();
     if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
-        let ms = d
-            .and_hms_opt(0, 0, 0)
-            .expect("midnight")
-            .and_utc()
-            .timestamp_millis();
+        let ms = day_start_millis(d);
         return Ok(if end { ms + DAY_MS } else { ms });
     }
     DateTime::parse_from_rfc3339(t)
