@@ -17,6 +17,9 @@ pub const DEMO_DAYS: u32 = 30;
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
     let store = Store::open(&args.storage.data).map_err(|e| e.to_string())?;
+    // Days of freshly generated demo events: the first pipeline run covers
+    // them all, so trends have history from the start.
+    let mut demo_days = None;
     if args.demo
         && store
             .list("events")
@@ -37,6 +40,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         generate::generate(&store, &opts)
             .await
             .map_err(|e| e.to_string())?;
+        let first = opts.end - chrono::Days::new(u64::from(DEMO_DAYS) - 1);
+        demo_days = Some((first, opts.end));
     }
     let engine = Engine::new(store).await.map_err(|e| e.to_string())?;
     let clock = Clock::from_env()?;
@@ -73,6 +78,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         spawn_pipeline(
             state.clone(),
             std::time::Duration::from_secs(args.pipeline_interval),
+            demo_days,
         );
     }
     let app = api::router(state);
@@ -108,16 +114,22 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
 }
 
 /// Runs the Metric Store pipeline now and then every `every`, over the
-/// last 24 hours. A failed run is logged and retried at the next tick.
-fn spawn_pipeline(state: std::sync::Arc<AppState>, every: std::time::Duration) {
+/// last 24 hours (the first run over `first_days` if given). A failed run
+/// is logged and retried at the next tick.
+fn spawn_pipeline(
+    state: std::sync::Arc<AppState>,
+    every: std::time::Duration,
+    mut first_days: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
+) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            let days = first_days.take();
             let opts = crate::pipeline::Options {
-                from: None,
-                to: None,
+                from: days.map(|d| d.0),
+                to: days.map(|d| d.1),
                 now_ms: state.clock.now_ms(),
             };
             match crate::pipeline::run(&state.engine, &state.ai, &opts).await {
