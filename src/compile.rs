@@ -188,6 +188,7 @@ fn collect_leaves<'a>(m: &'a Measure, out: &mut Vec<Leaf<'a>>) {
             collect_leaves(a, out);
             collect_leaves(b, out);
         }
+        Measure::Scaled { measure, .. } => collect_leaves(measure, out),
     }
 }
 
@@ -211,6 +212,9 @@ fn combine(m: &Measure, next: &mut usize) -> Expr {
             let l = cast(combine(left, next), DataType::Float64);
             let r = cast(combine(right, next), DataType::Float64);
             f::coalesce(vec![l, lit(0.0)]) - f::coalesce(vec![r, lit(0.0)])
+        }
+        Measure::Scaled { factor, measure } => {
+            cast(combine(measure, next), DataType::Float64) * lit(*factor)
         }
     }
 }

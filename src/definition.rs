@@ -318,6 +318,8 @@ pub enum Measure {
         left: Box<Measure>,
         right: Box<Measure>,
     },
+    /// `factor * measure`: percentages (`100 * ratio`), unit changes.
+    Scaled { factor: f64, measure: Box<Measure> },
 }
 
 impl Measure {
@@ -326,6 +328,7 @@ impl Measure {
             Measure::Aggregate { aggregation, .. } => aggregation.is_additive(),
             Measure::Ratio { .. } => false,
             Measure::Difference { left, right } => left.is_additive() && right.is_additive(),
+            Measure::Scaled { measure, .. } => measure.is_additive(),
         }
     }
 
@@ -383,6 +386,15 @@ impl Measure {
             Measure::Difference { left, right } => {
                 left.validate_depth(&format!("{path}.left"), v, depth + 1);
                 right.validate_depth(&format!("{path}.right"), v, depth + 1);
+            }
+            Measure::Scaled { factor, measure } => {
+                if !factor.is_finite() || *factor == 0.0 {
+                    v.push(
+                        format!("{path}.factor"),
+                        "must be a finite number other than 0",
+                    );
+                }
+                measure.validate_depth(&format!("{path}.measure"), v, depth + 1);
             }
         }
     }

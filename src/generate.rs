@@ -57,6 +57,15 @@ pub const INTENTS: [&str; 20] = [
 const LOCALES: [&str; 6] = ["en-US", "en-GB", "de-DE", "fr-FR", "ja-JP", "es-ES"];
 const LOCALE_WEIGHTS: [u32; 6] = [50, 15, 12, 8, 7, 8];
 
+/// The marketplace of a locale (`Alexa.Marketplace`): the Americas buy on
+/// the US store, everyone else on the European one.
+fn marketplace(locale: &str) -> &'static str {
+    match locale.rsplit('-').next() {
+        Some("US" | "CA" | "MX" | "BR") => "USAmazon",
+        _ => "EUAmazon",
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub rows: u64,
@@ -386,20 +395,34 @@ impl DayGenerator {
             }
             i
         }];
+        let marketplace = marketplace(locale);
         let stage = if h.is_multiple_of(10) {
             "development"
         } else {
             "live"
         };
         let mut t = self.time_of_day(40 * 60_000);
-        let one_shot = self.rng.random_range(0..100) < 30;
-        let invocation = if one_shot {
-            "one_shot"
-        } else if self.rng.random_range(0..10) == 0 {
-            "name_free"
+        // How the session opened (Alexa.SkillInvocations).
+        let invocation = *pick(
+            &mut self.rng,
+            &[
+                "DIRECT_INVOCATIONS",
+                "ONE_SHOT_INVOCATIONS",
+                "NAME_FREE_INVOCATIONS",
+                "ROUTINES_INVOCATIONS",
+                "QUICK_LINKS_INVOCATIONS",
+                "SKILL_CONNECTION_INVOCATIONS",
+            ],
+            &[52, 28, 10, 5, 3, 2],
+        );
+        let one_shot = invocation != "DIRECT_INVOCATIONS";
+        // New: users of the tail within their first days.
+        let user_type = if rank > 200 && mix(h ^ self.day as u64).is_multiple_of(6) {
+            "NEW"
         } else {
-            "launch"
+            "RETURNING"
         };
+        let frequent = self.rng.random_range(0..100) < 60;
         let base = Event {
             workspace_id: skill,
             user_id: Some(&user),
@@ -410,7 +433,9 @@ impl DayGenerator {
             direction: Some("inbound"),
             ..Default::default()
         };
-        let start_attrs = format!(r#"{{"invocation_type":"{invocation}"}}"#);
+        let start_attrs = format!(
+            r#"{{"invocation_type":"{invocation}","Alexa.SkillInvocations.TrafficType":"{user_type}","frequent_utterance":{frequent},"Alexa.Marketplace":"{marketplace}"}}"#
+        );
         cols.push(&Event {
             time: t,
             event_type: "session.started",
@@ -425,6 +450,8 @@ impl DayGenerator {
         };
         let mut last = intent;
         let mut failed_any = false;
+        // The estimated-turn-error model covers high-traffic locales only.
+        let ete_locale = matches!(locale, "en-US" | "en-GB" | "de-DE");
         for n in 0..utterances {
             t += 400 + self.gap.sample(&mut self.rng) as i64;
             let failure_pct = match INTENTS[intent] {
@@ -449,17 +476,67 @@ impl DayGenerator {
                 "ok"
             };
             let attrs = format!(
-                r#"{{"Alexa.SluConfidence":"{slu}","turn_error":{turn_error},"endpoint_status":"{endpoint}","turn":{n}}}"#
+                r#"{{"Alexa.SluConfidence":"{slu}","turn_error":{turn_error},"endpoint_status":"{endpoint}","turn":{n},"Alexa.Marketplace":"{marketplace}"}}"#
             );
-            cols.push(&Event {
+            let turn = Event {
                 time: t,
-                event_type: "utterance",
                 intent: classified.then_some(INTENTS[intent]),
+                ..base
+            };
+            cols.push(&Event {
+                event_type: "utterance",
                 outcome: Some(if failed { "failed" } else { "success" }),
                 latency_ms: Some((latency * 10.0).round() / 10.0),
                 attributes: Some(&attrs),
-                ..base
+                ..turn
             });
+            let frequent_turn = self.rng.random_range(0..100) < 55;
+            if ete_locale && self.rng.random_range(0..100) < 40 {
+                let p_fail: f64 = if turn_error {
+                    0.45 + 0.5 * self.rng.random::<f64>()
+                } else {
+                    0.3 * self.rng.random::<f64>().powi(2)
+                };
+                let baseline = 0.08 + 0.04 * self.rng.random::<f64>();
+                let outcome = match self.rng.random_range(0..100) {
+                    0..12 => String::new(),
+                    _ if p_fail >= 0.5 => {
+                        r#","Alexa.EstimatedTurnError.PredictionOutcome":"FAILURE""#.to_string()
+                    }
+                    _ => r#","Alexa.EstimatedTurnError.PredictionOutcome":"SUCCESS""#.to_string(),
+                };
+                let ete = format!(
+                    r#"{{"Alexa.EstimatedTurnError.InvocationType":"{invocation}","Alexa.EstimatedTurnError.UserType":"{user_type}","frequent_utterance":{frequent_turn},"failure_probability":{:.4},"baseline_failure_probability":{:.4},"Alexa.Marketplace":"{marketplace}"{outcome}}}"#,
+                    p_fail, baseline
+                );
+                cols.push(&Event {
+                    event_type: "turn_error.evaluation",
+                    attributes: Some(&ete),
+                    ..turn
+                });
+            }
+            if self.rng.random_range(0..100) < 35 {
+                let evaluated = self.rng.random_range(0..100) < 85;
+                let last_turn = n + 1 == utterances;
+                let defect = match self.rng.random_range(0..100) {
+                    _ if !evaluated => None,
+                    _ if failed && !classified => Some("unhandled"),
+                    0..5 => Some("barge_in"),
+                    5..11 => Some("rephrase"),
+                    11..16 if last_turn => Some("termination"),
+                    _ => None,
+                };
+                let defect = defect.map_or("null".to_string(), |d| format!("\"{d}\""));
+                let baseline = 7.0 + 3.0 * self.rng.random::<f64>();
+                let quality = format!(
+                    r#"{{"evaluated":{evaluated},"defect":{defect},"frequent_utterance":{frequent_turn},"Alexa.SkillQuality.InvocationType":"{invocation}","Alexa.SkillQuality.UserType":"{user_type}","baseline_friction_rate":{baseline:.2},"Alexa.Marketplace":"{marketplace}"}}"#
+                );
+                cols.push(&Event {
+                    event_type: "skill_quality.turn",
+                    attributes: Some(&quality),
+                    ..turn
+                });
+            }
             last = intent;
             intent = self.next_intent(skill_i, intent);
         }
@@ -477,10 +554,12 @@ impl DayGenerator {
                 &[45, 25, 22, error_weight],
             )
         };
+        let end_attrs = format!(r#"{{"Alexa.Marketplace":"{marketplace}"}}"#);
         cols.push(&Event {
             time: t.min(self.day_start + DAY_MS - 1),
             event_type: "session.ended",
             outcome: Some(outcome),
+            attributes: Some(&end_attrs),
             ..base
         });
     }
@@ -502,7 +581,8 @@ impl DayGenerator {
         let rank = self.user(skill_i);
         let user = format!("amzn1.ask.account.{skill_i}{rank:06}");
         let locale = LOCALES[(mix(rank) % 6) as usize];
-        let t = self.time_of_day(0);
+        let marketplace = marketplace(locale);
+        let mut t = self.time_of_day(10 * 60_000);
         let base = Event {
             time: t,
             workspace_id: SKILLS[skill_i],
@@ -512,9 +592,9 @@ impl DayGenerator {
             channel: Some("voice"),
             ..Default::default()
         };
-        let r = self.rng.random_range(0..100);
-        let (event_type, outcome, latency, attrs): (&str, &str, Option<f64>, String) = match r {
-            0..30 => {
+        match self.rng.random_range(0..100) {
+            // A smart home utterance, turned into a directive.
+            0..22 => {
                 let ns = [
                     "Alexa.PowerController",
                     "Alexa.BrightnessController",
@@ -525,82 +605,172 @@ impl DayGenerator {
                 let lat = LogNormal::new(300f64.ln(), 0.5)
                     .expect("valid")
                     .sample(&mut self.rng);
-                (
-                    "smarthome.directive",
-                    if ok { "success" } else { "failed" },
-                    Some(lat.round()),
-                    format!(r#"{{"Alexa.DirectiveNamespace":"{ns}"}}"#),
-                )
-            }
-            30..45 => {
-                let o = *pick(
-                    &mut self.rng,
-                    &["started", "completed", "failed"],
-                    &[50, 38, 12],
+                let attrs = format!(
+                    r#"{{"Alexa.DirectiveNamespace":"{ns}","Alexa.Marketplace":"{marketplace}"}}"#
                 );
-                (
-                    "account.linking",
-                    o,
-                    None,
-                    r#"{"Alexa.LinkingType":"AUTH_CODE"}"#.to_string(),
-                )
+                cols.push(&Event {
+                    event_type: "smarthome.utterance",
+                    outcome: Some(if ok { "success" } else { "failed" }),
+                    latency_ms: Some(lat.round()),
+                    attributes: Some(&attrs),
+                    ..base
+                });
             }
-            45..65 => {
-                let o = *pick(
+            // Account linking: an initiation, completed about 70% of the time.
+            22..36 => {
+                let flow = *pick(
                     &mut self.rng,
-                    &["started", "finished", "stopped", "error"],
-                    &[40, 30, 25, 5],
+                    &[
+                        "alexa_app",
+                        "alexa_app_to_app",
+                        "app_to_app",
+                        "lwa_fallback",
+                    ],
+                    &[45, 20, 25, 10],
                 );
-                let played = LogNormal::new(120_000f64.ln(), 0.8)
-                    .expect("valid")
-                    .sample(&mut self.rng)
-                    .round();
-                let genre =
-                    ["pop", "rock", "jazz", "classical", "news"][self.rng.random_range(0..5)];
-                (
-                    "music.playback",
-                    o,
-                    None,
-                    format!(r#"{{"playback_ms":{played},"Alexa.Genre":"{genre}"}}"#),
-                )
+                let completes =
+                    self.rng.random_range(0..100) < if flow == "lwa_fallback" { 55 } else { 72 };
+                for status in ["INITIATED", "COMPLETED"] {
+                    if status == "COMPLETED" {
+                        if !completes {
+                            break;
+                        }
+                        t += 20_000 + self.rng.random_range(0..120_000);
+                    }
+                    let attrs = format!(
+                        r#"{{"Alexa.AccountActivationEvents.Status":"{status}","linking_flow":"{flow}","Alexa.Marketplace":"{marketplace}"}}"#
+                    );
+                    cols.push(&Event {
+                        time: t,
+                        event_type: "account.linking",
+                        attributes: Some(&attrs),
+                        ..base
+                    });
+                }
             }
-            65..80 => {
+            // A music request and, unless it met friction, its play queue.
+            36..62 => {
+                let friction = self.rng.random_range(0..100) < 11;
+                let content = *pick(
+                    &mut self.rng,
+                    &[
+                        "Top Hits Station",
+                        "Chill Evening Playlist",
+                        "Classic Rock Radio",
+                        "Jazz Essentials",
+                        "Morning News Briefing",
+                        "Kids Sing-Along",
+                        "Focus Piano",
+                        "Workout Mix",
+                    ],
+                    &[30, 18, 14, 10, 9, 8, 6, 5],
+                );
+                let attrs = format!(
+                    r#"{{"media_content":"{content}","Alexa.Marketplace":"{marketplace}"}}"#
+                );
+                cols.push(&Event {
+                    event_type: "music.request",
+                    outcome: Some(if friction { "friction" } else { "success" }),
+                    attributes: Some(&attrs),
+                    ..base
+                });
+                if !friction {
+                    let ok = self.rng.random_range(0..100) >= 5;
+                    let duration = if ok {
+                        LogNormal::new(540f64.ln(), 0.9)
+                            .expect("valid")
+                            .sample(&mut self.rng)
+                            .min(4.0 * 3600.0)
+                    } else {
+                        self.rng.random_range(0.0..5.0)
+                    };
+                    let queue = format!(
+                        r#"{{"media_content":"{content}","duration_s":{duration:.1},"Alexa.Marketplace":"{marketplace}"}}"#
+                    );
+                    cols.push(&Event {
+                        time: t + 1500,
+                        event_type: "music.play_queue",
+                        outcome: Some(if ok { "success" } else { "failed" }),
+                        attributes: Some(&queue),
+                        ..base
+                    });
+                }
+            }
+            // Enablements and disablements.
+            62..78 => {
                 let enabled = self.rng.random_range(0..100) < 75;
                 let source =
                     ["search", "voice", "skill_store", "link"][self.rng.random_range(0..4)];
-                (
-                    if enabled {
+                let attrs = format!(
+                    r#"{{"Alexa.EnablementSource":"{source}","Alexa.Marketplace":"{marketplace}"}}"#
+                );
+                cols.push(&Event {
+                    event_type: if enabled {
                         "skill.enabled"
                     } else {
                         "skill.disabled"
                     },
-                    "success",
-                    None,
-                    format!(r#"{{"Alexa.EnablementSource":"{source}"}}"#),
-                )
+                    outcome: Some("success"),
+                    attributes: Some(&attrs),
+                    ..base
+                });
             }
+            // An automation offer, its steps, and runs once accepted.
             _ => {
-                let ok = self.rng.random_range(0..100) >= 8;
-                let trigger =
-                    ["schedule", "voice", "device", "location"][self.rng.random_range(0..4)];
-                let lat = LogNormal::new(450f64.ln(), 0.4)
-                    .expect("valid")
-                    .sample(&mut self.rng);
-                (
-                    "automation.run",
-                    if ok { "success" } else { "failed" },
-                    Some(lat.round()),
-                    format!(r#"{{"Alexa.TriggerType":"{trigger}"}}"#),
-                )
+                let template = *pick(
+                    &mut self.rng,
+                    &[
+                        "tmpl-morning-briefing",
+                        "tmpl-bedtime-story",
+                        "tmpl-weekly-recipe",
+                        "tmpl-rain-alert",
+                    ],
+                    &[40, 25, 20, 15],
+                );
+                let sent = self.rng.random_range(0..100) < 85;
+                let accepted = sent && self.rng.random_range(0..100) < 38;
+                let mut steps = vec!["OFFER_INITIATED_BY_SKILL"];
+                if sent {
+                    steps.push("OFFER_SENT_TO_CUSTOMER");
+                    steps.push(if accepted {
+                        "OFFER_ACCEPTED_BY_CUSTOMER"
+                    } else {
+                        "OFFER_NOT_ACCEPTED_BY_CUSTOMER"
+                    });
+                }
+                for step in steps {
+                    let attrs = format!(
+                        r#"{{"Alexa.Automation.Origination":"{step}","Alexa.Automation.TemplateId":"{template}","Alexa.Marketplace":"{marketplace}"}}"#
+                    );
+                    cols.push(&Event {
+                        time: t,
+                        event_type: "automation.origination",
+                        attributes: Some(&attrs),
+                        ..base
+                    });
+                    t += 2_000 + self.rng.random_range(0..20_000);
+                }
+                if accepted {
+                    for _ in 0..self.rng.random_range(1..4) {
+                        t += self.rng.random_range(60_000..300_000);
+                        let attrs = format!(
+                            r#"{{"Alexa.Automation.Execution":"AUTOMATION_EXECUTED","Alexa.Automation.TemplateId":"{template}","Alexa.Marketplace":"{marketplace}"}}"#
+                        );
+                        let lat = LogNormal::new(450f64.ln(), 0.4)
+                            .expect("valid")
+                            .sample(&mut self.rng);
+                        cols.push(&Event {
+                            time: t.min(self.day_start + DAY_MS - 1),
+                            event_type: "automation.execution",
+                            outcome: Some("success"),
+                            latency_ms: Some(lat.round()),
+                            attributes: Some(&attrs),
+                            ..base
+                        });
+                    }
+                }
             }
-        };
-        cols.push(&Event {
-            event_type,
-            outcome: Some(outcome),
-            latency_ms: latency,
-            attributes: Some(&attrs),
-            ..base
-        });
+        }
     }
 
     fn interaction(&mut self, cols: &mut Columns) {

@@ -91,7 +91,7 @@ async fn documented_request_shape_and_values() {
         json!({"id": "by-intent", "metricNamespace": "Alexa.Custom", "name": "UTTERANCES", "aggregationPeriod": "SINGLE", "stat": "count", "groupBy": "intent"}),
         json!({"id": "live", "metricNamespace": "Alexa.Custom", "name": "UTTERANCES", "aggregationPeriod": "PT1H", "stat": "count",
                "dimensions": [{"name": "Alexa.Stage", "value": "live"}]}),
-        query("upc", "UTTERANCES_PER_CUSTOMER", "BY_HOUR", "count"),
+        json!({"id": "upc", "metricNamespace": "Alexa.Custom", "name": "UTTERANCES_PER_CUSTOMER", "aggregationPeriod": "BY_HOUR"}),
     ]);
     let (status, v) = post(&app, "skill-a", ADMIN, body).await;
     assert_eq!(status, StatusCode::OK, "{v}");
@@ -105,29 +105,32 @@ async fn documented_request_shape_and_values() {
     assert_eq!(
         r[0]["data"][0]["timestamps"],
         json!([
-            "2026-01-05T00:00:00Z",
-            "2026-01-05T01:00:00Z",
-            "2026-01-05T02:00:00Z"
+            1_767_571_200_000i64,
+            1_767_574_800_000i64,
+            1_767_578_400_000i64
         ])
     );
     assert_eq!(r[0]["data"][0]["values"], json!([2.0, 2.0, 0.0]));
     assert_eq!(r[1]["data"][0]["values"], json!([350.0]));
-    assert_eq!(
-        r[1]["data"][0]["timestamps"],
-        json!(["2026-01-05T00:00:00Z"])
-    );
+    assert_eq!(r[1]["data"][0]["timestamps"], json!([1_767_571_200_000i64]));
+    // Fields the query did not send are not in the answer; nor is a
+    // groupedBy without a groupBy.
+    assert!(r[2].get("label").is_none(), "{}", r[2]);
+    assert_eq!(r[2]["stat"], "count");
+    assert!(r[4].get("label").is_none() && r[4].get("stat").is_none());
+    assert!(r[0]["data"][0].get("groupedBy").is_none());
     let groups: Vec<(Value, Value)> = r[2]["data"]
         .as_array()
         .unwrap()
         .iter()
         .map(|d| {
             (
-                d["groupedBy"][0]["groupedByValue"].clone(),
+                d["groupedBy"]["groupedByValue"].clone(),
                 d["values"][0].clone(),
             )
         })
         .collect();
-    assert_eq!(r[2]["data"][0]["groupedBy"][0]["groupedByField"], "intent");
+    assert_eq!(r[2]["data"][0]["groupedBy"]["groupedByField"], "intent");
     assert!(
         groups.contains(&(json!("GetScoreIntent"), json!(3.0))),
         "{groups:?}"
@@ -158,7 +161,7 @@ async fn documented_request_shape_and_values() {
     assert_eq!(v["results"][0]["data"][0]["values"], json!([6.0]));
     assert_eq!(v["results"][0]["stat"], "SUM");
     assert_eq!(v["results"][1]["data"][0]["values"], json!([175.0]));
-    assert_eq!(v["paginationContext"]["nextToken"], Value::Null);
+    assert!(v.get("paginationContext").is_none(), "{v}");
 }
 
 #[tokio::test]
@@ -218,11 +221,42 @@ async fn every_bad_request_is_a_documented_400() {
             "UNSUPPORTED_STAT",
         ),
         (
-            "latency without stat",
+            "a stat for a metric that lists none",
+            request(vec![query(
+                "q",
+                "UTTERANCES_PER_CUSTOMER",
+                "SINGLE",
+                "count",
+            )]),
+            "UNSUPPORTED_STAT",
+        ),
+        (
+            "a dimension value outside the documented list",
             request(vec![
-                json!({"id": "q", "metricNamespace": "Alexa.Custom", "name": "SKILL_LATENCY", "aggregationPeriod": "SINGLE"}),
+                json!({"id": "q", "metricNamespace": "Alexa.Custom", "name": "UTTERANCES", "aggregationPeriod": "SINGLE", "dimensions": [{"name": "Alexa.Stage", "value": "beta"}]}),
             ]),
-            "MISSING_PARAMETER",
+            "INVALID_DIMENSION_VALUE",
+        ),
+        (
+            "a country outside the documented list",
+            request(vec![
+                json!({"id": "q", "metricNamespace": "Alexa.Custom", "name": "UTTERANCES", "aggregationPeriod": "SINGLE", "dimensions": [{"name": "Country", "value": "ZZ"}]}),
+            ]),
+            "INVALID_DIMENSION_VALUE",
+        ),
+        (
+            "a dimension named twice",
+            request(vec![
+                json!({"id": "q", "metricNamespace": "Alexa.Custom", "name": "UTTERANCES", "aggregationPeriod": "SINGLE", "dimensions": [{"name": "Alexa.Stage", "value": "live"}, {"name": "Alexa.Stage", "value": "development"}]}),
+            ]),
+            "UNSUPPORTED_DIMENSION",
+        ),
+        (
+            "groupBy as a list",
+            request(vec![
+                json!({"id": "q", "metricNamespace": "Alexa.Custom", "name": "UTTERANCES", "aggregationPeriod": "SINGLE", "groupBy": ["intent"]}),
+            ]),
+            "UNSUPPORTED_GROUP_BY",
         ),
         (
             "unsupported groupBy",
@@ -433,7 +467,7 @@ async fn pagination_round_trips_with_group_by() {
         "startTime": "2026-01-05T00:00:00Z", "endTime": "2026-01-05T03:00:00Z",
         "metricQueries": [
             {"id": "a", "metricNamespace": "Alexa.Custom", "name": "UTTERANCES", "aggregationPeriod": "BY_15", "stat": "count", "groupBy": "intent"},
-            {"id": "b", "metricNamespace": "Alexa.Custom", "name": "SKILL_LATENCY", "aggregationPeriod": "BY_HOUR", "stat": "avg", "groupBy": ["intent"]}
+            {"id": "b", "metricNamespace": "Alexa.Custom", "name": "SKILL_LATENCY", "aggregationPeriod": "BY_HOUR", "stat": "avg", "groupBy": "intent"}
         ]
     });
     let mut big = base.clone();
@@ -508,38 +542,62 @@ async fn list_metrics_and_its_pagination() {
             .contains(&json!("Country"))
     );
 
-    let mut names = Vec::new();
-    let mut uri = "/v2/skills/metrics?maxResults=7".to_string();
-    loop {
-        let (s, _, v) = call(&app, "GET", &uri, Some(ADMIN), None).await;
-        assert_eq!(s, StatusCode::OK, "{v}");
-        let page = v["metrics"].as_array().unwrap();
-        assert!(page.len() <= 7);
-        names.extend(
-            page.iter()
-                .map(|m| format!("{}/{}", m["metricNamespace"], m["name"])),
-        );
-        match v["paginationContext"]["nextToken"].as_str() {
-            Some(t) => uri = format!("/v2/skills/metrics?maxResults=7&nextToken={t}"),
-            None => break,
-        }
-    }
-    let total: usize = metricstore::definition::builtin::namespaces()
+    // A ratio lists no stats and no groupBy options, as the document's
+    // UTTERANCES_PER_CUSTOMER; the keys are left out, not empty.
+    let upas = metrics
         .iter()
-        .map(|n| n.metrics.len())
-        .sum();
-    assert_eq!(names.len(), total);
-    names.dedup();
-    assert_eq!(names.len(), total);
+        .find(|m| m["name"] == "UTTERANCES_PER_ACTIVE_SESSION")
+        .unwrap();
+    assert!(upas.get("supportedStats").is_none() && upas.get("supportedGroupByOptions").is_none());
+    assert!(v.get("paginationContext").is_none(), "{v}");
+
+    let mut total = 0;
+    for ns in metricstore::definition::builtin::namespaces() {
+        let mut names = Vec::new();
+        let mut uri = format!(
+            "/v2/skills/metrics?metricNamespace={}&maxResults=7",
+            ns.namespace
+        );
+        loop {
+            let (s, _, v) = call(&app, "GET", &uri, Some(ADMIN), None).await;
+            assert_eq!(s, StatusCode::OK, "{v}");
+            let page = v["metrics"].as_array().unwrap();
+            assert!(page.len() <= 7);
+            names.extend(page.iter().map(|m| m["name"].as_str().unwrap().to_string()));
+            match v["paginationContext"]["nextToken"].as_str() {
+                Some(t) => {
+                    uri = format!(
+                        "/v2/skills/metrics?metricNamespace={}&maxResults=7&nextToken={t}",
+                        ns.namespace
+                    )
+                }
+                None => break,
+            }
+        }
+        let want: Vec<String> = ns.metrics.iter().map(|m| m.name.clone()).collect();
+        assert_eq!(names, want);
+        total += names.len();
+    }
+    assert_eq!(total, 69);
 
     for (uri, code) in [
         (
             "/v2/skills/metrics?metricNamespace=Nope",
             "INVALID_NAMESPACE",
         ),
-        ("/v2/skills/metrics?maxResults=0", "INVALID_MAX_RESULTS"),
-        ("/v2/skills/metrics?maxResults=abc", "INVALID_MAX_RESULTS"),
-        ("/v2/skills/metrics?nextToken=forged", "INVALID_NEXT_TOKEN"),
+        ("/v2/skills/metrics", "MISSING_PARAMETER"),
+        (
+            "/v2/skills/metrics?metricNamespace=Alexa.Custom&maxResults=0",
+            "INVALID_MAX_RESULTS",
+        ),
+        (
+            "/v2/skills/metrics?metricNamespace=Alexa.Custom&maxResults=abc",
+            "INVALID_MAX_RESULTS",
+        ),
+        (
+            "/v2/skills/metrics?metricNamespace=Alexa.Custom&nextToken=forged",
+            "INVALID_NEXT_TOKEN",
+        ),
     ] {
         let (s, _, v) = call(&app, "GET", uri, Some(ADMIN), None).await;
         assert_eq!(

@@ -43,15 +43,14 @@ function metricsCsv(answer) {
   const fields = [];
   for (const r of answer.results)
     for (const d of r.data)
-      for (const g of d.groupedBy || [])
-        if (!fields.includes(g.groupedByField)) fields.push(g.groupedByField);
+      if (d.groupedBy && !fields.includes(d.groupedBy.groupedByField)) fields.push(d.groupedBy.groupedByField);
   const header = ["id", "label", "metricNamespace", "name", "stat", ...fields, "timestamp", "value"];
   const rows = [];
   for (const r of answer.results)
     for (const d of r.data) {
       const groups = fields.map((f) => {
-        const g = (d.groupedBy || []).find((g) => g.groupedByField === f);
-        return g ? g.groupedByValue : null;
+        const g = d.groupedBy;
+        return g && g.groupedByField === f ? g.groupedByValue : null;
       });
       d.timestamps.forEach((t, i) =>
         rows.push([r.id, r.label, r.metricNamespace, r.name, r.stat, ...groups, t, d.values[i]]),
@@ -105,7 +104,7 @@ async function api(method, path, body) {
 async function metrics(skill, body) {
   const path = "/v2/skills/" + encodeURIComponent(skill) + "/metrics";
   let answer = await api("POST", path, body);
-  let token = answer.paginationContext.nextToken;
+  let token = answer.paginationContext ? answer.paginationContext.nextToken : null;
   while (token) {
     const page = await api("POST", path, { ...body, nextToken: token });
     page.results.forEach((r, i) => {
@@ -113,16 +112,16 @@ async function metrics(skill, body) {
       for (const d of r.data) {
         const last = into[into.length - 1];
         const same =
-          last && JSON.stringify(last.groupedBy || []) === JSON.stringify(d.groupedBy || []);
+          last && JSON.stringify(last.groupedBy || null) === JSON.stringify(d.groupedBy || null);
         if (same) {
           last.timestamps.push(...d.timestamps);
           last.values.push(...d.values);
         } else into.push(d);
       }
     });
-    token = page.paginationContext.nextToken;
+    token = page.paginationContext ? page.paginationContext.nextToken : null;
   }
-  answer.paginationContext.nextToken = null;
+  delete answer.paginationContext;
   return answer;
 }
 
@@ -161,17 +160,19 @@ function fail(el, err) {
 }
 
 function seriesLabel(r, d) {
-  const groups = (d.groupedBy || []).map((g) => (g.groupedByValue === null ? "(none)" : g.groupedByValue));
-  return groups.length ? groups.join(" / ") : r.label;
+  const g = d.groupedBy;
+  if (g) return g.groupedByValue === null ? "(none)" : g.groupedByValue;
+  return r.label || r.id;
 }
 
 // A time chart: one line per (query, group), over the union of timestamps.
 function drawLines(el, answer) {
   const lines = [];
   for (const r of answer.results) for (const d of r.data) lines.push({ label: seriesLabel(r, d), d });
-  const times = [...new Set(lines.flatMap((l) => l.d.timestamps))].sort();
+  // Timestamps are epoch milliseconds.
+  const times = [...new Set(lines.flatMap((l) => l.d.timestamps))].sort((a, b) => a - b);
   const index = new Map(times.map((t, i) => [t, i]));
-  const data = [times.map((t) => Date.parse(t) / 1000)];
+  const data = [times.map((t) => t / 1000)];
   let points = 0;
   for (const l of lines) {
     const ys = new Array(times.length).fill(null);
@@ -345,7 +346,7 @@ function metricCharts(start, end) {
       draw: drawFailed,
       body: {
         ...range,
-        metricQueries: [query("failed", "FAILED_UTTERANCES", "count", "SINGLE", { groupBy: ["intent"] })],
+        metricQueries: [query("failed", "FAILED_UTTERANCES", "count", "SINGLE", { groupBy: "intent" })],
       },
     },
     {

@@ -92,13 +92,15 @@ pub async fn get_metrics(
             namespace: q.namespace.clone(),
             name: q.name.clone(),
             stat: q.stat.clone(),
-            data: page(series, &q.group_by, *offset, end),
+            data: page(series, q.group_by.as_deref(), *offset, end),
         });
     }
-    let next_token = more.then(|| state.tokens.sign(&digest, next));
+    let pagination_context = more.then(|| PaginationContext {
+        next_token: state.tokens.sign(&digest, next),
+    });
     let response = GetMetricsResponse {
         results,
-        pagination_context: PaginationContext { next_token },
+        pagination_context,
     };
     Ok(Answer::negotiate(
         &headers,
@@ -109,7 +111,7 @@ pub async fn get_metrics(
 
 /// The points `[from, to)` of the series laid end to end, as data entries
 /// (a series cut by the page boundary appears in both pages).
-fn page(series: &[Series], group_by: &[String], from: u64, to: u64) -> Vec<Data> {
+fn page(series: &[Series], group_by: Option<&str>, from: u64, to: u64) -> Vec<Data> {
     let mut out = Vec::new();
     let mut seen = 0u64;
     for s in series {
@@ -118,16 +120,12 @@ fn page(series: &[Series], group_by: &[String], from: u64, to: u64) -> Vec<Data>
         if lo < hi {
             let slice = &s.points[(lo - seen) as usize..(hi - seen) as usize];
             out.push(Data {
-                timestamps: slice.iter().map(|(t, _)| timestamp(*t)).collect(),
+                grouped_by: group_by.map(|field| GroupedBy {
+                    field: field.to_string(),
+                    value: s.group.first().cloned().flatten(),
+                }),
+                timestamps: slice.iter().map(|(t, _)| *t).collect(),
                 values: slice.iter().map(|(_, v)| *v).collect(),
-                grouped_by: group_by
-                    .iter()
-                    .zip(&s.group)
-                    .map(|(field, value)| GroupedBy {
-                        field: field.clone(),
-                        value: value.clone(),
-                    })
-                    .collect(),
             });
         }
         seen += len;
@@ -152,14 +150,29 @@ pub async fn list_metrics(
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<ListMetricsResponse>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::bad("INVALID_PARAMETER", e.body_text()))?;
-    let namespaces: Vec<&builtin::Namespace> = match params.namespace.as_deref() {
-        None | Some("") => builtin::namespaces().iter().collect(),
-        Some(n) => vec![builtin::namespace(n).ok_or_else(|| {
+    let known = || {
+        builtin::namespaces()
+            .iter()
+            .map(|n| n.namespace.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let ns = match params.namespace.as_deref() {
+        None | Some("") => {
+            return Err(ApiError::bad(
+                "MISSING_PARAMETER",
+                format!("metricNamespace is required: one of {}", known()),
+            ));
+        }
+        Some(n) => builtin::namespace(n).ok_or_else(|| {
             ApiError::bad(
                 "INVALID_NAMESPACE",
-                format!("metricNamespace: unknown namespace {n:?}"),
+                format!(
+                    "metricNamespace: unknown namespace {n:?}; known: {}",
+                    known()
+                ),
             )
-        })?],
+        })?,
     };
     let max: u64 = match params.max_results.as_deref() {
         None | Some("") => 100,
@@ -174,17 +187,14 @@ pub async fn list_metrics(
                 )
             })?,
     };
-    let all: Vec<MetricInfo> = namespaces
+    let all: Vec<MetricInfo> = ns
+        .metrics
         .iter()
-        .flat_map(|ns| {
-            ns.metrics.iter().map(|m| MetricInfo {
-                name: m.name.clone(),
-                namespace: ns.namespace.clone(),
-                description: m.description.clone(),
-                supported_dimensions: m.supported_dimensions.clone(),
-                supported_group_by_options: m.supported_group_by_options.clone(),
-                supported_stats: m.supported_stats.clone(),
-            })
+        .map(|m| MetricInfo {
+            name: m.name.clone(),
+            supported_dimensions: m.supported_dimensions.clone(),
+            supported_group_by_options: m.supported_group_by_options.clone(),
+            supported_stats: m.supported_stats.clone(),
         })
         .collect();
     let digest = Signer::request_digest(&[
@@ -206,14 +216,16 @@ pub async fn list_metrics(
             })?,
     };
     let to = (from + max).min(all.len() as u64);
-    let next_token = (to < all.len() as u64).then(|| state.tokens.sign(&digest, vec![to]));
+    let pagination_context = (to < all.len() as u64).then(|| PaginationContext {
+        next_token: state.tokens.sign(&digest, vec![to]),
+    });
     let metrics = all
         .into_iter()
         .skip(from as usize)
         .take((to.saturating_sub(from)) as usize)
         .collect();
     Ok(Json(ListMetricsResponse {
+        pagination_context,
         metrics,
-        pagination_context: PaginationContext { next_token },
     }))
 }

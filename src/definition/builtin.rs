@@ -169,20 +169,61 @@ impl CatalogMetric {
     }
 }
 
-/// The column or attribute behind a dimension name of the API
-/// (`METRICS.md`: `Alexa.Stage`, `Alexa.Locale`, `Country`, `intent`, and
-/// any other name as the same-named key inside `attributes`).
+/// A dimension of the skill Metrics API (`queries/dimensions.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DimensionInfo {
+    pub name: String,
+    /// `country` (the region of `locale`), a column, or `attributes.KEY`.
+    pub field: String,
+    /// The values a query may ask for; absent: any value.
+    #[serde(default)]
+    pub values: Option<Vec<String>>,
+    /// Applied when a metric lists the dimension and a query leaves it out.
+    #[serde(default)]
+    pub default: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct DimensionsFile {
+    #[allow(dead_code)]
+    description: String,
+    dimensions: Vec<DimensionInfo>,
+}
+
+/// Every documented dimension.
+pub fn dimensions() -> &'static [DimensionInfo] {
+    static ALL: LazyLock<Vec<DimensionInfo>> = LazyLock::new(|| {
+        let file: DimensionsFile =
+            serde_json::from_str(include_str!("../../queries/dimensions.json"))
+                .unwrap_or_else(|e| panic!("queries/dimensions.json does not parse: {e}"));
+        file.dimensions
+    });
+    &ALL
+}
+
+pub fn dimension_info(name: &str) -> Option<&'static DimensionInfo> {
+    dimensions().iter().find(|d| d.name == name)
+}
+
+/// The column or attribute behind a dimension or groupBy name of the API:
+/// a documented dimension as `queries/dimensions.json` says, `intent` as
+/// the column, any other name as the same-named key inside `attributes`
+/// (`METRICS.md`).
 pub fn dimension(name: &str) -> Dimension {
-    match name {
-        "Alexa.Stage" | "stage" => Dimension::Field(Field::Column("stage".into())),
-        "Alexa.Locale" | "locale" => Dimension::Field(Field::Column("locale".into())),
-        "Country" | "country" => Dimension::Country,
-        "intent" | "Alexa.Intent" => Dimension::Field(Field::Column("intent".into())),
-        other => Dimension::Field(Field::Attribute(other.to_string())),
+    let field = dimension_info(name).map_or(name, |d| d.field.as_str());
+    match field {
+        "country" => Dimension::Country,
+        "intent" => Dimension::Field(Field::Column("intent".into())),
+        other => Dimension::Field(
+            Field::parse(other).unwrap_or_else(|_| Field::Attribute(other.to_string())),
+        ),
     }
 }
 
-/// A filter keeping events whose dimension `name` equals `value`.
+/// A filter keeping events whose dimension `name` equals `value`. A
+/// country keeps the events whose locale is a documented locale of that
+/// region (`US`: `en-US`, `es-US`).
 pub fn dimension_filter(name: &str, value: &str) -> Filter {
     match dimension(name) {
         Dimension::Field(field) => Filter {
@@ -190,10 +231,25 @@ pub fn dimension_filter(name: &str, value: &str) -> Filter {
             op: Operator::Eq,
             value: value.into(),
         },
-        Dimension::Country => Filter {
-            field: Field::Column("locale".into()),
-            op: Operator::Contains,
-            value: format!("-{value}").into(),
-        },
+        Dimension::Country => {
+            let locales: Vec<serde_json::Value> = dimension_info("Alexa.Locale")
+                .and_then(|d| d.values.as_ref())
+                .map(|v| {
+                    v.iter()
+                        .filter(|l| l.rsplit('-').next() == Some(value))
+                        .map(|l| serde_json::Value::from(l.as_str()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Filter {
+                field: Field::Column("locale".into()),
+                op: Operator::In,
+                value: if locales.is_empty() {
+                    vec![serde_json::Value::from(format!("-{value}"))].into()
+                } else {
+                    locales.into()
+                },
+            }
+        }
     }
 }

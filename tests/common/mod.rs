@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod oracle;
+pub mod shape;
 pub mod webdriver;
 
 use std::path::Path;

@@ -178,6 +178,7 @@ fn aggregate(rows: &[&EventRow], m: &Measure) -> Option<f64> {
         Measure::Difference { left, right } => {
             Some(aggregate(rows, left).unwrap_or(0.0) - aggregate(rows, right).unwrap_or(0.0))
         }
+        Measure::Scaled { factor, measure } => aggregate(rows, measure).map(|v| v * factor),
     }
 }
 
@@ -189,6 +190,7 @@ fn leaves_union(m: &Measure, row: &EventRow) -> bool {
             denominator: b,
         }
         | Measure::Difference { left: a, right: b } => leaves_union(a, row) || leaves_union(b, row),
+        Measure::Scaled { measure, .. } => leaves_union(measure, row),
     }
 }
 

@@ -15,16 +15,20 @@ use crate::definition::{Bucket, Query, TimeRange};
 pub const MAX_QUERIES: usize = 5;
 pub const DEFAULT_MAX_RESULTS: u64 = 100;
 pub const MAX_RESULTS_LIMIT: u64 = 1000;
+/// More dimensions than any metric lists is surely a mistake.
+pub const MAX_DIMENSIONS: usize = 16;
 
 /// One checked metric query.
 #[derive(Debug, Clone)]
 pub struct CheckedQuery {
     pub id: String,
-    pub label: String,
+    /// As sent: the answer echoes `label` and `stat` only when the query
+    /// had them (the document's example `m2`).
+    pub label: Option<String>,
     pub namespace: String,
     pub name: String,
-    pub stat: String,
-    pub group_by: Vec<String>,
+    pub stat: Option<String>,
+    pub group_by: Option<String>,
     pub query: Query,
 }
 
@@ -299,35 +303,24 @@ fn check_query(
             None
         }
     };
-    let stat = match (obj.get("stat"), metric) {
-        (None | Some(Json::Null), Some(m)) => {
-            if m.supported_stats.len() == 1 {
-                Some(m.supported_stats[0].clone())
-            } else {
-                p.push(
-                    "MISSING_PARAMETER",
-                    format!("{path}.stat"),
-                    format!(
-                        "is required for {}: one of {}",
-                        m.name,
-                        m.supported_stats.join(", ")
-                    ),
-                );
-                None
-            }
-        }
+    // `stat` may be left out: a metric's first listed stat is its default
+    // (`count` for counts, `avg` for latencies); metrics that list no stat
+    // (ratios) take none.
+    let stat: Option<Option<String>> = match (obj.get("stat"), metric) {
+        (None | Some(Json::Null), Some(_)) => Some(None),
         (Some(Json::String(s)), Some(m)) => {
             if m.supports_stat(s) {
-                Some(s.clone())
+                Some(Some(s.clone()))
             } else {
+                let supported = if m.supported_stats.is_empty() {
+                    "it takes no stat".to_string()
+                } else {
+                    format!("use one of {}", m.supported_stats.join(", "))
+                };
                 p.push(
                     "UNSUPPORTED_STAT",
                     format!("{path}.stat"),
-                    format!(
-                        "{s:?} is not a stat of {}: use one of {}",
-                        m.name,
-                        m.supported_stats.join(", ")
-                    ),
+                    format!("{s:?} is not a stat of {}: {supported}", m.name),
                 );
                 None
             }
@@ -342,52 +335,41 @@ fn check_query(
             None
         }
     };
-    let group_by: Vec<String> = match obj.get("groupBy") {
-        None | Some(Json::Null) => vec![],
-        Some(Json::String(s)) => vec![s.clone()],
-        Some(Json::Array(items)) => items
-            .iter()
-            .enumerate()
-            .filter_map(|(j, v)| match v.as_str() {
-                Some(s) => Some(s.to_string()),
-                None => {
-                    p.push(
-                        "UNSUPPORTED_GROUP_BY",
-                        format!("{path}.groupBy[{j}]"),
-                        "must be a string",
-                    );
-                    None
-                }
-            })
-            .collect(),
+    let group_by: Option<String> = match obj.get("groupBy") {
+        None | Some(Json::Null) => None,
+        Some(Json::String(s)) => Some(s.clone()),
         Some(_) => {
             p.push(
                 "UNSUPPORTED_GROUP_BY",
                 format!("{path}.groupBy"),
-                "must be a string or a list of strings",
+                "must be a string (one groupBy option of the metric)",
             );
-            vec![]
+            None
         }
     };
-    if let Some(m) = metric {
-        for g in &group_by {
-            if !m.supported_group_by_options.contains(g) {
-                let options = if m.supported_group_by_options.is_empty() {
-                    "none".to_string()
-                } else {
-                    m.supported_group_by_options.join(", ")
-                };
-                p.push(
-                    "UNSUPPORTED_GROUP_BY",
-                    format!("{path}.groupBy"),
-                    format!("{g:?} is not a groupBy of {}: supported: {options}", m.name),
-                );
-            }
-        }
+    if let (Some(m), Some(g)) = (metric, &group_by)
+        && !m.supported_group_by_options.contains(g)
+    {
+        let options = if m.supported_group_by_options.is_empty() {
+            "none".to_string()
+        } else {
+            m.supported_group_by_options.join(", ")
+        };
+        p.push(
+            "UNSUPPORTED_GROUP_BY",
+            format!("{path}.groupBy"),
+            format!("{g:?} is not a groupBy of {}: supported: {options}", m.name),
+        );
     }
     let mut filters = Vec::new();
+    let mut named: Vec<String> = Vec::new();
     match obj.get("dimensions") {
         None | Some(Json::Null) => {}
+        Some(Json::Array(items)) if items.len() > MAX_DIMENSIONS => p.push(
+            "UNSUPPORTED_DIMENSION",
+            format!("{path}.dimensions"),
+            format!("at most {MAX_DIMENSIONS} dimensions, got {}", items.len()),
+        ),
         Some(Json::Array(items)) => {
             for (j, d) in items.iter().enumerate() {
                 let dpath = format!("{path}.dimensions[{j}]");
@@ -402,13 +384,23 @@ fn check_query(
                     );
                     continue;
                 };
-                if dv.is_empty() || dv.len() > 256 {
+                if dv.is_empty() || dv.chars().count() > 256 {
                     p.push(
-                        "INVALID_DIMENSION",
+                        "INVALID_STRING_LENGTH",
                         format!("{dpath}.value"),
                         "must be 1 to 256 characters",
                     );
+                    continue;
                 }
+                if named.iter().any(|n| n == dn) {
+                    p.push(
+                        "UNSUPPORTED_DIMENSION",
+                        format!("{dpath}.name"),
+                        format!("{dn:?} is named twice; give each dimension once"),
+                    );
+                    continue;
+                }
+                named.push(dn.to_string());
                 if let Some(m) = metric
                     && !m.supported_dimensions.iter().any(|s| s == dn)
                 {
@@ -421,6 +413,20 @@ fn check_query(
                             m.supported_dimensions.join(", ")
                         ),
                     );
+                    continue;
+                }
+                if let Some(values) = builtin::dimension_info(dn).and_then(|i| i.values.as_ref())
+                    && !values.iter().any(|v| v == dv)
+                {
+                    p.push(
+                        "INVALID_DIMENSION_VALUE",
+                        format!("{dpath}.value"),
+                        format!(
+                            "{dv:?} is not a value of {dn}: use one of {}",
+                            values.join(", ")
+                        ),
+                    );
+                    continue;
                 }
                 filters.push(builtin::dimension_filter(dn, dv));
             }
@@ -431,11 +437,28 @@ fn check_query(
             "must be a list of {\"name\", \"value\"}",
         ),
     }
+    // Documented defaults (`Alexa.SluConfidence` MEDIUM, ...) apply to the
+    // metrics that list the dimension when the query leaves it out.
+    if let Some(m) = metric {
+        for dn in &m.supported_dimensions {
+            if let Some(default) = builtin::dimension_info(dn).and_then(|i| i.default.as_ref())
+                && !named.contains(dn)
+            {
+                filters.push(builtin::dimension_filter(dn, default));
+            }
+        }
+    }
     let (metric, bucket, stat, (start, end), id, namespace, name) =
         (metric?, bucket?, stat?, range?, id?, namespace?, name?);
+    let effective = stat
+        .clone()
+        .or_else(|| metric.supported_stats.first().cloned());
     let query = Query {
         workspace_id: skill_id.to_string(),
-        measure: metric.measure_for_stat(&stat),
+        measure: match &effective {
+            Some(s) => metric.measure_for_stat(s),
+            None => metric.measure.clone(),
+        },
         filters,
         range: TimeRange {
             start_ms: start,
@@ -457,7 +480,7 @@ fn check_query(
     }
     Some(CheckedQuery {
         id: id.to_string(),
-        label: label.unwrap_or(id).to_string(),
+        label: label.map(str::to_string),
         namespace: namespace.to_string(),
         name: name.to_string(),
         stat,
@@ -469,10 +492,11 @@ fn check_query(
 /// One series (or the part of it on this page).
 #[derive(Debug, Serialize, PartialEq)]
 pub struct Data {
-    pub timestamps: Vec<String>,
+    #[serde(rename = "groupedBy", skip_serializing_if = "Option::is_none")]
+    pub grouped_by: Option<GroupedBy>,
+    /// Bucket starts in epoch milliseconds.
+    pub timestamps: Vec<i64>,
     pub values: Vec<f64>,
-    #[serde(rename = "groupedBy", skip_serializing_if = "Vec::is_empty")]
-    pub grouped_by: Vec<GroupedBy>,
 }
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -485,57 +509,50 @@ pub struct GroupedBy {
 
 #[derive(Debug, Serialize)]
 pub struct QueryResult {
+    pub data: Vec<Data>,
     pub id: String,
-    pub label: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
     #[serde(rename = "metricNamespace")]
     pub namespace: String,
     pub name: String,
-    pub stat: String,
-    pub data: Vec<Data>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stat: Option<String>,
 }
 
+/// Present only when there is a next page.
 #[derive(Debug, Serialize)]
 pub struct PaginationContext {
     #[serde(rename = "nextToken")]
-    pub next_token: Option<String>,
+    pub next_token: String,
 }
 
 #[derive(Debug, Serialize)]
 pub struct GetMetricsResponse {
+    #[serde(rename = "paginationContext", skip_serializing_if = "Option::is_none")]
+    pub pagination_context: Option<PaginationContext>,
     pub results: Vec<QueryResult>,
-    #[serde(rename = "paginationContext")]
-    pub pagination_context: PaginationContext,
 }
 
 #[derive(Debug, Serialize)]
 pub struct MetricInfo {
     pub name: String,
-    #[serde(rename = "metricNamespace")]
-    pub namespace: String,
-    pub description: String,
     #[serde(rename = "supportedDimensions")]
     pub supported_dimensions: Vec<String>,
-    #[serde(rename = "supportedGroupByOptions")]
+    #[serde(
+        rename = "supportedGroupByOptions",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub supported_group_by_options: Vec<String>,
-    #[serde(rename = "supportedStats")]
+    #[serde(rename = "supportedStats", skip_serializing_if = "Vec::is_empty")]
     pub supported_stats: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
 pub struct ListMetricsResponse {
+    #[serde(rename = "paginationContext", skip_serializing_if = "Option::is_none")]
+    pub pagination_context: Option<PaginationContext>,
     pub metrics: Vec<MetricInfo>,
-    #[serde(rename = "paginationContext")]
-    pub pagination_context: PaginationContext,
-}
-
-/// A bucket start as the API prints it (RFC 3339, UTC).
-pub fn timestamp(ms: i64) -> String {
-    let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
-    if ms % 1000 == 0 {
-        t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-    } else {
-        t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-    }
 }
 
 impl GetMetricsResponse {
@@ -546,10 +563,10 @@ impl GetMetricsResponse {
         use crate::api::csv::{Cell, Table};
         let mut fields: Vec<&str> = Vec::new();
         for d in self.results.iter().flat_map(|r| &r.data) {
-            for g in &d.grouped_by {
-                if !fields.contains(&g.field.as_str()) {
-                    fields.push(&g.field);
-                }
+            if let Some(g) = &d.grouped_by
+                && !fields.contains(&g.field.as_str())
+            {
+                fields.push(&g.field);
             }
         }
         let mut header = vec!["id", "label", "metricNamespace", "name", "stat"];
@@ -561,30 +578,40 @@ impl GetMetricsResponse {
                 for (t, v) in d.timestamps.iter().zip(&d.values) {
                     let mut row: Vec<Cell> = vec![
                         r.id.as_str().into(),
-                        r.label.as_str().into(),
+                        r.label.clone().into(),
                         r.namespace.as_str().into(),
                         r.name.as_str().into(),
-                        r.stat.as_str().into(),
+                        r.stat.clone().into(),
                     ];
                     row.extend(fields.iter().map(|f| {
                         d.grouped_by
-                            .iter()
-                            .find(|g| g.field == *f)
+                            .as_ref()
+                            .filter(|g| g.field == *f)
                             .and_then(|g| g.value.clone())
                             .into()
                     }));
-                    row.push(t.as_str().into());
+                    row.push(Cell::Int(*t));
                     row.push(Cell::Number(*v));
                     table.push(row);
                 }
             }
         }
-        if let Some(t) = &self.pagination_context.next_token {
+        if let Some(p) = &self.pagination_context {
             table.headers.push((
                 axum::http::HeaderName::from_static("x-next-token"),
-                t.clone(),
+                p.next_token.clone(),
             ));
         }
         table
+    }
+}
+
+/// An instant as the APIs print it (RFC 3339, UTC).
+pub fn timestamp(ms: i64) -> String {
+    let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+    if ms % 1000 == 0 {
+        t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    } else {
+        t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
     }
 }
