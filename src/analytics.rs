@@ -24,6 +24,9 @@
 //!   is one `(other)` row that says how many names it folds.
 
 pub mod functions;
+pub mod summary;
+
+pub use summary::Stage;
 
 use std::sync::Arc;
 
@@ -174,12 +177,14 @@ fn millis(e: Expr) -> Expr {
     )
 }
 
-/// The skill's utterances before `end` (and from `start`, if given).
+/// The skill's utterances before `end` (and from `start`, if given), of
+/// one stage or all.
 fn utterances(
     source: &Arc<dyn TableSource>,
     skill: &str,
     start_ms: Option<i64>,
     end_ms: i64,
+    stage: Stage,
 ) -> Result<LogicalPlanBuilder> {
     let mut predicate = col("workspace_id")
         .eq(lit(skill))
@@ -187,6 +192,12 @@ fn utterances(
         .and(col("time").lt(ts(end_ms)));
     if let Some(s) = start_ms {
         predicate = predicate.and(col("time").gt_eq(ts(s)));
+    }
+    if let Some(f) = stage.filter() {
+        predicate = predicate.and(
+            crate::compile::filter_expr(&f, "stage")
+                .map_err(|e| DataFusionError::Plan(format!("stage filter: {e}")))?,
+        );
     }
     Ok(LogicalPlanBuilder::scan("events", source.clone(), None)?.filter(predicate)?)
 }
@@ -198,9 +209,10 @@ pub fn retention_plan(
     source: Arc<dyn TableSource>,
     skill: &str,
     range: Range,
+    stage: Stage,
 ) -> Result<LogicalPlan> {
     // Each user's first utterance ever (before `end`); new users only.
-    let cohorts = utterances(&source, skill, None, range.end_ms)?
+    let cohorts = utterances(&source, skill, None, range.end_ms, stage)?
         .filter(col("user_id").is_not_null())?
         .aggregate(
             vec![col("user_id")],
@@ -219,7 +231,7 @@ pub fn retention_plan(
         )?
         .build()?;
     // The weeks each user was active in the range.
-    let activity = utterances(&source, skill, Some(range.start_ms), range.end_ms)?
+    let activity = utterances(&source, skill, Some(range.start_ms), range.end_ms, stage)?
         .filter(col("user_id").is_not_null())?
         .project(vec![
             col("user_id").alias("a_user"),
@@ -324,16 +336,20 @@ fn steps(source: Arc<dyn TableSource>, skill: &str, range: Range) -> Result<Logi
                 .alias(format!("l{k}")),
         );
     }
-    Ok(
-        utterances(&source, skill, Some(range.start_ms), range.end_ms)?
-            .filter(col("session_id").is_not_null())?
-            .project(vec![
-                col("session_id").alias("session"),
-                col("time").alias("t"),
-                f::coalesce(vec![col("intent"), lit(UNCLASSIFIED)]).alias("step"),
-            ])?
-            .window(windows)?,
-    )
+    Ok(utterances(
+        &source,
+        skill,
+        Some(range.start_ms),
+        range.end_ms,
+        Stage::All,
+    )?
+    .filter(col("session_id").is_not_null())?
+    .project(vec![
+        col("session_id").alias("session"),
+        col("time").alias("t"),
+        f::coalesce(vec![col("intent"), lit(UNCLASSIFIED)]).alias("step"),
+    ])?
+    .window(windows)?)
 }
 
 /// The step `k` rows on if it is in the same session, else NULL.
@@ -484,8 +500,13 @@ pub struct Ranked {
 }
 
 /// Retention cohorts of `skill` over `range`.
-pub async fn retention(engine: &Engine, skill: &str, range: Range) -> Result<Vec<Cohort>> {
-    let plan = retention_plan(engine.events_source(), skill, range)?;
+pub async fn retention(
+    engine: &Engine,
+    skill: &str,
+    range: Range,
+    stage: Stage,
+) -> Result<Vec<Cohort>> {
+    let plan = retention_plan(engine.events_source(), skill, range, stage)?;
     let batches = engine.execute(plan).await?;
     let mut rows = Vec::new();
     for b in &batches {

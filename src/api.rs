@@ -150,6 +150,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/v2/skills/{skill_id}/analytics/paths",
             get(analytics::paths),
         )
+        .route(
+            "/v2/skills/{skill_id}/analytics/sessions",
+            get(analytics::sessions),
+        )
+        .route(
+            "/v2/skills/{skill_id}/analytics/intents",
+            get(analytics::intents),
+        )
         .merge(dashboard::routes())
         .route(
             "/v1/{workspace_id}/events",

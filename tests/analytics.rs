@@ -53,7 +53,9 @@ type OracleCohort = (i64, i64, Vec<(i64, i64, f64)>);
 fn oracle_retention(rows: &[EventRow], skill: &str, start: i64, end: i64) -> Vec<OracleCohort> {
     let utterances = rows
         .iter()
-        .filter(|r| r.workspace_id == skill && r.event_type == "utterance" && r.user_id.is_some());
+        .filter(|r| r.workspace_id == skill && r.event_type == "utterance" && r.user_id.is_some())
+        // Retention counts live users: everything not in development.
+        .filter(|r| r.stage.as_deref() != Some("development"));
     let mut first: HashMap<&str, i64> = HashMap::new();
     let mut active: BTreeSet<(&str, i64)> = BTreeSet::new();
     for r in utterances {
@@ -187,7 +189,9 @@ async fn check_against_oracle(
     end: i64,
 ) {
     let range = Range::new(start, end).unwrap();
-    let got = analytics::retention(engine, skill, range).await.unwrap();
+    let got = analytics::retention(engine, skill, range, analytics::Stage::Live)
+        .await
+        .unwrap();
     let want = oracle_retention(rows, skill, start, end);
     let got_view: Vec<OracleCohort> = got
         .iter()
@@ -259,9 +263,14 @@ async fn retention_matches_hand_computed_values() {
         ms(e["end"].as_str().unwrap()),
     )
     .unwrap();
-    let got = analytics::retention(&engine, e["skill"].as_str().unwrap(), range)
-        .await
-        .unwrap();
+    let got = analytics::retention(
+        &engine,
+        e["skill"].as_str().unwrap(),
+        range,
+        analytics::Stage::Live,
+    )
+    .await
+    .unwrap();
     let want = e["cohorts"].as_array().unwrap();
     assert_eq!(got.len(), want.len(), "{got:?}");
     for (g, w) in got.iter().zip(want) {

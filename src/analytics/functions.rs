@@ -54,7 +54,7 @@ impl Kind {
 
     fn usage(self) -> &'static str {
         match self {
-            Self::Retention => "retention(skill, start, end)",
+            Self::Retention => "retention(skill, start, end [, stage])",
             Self::NextIntents => "next_intents(skill, start, end [, intent [, limit]])",
             Self::TopPaths => "top_paths(skill, start, end [, limit])",
         }
@@ -131,7 +131,7 @@ impl Analysis {
     fn plan(&self, args: &[Expr]) -> DfResult<LogicalPlan> {
         let kind = self.kind;
         let max_args = match kind {
-            Kind::Retention => 3,
+            Kind::Retention => 4,
             Kind::NextIntents => 5,
             Kind::TopPaths => 4,
         };
@@ -152,7 +152,14 @@ impl Analysis {
             super::check_limit(n).map_err(|e| plan_error(kind, e))
         };
         let plan = match kind {
-            Kind::Retention => super::retention_plan(self.events.clone(), &skill, range),
+            Kind::Retention => {
+                let stage = match args.get(3) {
+                    Some(e) => text(kind, e, "stage")?,
+                    None => "live".to_string(),
+                };
+                let stage = super::Stage::parse(&stage).map_err(|e| plan_error(kind, e))?;
+                super::retention_plan(self.events.clone(), &skill, range, stage)
+            }
             Kind::NextIntents => {
                 let intent = match args.get(3) {
                     Some(e) => text(kind, e, "intent")?,

@@ -79,7 +79,7 @@ fn names(plan: &LogicalPlan) -> Vec<String> {
 fn plans_build_without_a_store_and_name_their_columns() {
     let source = schema_source(events::schema());
     let range = Range::new(MONDAY, MONDAY + 28 * DAY).unwrap();
-    let plan = retention_plan(source.clone(), "skill-a", range).unwrap();
+    let plan = retention_plan(source.clone(), "skill-a", range, super::Stage::Live).unwrap();
     assert_eq!(
         names(&plan),
         ["cohort_week", "cohort_users", "week", "users", "percentage"]
@@ -107,7 +107,9 @@ fn shape(plan: &LogicalPlan) -> String {
 fn plan_of_retention() {
     let source = schema_source(events::schema());
     let range = Range::new(MONDAY, MONDAY + 28 * DAY).unwrap();
-    insta::assert_snapshot!(shape(&retention_plan(source, "skill-a", range).unwrap()));
+    insta::assert_snapshot!(shape(
+        &retention_plan(source, "skill-a", range, super::Stage::Live).unwrap()
+    ));
 }
 
 #[test]

@@ -14,6 +14,7 @@ use super::auth::Principal;
 use super::csv::Answer;
 use super::{ApiError, AppState};
 use crate::analytics;
+use crate::analytics::summary::Stage;
 use types::*;
 
 /// The skill of the path, after the same checks as the Metrics API: the
@@ -44,13 +45,56 @@ pub async fn retention(
 ) -> Result<Answer<RetentionResponse>, ApiError> {
     let params = params(query)?;
     let range = params.range()?;
+    // Retention counts live-stage users unless asked otherwise (the
+    // console shows it for live skills only).
+    let stage = params.stage(Stage::Live)?;
     let skill = skill(&state, &principal, path).await?;
-    let cohorts = analytics::retention(&state.engine, &skill, range).await?;
-    let response = RetentionResponse::new(&skill, range, cohorts);
+    let cohorts = analytics::retention(&state.engine, &skill, range, stage).await?;
+    let response = RetentionResponse::new(&skill, range, stage, cohorts);
     Ok(Answer::negotiate(
         &headers,
         response,
         RetentionResponse::to_table,
+    ))
+}
+
+/// `GET /v2/skills/{skillId}/analytics/sessions?startTime=&endTime=&stage=`.
+pub async fn sessions(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<Params>, QueryRejection>,
+) -> Result<Answer<SessionsResponse>, ApiError> {
+    let params = params(query)?;
+    let range = params.range()?;
+    let stage = params.stage(Stage::All)?;
+    let skill = skill(&state, &principal, path).await?;
+    let s = analytics::summary::sessions(&state.engine, &skill, range, stage).await?;
+    Ok(Answer::negotiate(
+        &headers,
+        SessionsResponse::new(&skill, range, stage, s),
+        SessionsResponse::to_table,
+    ))
+}
+
+/// `GET /v2/skills/{skillId}/analytics/intents?startTime=&endTime=&stage=`.
+pub async fn intents(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+    headers: HeaderMap,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<Params>, QueryRejection>,
+) -> Result<Answer<IntentsResponse>, ApiError> {
+    let params = params(query)?;
+    let range = params.range()?;
+    let stage = params.stage(Stage::All)?;
+    let skill = skill(&state, &principal, path).await?;
+    let i = analytics::summary::intents(&state.engine, &skill, range, stage).await?;
+    Ok(Answer::negotiate(
+        &headers,
+        IntentsResponse::new(&skill, range, stage, i),
+        IntentsResponse::to_table,
     ))
 }
 

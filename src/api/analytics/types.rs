@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::analytics::summary::{Intents, Sessions, Share, Stage};
 use crate::analytics::{self, Cohort, Intent, Range, Ranked};
 use crate::api::ApiError;
 use crate::api::alexa::types::timestamp;
@@ -17,6 +18,7 @@ pub struct Params {
     pub end_time: Option<String>,
     pub intent: Option<String>,
     pub limit: Option<String>,
+    pub stage: Option<String>,
 }
 
 /// `startTime`/`endTime`: RFC 3339 or epoch milliseconds.
@@ -54,6 +56,14 @@ impl Params {
         }
     }
 
+    /// `stage`: `live`, `development` or `all`; `default` when absent.
+    pub fn stage(&self, default: Stage) -> Result<Stage, ApiError> {
+        match self.stage.as_deref().map(str::trim) {
+            None | Some("") => Ok(default),
+            Some(s) => Ok(Stage::parse(s)?),
+        }
+    }
+
     pub fn limit(&self) -> Result<usize, ApiError> {
         match self.limit.as_deref().map(str::trim) {
             None | Some("") => Ok(analytics::DEFAULT_LIMIT),
@@ -79,6 +89,7 @@ pub struct RetentionResponse {
     pub skill_id: String,
     pub start_time: String,
     pub end_time: String,
+    pub stage: &'static str,
     /// Weeks after the cohort week that are reported (at most).
     pub weeks: i64,
     pub cohorts: Vec<CohortOut>,
@@ -93,11 +104,12 @@ pub struct CohortOut {
 }
 
 impl RetentionResponse {
-    pub fn new(skill: &str, range: Range, cohorts: Vec<Cohort>) -> Self {
+    pub fn new(skill: &str, range: Range, stage: Stage, cohorts: Vec<Cohort>) -> Self {
         Self {
             skill_id: skill.to_string(),
             start_time: timestamp(range.start_ms),
             end_time: timestamp(range.end_ms),
+            stage: stage.as_str(),
             weeks: analytics::RETENTION_WEEKS,
             cohorts: cohorts
                 .into_iter()
@@ -182,6 +194,146 @@ impl PathsResponse {
                     Cell::Int(r.folded),
                 ]);
             }
+        }
+        t
+    }
+}
+
+/// A count and its percentage of the total it is part of.
+#[derive(Debug, Serialize)]
+pub struct ShareOut {
+    pub sessions: i64,
+    pub percentage: f64,
+}
+
+impl From<Share> for ShareOut {
+    fn from(s: Share) -> Self {
+        Self {
+            sessions: s.count,
+            percentage: s.percentage,
+        }
+    }
+}
+
+/// `GET /v2/skills/{skillId}/analytics/sessions`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionsResponse {
+    pub skill_id: String,
+    pub start_time: String,
+    pub end_time: String,
+    pub stage: &'static str,
+    /// Ended sessions: successful + failed + noResponse.
+    pub sessions: i64,
+    pub successful: ShareOut,
+    pub failed: ShareOut,
+    pub no_response: ShareOut,
+    pub sessions_per_customer: Option<f64>,
+}
+
+impl SessionsResponse {
+    pub fn new(skill: &str, range: Range, stage: Stage, s: Sessions) -> Self {
+        Self {
+            skill_id: skill.to_string(),
+            start_time: timestamp(range.start_ms),
+            end_time: timestamp(range.end_ms),
+            stage: stage.as_str(),
+            sessions: s.total,
+            successful: s.successful.into(),
+            failed: s.failed.into(),
+            no_response: s.no_response.into(),
+            sessions_per_customer: s.per_customer,
+        }
+    }
+
+    /// One row per kind of ending.
+    pub fn to_table(&self) -> Table {
+        let mut t = Table::new(["type", "sessions", "percentage"]);
+        for (kind, s) in [
+            ("successful", &self.successful),
+            ("failed", &self.failed),
+            ("noResponse", &self.no_response),
+        ] {
+            t.push(vec![
+                kind.into(),
+                Cell::Int(s.sessions),
+                Cell::Number(s.percentage),
+            ]);
+        }
+        t
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IntentOut {
+    /// `null`: utterances not resolved to an intent.
+    pub intent: Option<String>,
+    pub customers: i64,
+    pub utterances: i64,
+    /// Of all utterances.
+    pub percentage: f64,
+    pub failed_utterances: i64,
+    /// Of all failed utterances.
+    pub failed_percentage: f64,
+}
+
+/// `GET /v2/skills/{skillId}/analytics/intents`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IntentsResponse {
+    pub skill_id: String,
+    pub start_time: String,
+    pub end_time: String,
+    pub stage: &'static str,
+    pub utterances: i64,
+    pub failed_utterances: i64,
+    pub intents: Vec<IntentOut>,
+}
+
+impl IntentsResponse {
+    pub fn new(skill: &str, range: Range, stage: Stage, i: Intents) -> Self {
+        Self {
+            skill_id: skill.to_string(),
+            start_time: timestamp(range.start_ms),
+            end_time: timestamp(range.end_ms),
+            stage: stage.as_str(),
+            utterances: i.utterances,
+            failed_utterances: i.failed_utterances,
+            intents: i
+                .items
+                .into_iter()
+                .map(|r| IntentOut {
+                    intent: r.intent,
+                    customers: r.customers,
+                    utterances: r.utterances.count,
+                    percentage: r.utterances.percentage,
+                    failed_utterances: r.failed.count,
+                    failed_percentage: r.failed.percentage,
+                })
+                .collect(),
+        }
+    }
+
+    /// One row per intent.
+    pub fn to_table(&self) -> Table {
+        let mut t = Table::new([
+            "intent",
+            "customers",
+            "utterances",
+            "percentage",
+            "failedUtterances",
+            "failedPercentage",
+        ]);
+        for r in &self.intents {
+            t.push(vec![
+                r.intent.clone().into(),
+                Cell::Int(r.customers),
+                Cell::Int(r.utterances),
+                Cell::Number(r.percentage),
+                Cell::Int(r.failed_utterances),
+                Cell::Number(r.failed_percentage),
+            ]);
         }
         t
     }
