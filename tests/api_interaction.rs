@@ -145,7 +145,7 @@ async fn documented_examples_against_independent_loops() {
     assert_eq!(v["metricId"], m["id"]);
     assert_eq!(v["metricName"], "Failed logins by country");
     assert_eq!(v["metricType"], "COUNT");
-    assert_eq!(v["calculatedAt"], NOW);
+    assert_eq!(v["calculatedAt"], "2026-01-10T12:00:00.000Z");
     let mut want: BTreeMap<String, f64> = BTreeMap::new();
     for r in interactions(&rows, Some(2 * day)).filter(|r| {
         r.resource_type.as_deref() == Some("customer") && r.action.as_deref() == Some("login-fail")
@@ -183,7 +183,11 @@ async fn documented_examples_against_independent_loops() {
     let want = interactions(&rows, Some(day))
         .filter(|r| r.action.as_deref() == Some("email-bounced"))
         .count() as f64;
-    assert_eq!(v["results"], json!([{"value": want, "dimensions": null}]));
+    // A count is a JSON integer, as in the document.
+    assert_eq!(
+        v["results"],
+        json!([{"value": want as u64, "dimensions": null}])
+    );
     assert!(want > 0.0);
 
     // Orders in the last hour, as a count and as a rate per minute over 30 minutes.
@@ -238,14 +242,17 @@ async fn documented_examples_against_independent_loops() {
     .await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["calculated"], 5);
-    let bounces = v["metrics"]
+    assert_eq!(v.as_object().unwrap().len(), 2, "{v}");
+    let bounces = v["results"]
         .as_array()
         .unwrap()
         .iter()
         .find(|m| m["metricName"] == "Email bounces")
         .unwrap();
     assert_eq!(bounces["resultCount"], 1);
+    assert_eq!(bounces["calculatedAt"], "2026-01-10T12:00:00.000Z");
     assert!(bounces["sampleValue"].as_f64().unwrap() > 0.0);
+    assert_eq!(bounces["sampleValue"], bounces["results"][0]["value"]);
 
     // Field discovery reads the data.
     let (s, v) = call(
@@ -258,7 +265,7 @@ async fn documented_examples_against_independent_loops() {
     .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(
-        v["fields"],
+        v,
         json!([
             "interaction.amount",
             "interaction.country",
@@ -274,10 +281,7 @@ async fn documented_examples_against_independent_loops() {
         None,
     )
     .await;
-    assert_eq!(
-        v["fields"],
-        json!(["interaction.bounce_type", "interaction.country"])
-    );
+    assert_eq!(v, json!(["interaction.bounce_type", "interaction.country"]));
 }
 
 #[tokio::test]
@@ -293,13 +297,14 @@ async fn crud_roles_and_workspace_walls() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    let types: Vec<(&str, bool)> = v
+    let types: Vec<(&str, &str, bool)> = v
         .as_array()
         .unwrap()
         .iter()
         .map(|t| {
             (
                 t["id"].as_str().unwrap(),
+                t["mnemonic"].as_str().unwrap(),
                 t["requiresField"].as_bool().unwrap(),
             )
         })
@@ -307,15 +312,18 @@ async fn crud_roles_and_workspace_walls() {
     assert_eq!(
         types,
         vec![
-            ("COUNT", false),
-            ("SUM", true),
-            ("AVG", true),
-            ("MIN", true),
-            ("MAX", true),
-            ("DISTINCT_COUNT", true),
-            ("RATE", false)
+            ("count-metric-type", "COUNT", false),
+            ("sum-metric-type", "SUM", true),
+            ("avg-metric-type", "AVG", true),
+            ("min-metric-type", "MIN", true),
+            ("max-metric-type", "MAX", true),
+            ("distinct-count-metric-type", "DISTINCT_COUNT", true),
+            ("rate-metric-type", "RATE", false)
         ]
     );
+    for t in v.as_array().unwrap() {
+        assert_eq!(t.as_object().unwrap().len(), 5, "{t}");
+    }
 
     let m = create(
         &app,
@@ -324,6 +332,8 @@ async fn crud_roles_and_workspace_walls() {
     .await;
     let id = m["id"].as_str().unwrap();
     assert_eq!(m["enabled"], true);
+    // Sent as a mnemonic, reported as the id /types gives.
+    assert_eq!(m["metricTypeId"], "count-metric-type");
     let (s, v) = call(
         &app,
         "GET",
@@ -542,6 +552,17 @@ async fn every_rule_is_a_400_naming_the_field() {
             json!({"name": "x".repeat(300), "metricTypeId": "COUNT"}),
             "name",
         ),
+        // Accepted by the wire checks, refused by the compiler that
+        // calculate runs: a text column in an ordering comparison with a
+        // number.
+        (
+            json!({"name": "x", "metricTypeId": "COUNT", "filters": [{"field": "resourceId", "operator": "gt", "value": 5}]}),
+            "filters[0]",
+        ),
+        (
+            json!({"name": "x", "metricTypeId": "COUNT", "filters": [{"field": "interaction.a", "operator": "eq", "value": 1}, {"field": "actionId", "operator": "lte", "value": 2}]}),
+            "filters[1]",
+        ),
     ];
     for (body, field) in cases {
         let (s, v) = call(
@@ -675,4 +696,97 @@ async fn definitions_survive_a_restart_and_two_servers_writing_at_once() {
     let names = list(c.base.clone()).await;
     assert_eq!(names.len(), 50);
     assert!(names.contains("metric-00") && names.contains("metric-49"));
+}
+
+#[tokio::test]
+async fn definitions_stored_by_older_versions_read_back_and_never_fail_calculate_all() {
+    let (dir, engine) = generated().await;
+    // Written as an older version stored them: the type as a mnemonic, and
+    // one definition that cannot be calculated (a text column compared
+    // with a number in an ordering comparison).
+    let metric = |id: &str, name: &str, filters: Value| {
+        json!({"id": id, "name": name, "description": null, "metricTypeId": "COUNT",
+               "resourceTypeId": null, "actionId": "login-fail", "originId": null, "field": null,
+               "filters": filters, "timeWindow": null, "groupBy": [], "enabled": true,
+               "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-01T00:00:00Z"})
+    };
+    let good = "00000000-0000-4000-8000-000000000001";
+    let bad = "00000000-0000-4000-8000-000000000002";
+    let doc = json!({"metrics": [
+        metric(good, "old but fine", json!([])),
+        metric(bad, "old and broken", json!([{"field": "resourceId", "operator": "gt", "value": 5}])),
+    ]});
+    metricstore::storage::catalog::Catalog::new(engine.store.clone(), "interaction-metrics")
+        .update("ws-demo", move |d: &mut Value| {
+            *d = doc.clone();
+            Ok::<_, std::convert::Infallible>(())
+        })
+        .await
+        .unwrap();
+    let app = app(engine);
+
+    let (s, v) = call(
+        &app,
+        "GET",
+        &format!("/api/interaction-metrics/{good}"),
+        "ia-viewer-token",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["metricTypeId"], "count-metric-type");
+
+    // The broken one: calculate says why (422), calculate-all leaves it out.
+    let (s, v) = call(
+        &app,
+        "POST",
+        &format!("/api/interaction-metrics/{bad}/calculate"),
+        "ia-viewer-token",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("filters[0]"), "{v}");
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/api/interaction-metrics/calculate-all",
+        "ia-viewer-token",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["calculated"], 1);
+    assert_eq!(v["results"][0]["metricId"], good);
+    assert_eq!(v["results"][0]["metricType"], "COUNT");
+    let rows = common::read_events(dir.path());
+    let want = interactions(&rows, None)
+        .filter(|r| r.action.as_deref() == Some("login-fail"))
+        .count();
+    assert_eq!(v["results"][0]["sampleValue"], want);
+
+    // Fixing it through PUT makes it calculable again.
+    let (s, v) = call(
+        &app,
+        "PUT",
+        &format!("/api/interaction-metrics/{bad}"),
+        "ia-admin-token",
+        Some(
+            json!({"filters": [{"field": "resourceId", "operator": "gt", "value": "customer-5"}]}),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["metricTypeId"], "count-metric-type");
+    assert_eq!(v["createdAt"], "2026-01-01T00:00:00Z");
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/api/interaction-metrics/calculate-all",
+        "ia-viewer-token",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["calculated"], 2);
 }

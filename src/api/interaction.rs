@@ -1,7 +1,9 @@
 //! The Interaction Metrics API: definitions persisted per workspace in the
 //! object store (a versioned catalog), calculated through the compiler
-//! over `interaction` events with the window ending at "now".
+//! over `interaction` events with the window ending at "now". Handlers
+//! parse the request, call one function of [`service`], shape the answer.
 
+pub mod service;
 pub mod types;
 
 use std::sync::Arc;
@@ -15,46 +17,12 @@ use serde_json::Value as JsonValue;
 use super::auth::Principal;
 use super::csv::Answer;
 use super::{ApiError, AppState, JsonBody};
-use crate::storage::catalog::UpdateError;
 use types::*;
-
-const KIND: &str = "interaction-metrics";
-
-fn now_text(state: &AppState) -> String {
-    crate::api::alexa::types::timestamp(state.clock.now_ms())
-}
 
 fn metric_id(path: Result<Path<String>, PathRejection>) -> Result<uuid::Uuid, ApiError> {
     let Path(id) = path.map_err(|e| ApiError::bad("INVALID_ID", format!("id: {e}")))?;
     uuid::Uuid::parse_str(&id)
         .map_err(|_| ApiError::bad("INVALID_ID", format!("{id:?} is not a metric id (a UUID)")))
-}
-
-fn storage_error<E: Into<ApiError>>(e: UpdateError<E>) -> ApiError {
-    match e {
-        UpdateError::Rejected(e) => e.into(),
-        UpdateError::Storage(crate::storage::Error::Contended { key }) => ApiError::Unavailable {
-            message: format!("too many concurrent changes to {key}; try again"),
-            retry_after: std::time::Duration::from_secs(1),
-        },
-        UpdateError::Storage(e) => ApiError::internal(e),
-    }
-}
-
-fn not_found(id: uuid::Uuid) -> ApiError {
-    ApiError::not_found(
-        "METRIC_NOT_FOUND",
-        format!("no interaction metric {id} in this workspace"),
-    )
-}
-
-async fn load(state: &AppState, ws: &str) -> Result<WorkspaceMetrics, ApiError> {
-    let catalog = state.catalog(KIND);
-    Ok(catalog
-        .load::<WorkspaceMetrics>(ws)
-        .await
-        .map_err(ApiError::internal)?
-        .1)
 }
 
 /// `GET /api/interaction-metrics`.
@@ -64,10 +32,10 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Json<Vec<InteractionMetric>>, ApiError> {
     let ws = principal.workspace_from(&headers)?;
-    Ok(Json(load(&state, &ws).await?.metrics))
+    Ok(Json(service::list(&state, &ws).await?))
 }
 
-/// `POST /api/interaction-metrics`.
+/// `POST /api/interaction-metrics`: 201 with the stored metric.
 pub async fn create(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -76,23 +44,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<InteractionMetric>), ApiError> {
     let ws = principal.workspace_from(&headers)?;
     principal.require_admin()?;
-    let now = now_text(&state);
-    let metric = check_metric(&body, uuid::Uuid::new_v4(), &now, &now)?;
-    let stored = metric.clone();
-    state
-        .catalog(KIND)
-        .update(&ws, move |doc: &mut WorkspaceMetrics| {
-            if doc.metrics.len() >= MAX_METRICS_PER_WORKSPACE {
-                return Err(ApiError::bad(
-                    "LIMIT_EXCEEDED",
-                    format!("a workspace holds at most {MAX_METRICS_PER_WORKSPACE} metrics"),
-                ));
-            }
-            doc.metrics.push(stored.clone());
-            Ok(())
-        })
-        .await
-        .map_err(storage_error)?;
+    let metric = service::create(&state, &ws, &body).await?;
     Ok((StatusCode::CREATED, Json(metric)))
 }
 
@@ -105,16 +57,11 @@ pub async fn get(
 ) -> Result<Json<InteractionMetric>, ApiError> {
     let ws = principal.workspace_from(&headers)?;
     let id = metric_id(path)?;
-    let doc = load(&state, &ws).await?;
-    doc.metrics
-        .into_iter()
-        .find(|m| m.id == id)
-        .map(Json)
-        .ok_or_else(|| not_found(id))
+    Ok(Json(service::get(&state, &ws, id).await?))
 }
 
 /// `PUT /api/interaction-metrics/{id}`: fields given replace the stored
-/// ones; fields left out keep their values. The result is checked whole.
+/// ones; fields left out keep their values.
 pub async fn update(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -125,38 +72,10 @@ pub async fn update(
     let ws = principal.workspace_from(&headers)?;
     principal.require_admin()?;
     let id = metric_id(path)?;
-    let Some(changes) = body.as_object().cloned() else {
-        return Err(ApiError::bad(
-            "INVALID_REQUEST_BODY",
-            "the request body must be a JSON object",
-        ));
-    };
-    let now = now_text(&state);
-    state
-        .catalog(KIND)
-        .update(&ws, move |doc: &mut WorkspaceMetrics| {
-            let slot = doc
-                .metrics
-                .iter_mut()
-                .find(|m| m.id == id)
-                .ok_or_else(|| not_found(id))?;
-            let mut merged = serde_json::to_value(&*slot).expect("metrics serialise");
-            let obj = merged.as_object_mut().expect("an object");
-            for (k, v) in &changes {
-                if !matches!(k.as_str(), "id" | "createdAt" | "updatedAt") {
-                    obj.insert(k.clone(), v.clone());
-                }
-            }
-            let updated = check_metric(&merged, id, &slot.created_at, &now)?;
-            *slot = updated.clone();
-            Ok(updated)
-        })
-        .await
-        .map(Json)
-        .map_err(storage_error::<ApiError>)
+    Ok(Json(service::update(&state, &ws, id, &body).await?))
 }
 
-/// `DELETE /api/interaction-metrics/{id}`.
+/// `DELETE /api/interaction-metrics/{id}`: 204.
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -166,35 +85,13 @@ pub async fn delete(
     let ws = principal.workspace_from(&headers)?;
     principal.require_admin()?;
     let id = metric_id(path)?;
-    state
-        .catalog(KIND)
-        .update(&ws, move |doc: &mut WorkspaceMetrics| {
-            let before = doc.metrics.len();
-            doc.metrics.retain(|m| m.id != id);
-            if doc.metrics.len() == before {
-                Err(not_found(id))
-            } else {
-                Ok(())
-            }
-        })
-        .await
-        .map_err(storage_error)?;
+    service::delete(&state, &ws, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `GET /api/interaction-metrics/types`.
-pub async fn list_types(_principal: Principal) -> Json<Vec<MetricType>> {
-    Json(
-        TYPES
-            .iter()
-            .map(|(id, name, requires_field, description)| MetricType {
-                id,
-                name,
-                requires_field: *requires_field,
-                description,
-            })
-            .collect(),
-    )
+pub async fn list_types(_principal: Principal) -> Json<&'static [MetricType]> {
+    Json(&TYPES[..])
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -205,77 +102,23 @@ pub struct DiscoverParams {
 }
 
 /// `GET /api/interaction-metrics/fields/discover?resourceTypeId=&actionId=`:
-/// the `interaction.{key}` paths that occur in matching events.
+/// a JSON array of the `interaction.{key}` paths in matching events.
 pub async fn discover(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     headers: HeaderMap,
     params: Result<Query<DiscoverParams>, QueryRejection>,
-) -> Result<Json<DiscoveredFields>, ApiError> {
+) -> Result<Json<Vec<String>>, ApiError> {
     let ws = principal.workspace_from(&headers)?;
     let Query(p) = params.map_err(|e| ApiError::bad("INVALID_PARAMETER", e.body_text()))?;
-    for v in [&p.resource_type_id, &p.action_id].into_iter().flatten() {
-        if v.chars().count() > 256 {
-            return Err(ApiError::bad(
-                "INVALID_PARAMETER",
-                "resourceTypeId and actionId are at most 256 characters",
-            ));
-        }
-    }
-    let keys = state
-        .engine
-        .attribute_keys(
-            &ws,
-            "interaction",
-            p.resource_type_id.as_deref(),
-            p.action_id.as_deref(),
-        )
-        .await?;
-    Ok(Json(DiscoveredFields {
-        resource_type_id: p.resource_type_id,
-        action_id: p.action_id,
-        fields: keys
-            .into_iter()
-            .map(|k| format!("interaction.{k}"))
-            .collect(),
-    }))
-}
-
-async fn calculate_one(
-    state: &AppState,
-    ws: &str,
-    metric: &InteractionMetric,
-) -> Result<Vec<ResultRow>, ApiError> {
-    let query = metric.to_query(ws, state.clock.now_ms())?;
-    let series = state.engine.run(&query).await?;
-    if metric.group_by.is_empty() {
-        let value = series.first().and_then(|s| s.points.first()).map(|p| p.1);
-        return Ok(vec![ResultRow {
-            value,
-            dimensions: None,
-        }]);
-    }
-    Ok(series
-        .into_iter()
-        .filter_map(|s| {
-            let value = s.points.first()?.1;
-            let dims = metric
-                .group_by
-                .iter()
-                .zip(s.group)
-                .map(|(g, v)| {
-                    (
-                        dimension_key(g),
-                        v.map(JsonValue::String).unwrap_or(JsonValue::Null),
-                    )
-                })
-                .collect();
-            Some(ResultRow {
-                value: Some(value),
-                dimensions: Some(dims),
-            })
-        })
-        .collect())
+    let fields = service::discover(
+        &state,
+        &ws,
+        p.resource_type_id.as_deref(),
+        p.action_id.as_deref(),
+    )
+    .await?;
+    Ok(Json(fields))
 }
 
 /// `POST /api/interaction-metrics/{id}/calculate`.
@@ -287,20 +130,7 @@ pub async fn calculate(
 ) -> Result<Answer<Calculation>, ApiError> {
     let ws = principal.workspace_from(&headers)?;
     let id = metric_id(path)?;
-    let metric = load(&state, &ws)
-        .await?
-        .metrics
-        .into_iter()
-        .find(|m| m.id == id)
-        .ok_or_else(|| not_found(id))?;
-    let results = calculate_one(&state, &ws, &metric).await?;
-    let calculation = Calculation {
-        metric_id: metric.id,
-        metric_name: metric.name,
-        metric_type: metric.metric_type_id,
-        calculated_at: now_text(&state),
-        results,
-    };
+    let calculation = service::calculate(&state, &ws, id).await?;
     Ok(Answer::negotiate(
         &headers,
         calculation,
@@ -308,38 +138,13 @@ pub async fn calculate(
     ))
 }
 
-/// `POST /api/interaction-metrics/calculate-all`: every enabled metric,
-/// concurrently.
+/// `POST /api/interaction-metrics/calculate-all`: every enabled metric.
 pub async fn calculate_all(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     headers: HeaderMap,
 ) -> Result<Answer<CalculateAll>, ApiError> {
     let ws = principal.workspace_from(&headers)?;
-    let metrics: Vec<InteractionMetric> = load(&state, &ws)
-        .await?
-        .metrics
-        .into_iter()
-        .filter(|m| m.enabled)
-        .collect();
-    let runs = metrics.iter().map(|m| calculate_one(&state, &ws, m));
-    let all = futures::future::try_join_all(runs).await?;
-    let metrics: Vec<CalculatedMetric> = metrics
-        .into_iter()
-        .zip(all)
-        .map(|(m, results)| CalculatedMetric {
-            metric_id: m.id,
-            metric_name: m.name,
-            metric_type: m.metric_type_id,
-            result_count: results.len(),
-            sample_value: results.first().and_then(|r| r.value),
-            results,
-        })
-        .collect();
-    let all = CalculateAll {
-        calculated: metrics.len(),
-        calculated_at: now_text(&state),
-        metrics,
-    };
+    let all = service::calculate_all(&state, &ws).await?;
     Ok(Answer::negotiate(&headers, all, CalculateAll::to_table))
 }

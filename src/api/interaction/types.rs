@@ -14,39 +14,101 @@ pub const MAX_METRICS_PER_WORKSPACE: usize = 500;
 pub const MAX_FILTERS: usize = 20;
 pub const MAX_GROUP_BY: usize = 5;
 
-/// The metric types and whether each needs a `field`.
-pub const TYPES: [(&str, &str, bool, &str); 7] = [
-    (
-        "COUNT",
-        "Count",
-        false,
-        "Number of matching interactions (of those with `field`, if given).",
-    ),
-    ("SUM", "Sum", true, "Sum of a numeric field."),
-    ("AVG", "Average", true, "Mean of a numeric field."),
-    ("MIN", "Minimum", true, "Smallest value of a numeric field."),
-    ("MAX", "Maximum", true, "Largest value of a numeric field."),
-    (
-        "DISTINCT_COUNT",
-        "Distinct count",
-        true,
-        "Number of distinct values of a field.",
-    ),
-    (
-        "RATE",
-        "Rate",
-        false,
-        "Matching interactions per unit of the time window (per minute for `{n}m`, per hour for `{n}h`, per day for `{n}d`); needs timeWindow.",
-    ),
-];
-
-#[derive(Debug, Serialize)]
+/// A metric type as `GET /api/interaction-metrics/types` lists it. The ids
+/// are stable strings (`count-metric-type`, ...); `metricTypeId` takes an
+/// id or, as a convenience, a mnemonic, and is stored as the id.
+#[derive(Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricType {
     pub id: &'static str,
     pub name: &'static str,
-    pub requires_field: bool,
+    pub mnemonic: &'static str,
     pub description: &'static str,
+    pub requires_field: bool,
+}
+
+const fn metric_type_row(
+    id: &'static str,
+    name: &'static str,
+    mnemonic: &'static str,
+    description: &'static str,
+    requires_field: bool,
+) -> MetricType {
+    MetricType {
+        id,
+        name,
+        mnemonic,
+        description,
+        requires_field,
+    }
+}
+
+/// The metric types, names and descriptions as the document lists them.
+/// RATE needs no field but a `timeWindow` (checked with the definition).
+pub const TYPES: [MetricType; 7] = [
+    metric_type_row(
+        "count-metric-type",
+        "Count",
+        "COUNT",
+        "Number of matching interactions",
+        false,
+    ),
+    metric_type_row(
+        "sum-metric-type",
+        "Sum",
+        "SUM",
+        "Sum of a numeric field",
+        true,
+    ),
+    metric_type_row(
+        "avg-metric-type",
+        "Average",
+        "AVG",
+        "Average of a numeric field",
+        true,
+    ),
+    metric_type_row(
+        "min-metric-type",
+        "Minimum",
+        "MIN",
+        "Minimum value of a field",
+        true,
+    ),
+    metric_type_row(
+        "max-metric-type",
+        "Maximum",
+        "MAX",
+        "Maximum value of a field",
+        true,
+    ),
+    metric_type_row(
+        "distinct-count-metric-type",
+        "Distinct Count",
+        "DISTINCT_COUNT",
+        "Count of unique values",
+        true,
+    ),
+    metric_type_row(
+        "rate-metric-type",
+        "Rate",
+        "RATE",
+        "Count per time unit",
+        false,
+    ),
+];
+
+/// The metric type named by `text`: its id or its mnemonic.
+pub fn metric_type(text: &str) -> Option<&'static MetricType> {
+    TYPES.iter().find(|t| t.id == text || t.mnemonic == text)
+}
+
+/// The times this API writes (`calculatedAt`, `createdAt`, `updatedAt`):
+/// UTC with milliseconds, `2026-03-20T14:30:00.000Z`.
+pub fn timestamp(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -186,14 +248,15 @@ pub fn check_metric(
     };
     let description = opt_string(obj, "description", 2000, &mut p);
     let metric_type = match obj.get("metricTypeId") {
-        Some(Json::String(s)) => match TYPES.iter().find(|t| t.0 == s) {
-            Some(t) => Some(*t),
+        Some(Json::String(s)) => match metric_type(s) {
+            Some(t) => Some(t),
             None => {
                 p.push(
                     "metricTypeId",
                     format!(
-                        "unknown type {s:?}; use one of {}",
-                        TYPES.map(|t| t.0).join(", ")
+                        "unknown type {s:?}; use an id of GET /api/interaction-metrics/types ({}) or a mnemonic ({})",
+                        TYPES.map(|t| t.id).join(", "),
+                        TYPES.map(|t| t.mnemonic).join(", ")
                     ),
                 );
                 None
@@ -217,11 +280,11 @@ pub fn check_metric(
     {
         p.push("field", e);
     }
-    if let Some((tid, _, requires, _)) = metric_type
-        && requires
+    if let Some(t) = metric_type
+        && t.requires_field
         && field.is_none()
     {
-        p.push("field", format!("is required for {tid}"));
+        p.push("field", format!("is required for {}", t.mnemonic));
     }
     let mut filters = Vec::new();
     match obj.get("filters") {
@@ -287,7 +350,7 @@ pub fn check_metric(
     {
         p.push("timeWindow", e);
     }
-    if metric_type.is_some_and(|t| t.0 == "RATE") && time_window.is_none() {
+    if metric_type.is_some_and(|t| t.mnemonic == "RATE") && time_window.is_none() {
         p.push("timeWindow", "is required for RATE ({n}m, {n}h or {n}d)");
     }
     let mut group_by = Vec::new();
@@ -327,7 +390,7 @@ pub fn check_metric(
         id,
         name,
         description,
-        metric_type_id: metric_type.expect("checked").0.to_string(),
+        metric_type_id: metric_type.expect("checked").id.to_string(),
         resource_type_id,
         action_id,
         origin_id,
@@ -342,28 +405,59 @@ pub fn check_metric(
 }
 
 impl InteractionMetric {
-    /// The engine query computing this metric for `workspace` at `now_ms`.
-    pub fn to_query(&self, workspace: &str, now_ms: i64) -> Result<Query, ApiError> {
-        let bad = |m: String| ApiError::bad("VALIDATION_ERROR", m);
-        let mut filters = Vec::new();
-        for (col, v) in [
-            ("resource_type", &self.resource_type_id),
-            ("action", &self.action_id),
-            ("origin", &self.origin_id),
-        ] {
-            if let Some(v) = v {
-                filters.push(Filter {
-                    field: Field::Column(col.into()),
-                    op: Operator::Eq,
-                    value: v.clone().into(),
-                });
-            }
+    /// The type this metric names (by id, or by the mnemonic older
+    /// versions stored).
+    pub fn metric_type(&self) -> Option<&'static MetricType> {
+        metric_type(&self.metric_type_id)
+    }
+
+    /// Reports `metricTypeId` as the canonical id, whatever was stored.
+    pub fn canonicalize(&mut self) {
+        if let Some(t) = self.metric_type() {
+            self.metric_type_id = t.id.to_string();
         }
-        for f in &self.filters {
+    }
+
+    /// The mnemonic calculations report as `metricType` (`COUNT`).
+    pub fn mnemonic(&self) -> &str {
+        self.metric_type()
+            .map_or(self.metric_type_id.as_str(), |t| t.mnemonic)
+    }
+
+    /// The scope fields set, in the order [`Self::to_query`] lowers them.
+    fn scope(&self) -> Vec<(&'static str, &'static str, &str)> {
+        [
+            ("resourceTypeId", "resource_type", &self.resource_type_id),
+            ("actionId", "action", &self.action_id),
+            ("originId", "origin", &self.origin_id),
+        ]
+        .into_iter()
+        .filter_map(|(api, col, v)| v.as_deref().map(|v| (api, col, v)))
+        .collect()
+    }
+
+    /// Lowers the metric onto the shared definition model: the engine query
+    /// computing it for `workspace` with the window ending at `now_ms`.
+    /// The scope (`resourceTypeId`, `actionId`, `originId`) selects the
+    /// measure's events; the API's `filters[i]` become the query's
+    /// `filters[i]`, so problems the compiler finds keep their index.
+    pub fn to_query(&self, workspace: &str, now_ms: i64) -> Result<Query, String> {
+        let scope = self
+            .scope()
+            .into_iter()
+            .map(|(_, col, v)| Filter {
+                field: Field::Column(col.into()),
+                op: Operator::Eq,
+                value: v.into(),
+            })
+            .collect();
+        let mut filters = Vec::new();
+        for (i, f) in self.filters.iter().enumerate() {
             let op = Operator::parse(&f.operator)
-                .ok_or_else(|| bad(format!("unknown operator {:?}", f.operator)))?;
+                .filter(|op| *op != Operator::In)
+                .ok_or_else(|| format!("filters[{i}].operator: unknown {:?}", f.operator))?;
             filters.push(Filter {
-                field: event_field(&f.field).map_err(bad)?,
+                field: event_field(&f.field).map_err(|e| format!("filters[{i}].field: {e}"))?,
                 op,
                 value: f.value.clone(),
             });
@@ -373,12 +467,15 @@ impl InteractionMetric {
             .as_deref()
             .map(TimeWindow::parse)
             .transpose()
-            .map_err(bad)?;
+            .map_err(|e| format!("timeWindow: {e}"))?;
         let value = match &self.field {
-            Some(f) => Value::Field(event_field(f).map_err(bad)?),
+            Some(f) => Value::Field(event_field(f).map_err(|e| format!("field: {e}"))?),
             None => Value::Count,
         };
-        let aggregation = match self.metric_type_id.as_str() {
+        let kind = self
+            .metric_type()
+            .ok_or_else(|| format!("metricTypeId: unknown type {:?}", self.metric_type_id))?;
+        let aggregation = match kind.mnemonic {
             "COUNT" => Aggregation::Count,
             "SUM" => Aggregation::Sum,
             "AVG" => Aggregation::Avg,
@@ -386,12 +483,12 @@ impl InteractionMetric {
             "MAX" => Aggregation::Max,
             "DISTINCT_COUNT" => Aggregation::DistinctCount,
             "RATE" => {
-                let w = window.ok_or_else(|| bad("RATE needs a timeWindow".into()))?;
+                let w = window.ok_or("timeWindow: is required for RATE")?;
                 Aggregation::Rate {
                     per_ms: w.unit_ms(),
                 }
             }
-            other => return Err(bad(format!("unknown metric type {other:?}"))),
+            other => unreachable!("every type is lowered: {other}"),
         };
         let range = match window {
             Some(w) => w.range_ending(now_ms),
@@ -403,34 +500,103 @@ impl InteractionMetric {
         let group_by = self
             .group_by
             .iter()
-            .map(|g| event_field(g).map(Dimension::Field))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(bad)?;
+            .enumerate()
+            .map(|(i, g)| {
+                event_field(g)
+                    .map(Dimension::Field)
+                    .map_err(|e| format!("groupBy[{i}]: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Query {
             workspace_id: workspace.to_string(),
             measure: Measure::Aggregate {
                 events: Events {
                     event_types: vec!["interaction".into()],
-                    filters,
+                    filters: scope,
                 },
                 value,
                 aggregation,
             },
-            filters: vec![],
+            filters,
             range,
             bucket: crate::definition::Bucket::Single,
             group_by,
         })
     }
+
+    /// The API field a path of the lowered query stands for
+    /// (`group_by[1]` -> `groupBy[1]`, `measure.value` -> `field`).
+    pub fn api_path(&self, path: &str) -> String {
+        let measure = path
+            .strip_prefix("measure.leaf[0].")
+            .or_else(|| path.strip_prefix("measure."));
+        if let Some(rest) = measure {
+            if rest.starts_with("value") {
+                return "field".into();
+            }
+            if rest.starts_with("aggregation") {
+                return "timeWindow".into();
+            }
+            if let Some(i) = rest
+                .strip_prefix("events.filters[")
+                .and_then(|r| r.split(']').next())
+                .and_then(|i| i.parse::<usize>().ok())
+                && let Some((api, _, _)) = self.scope().get(i)
+            {
+                return (*api).to_string();
+            }
+            return "metricTypeId".into();
+        }
+        if let Some(rest) = path.strip_prefix("group_by") {
+            return format!("groupBy{rest}");
+        }
+        if path == "range" {
+            return "timeWindow".into();
+        }
+        path.to_string()
+    }
+
+    /// A compiler's refusal of this metric, with the API's field names.
+    pub fn plan_problem(
+        &self,
+        e: crate::compile::Error,
+    ) -> Result<ApiError, crate::compile::Error> {
+        use crate::compile::Error;
+        let problems: Vec<String> = match e {
+            Error::Invalid(problems) => problems
+                .0
+                .iter()
+                .map(|p| format!("{}: {}", self.api_path(&p.path), p.message))
+                .collect(),
+            Error::Field { path, message } => {
+                vec![format!("{}: {message}", self.api_path(&path))]
+            }
+            other => return Err(other),
+        };
+        Ok(ApiError::bad("VALIDATION_ERROR", problems.join("; ")))
+    }
 }
 
-/// One value of a calculation.
+/// A calculated value: whole numbers as JSON integers (`42`, as the
+/// document shows), others as floats, no value as `null`.
+fn number<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => s.serialize_i64(*x as i64),
+        Some(x) => s.serialize_f64(*x),
+        None => s.serialize_none(),
+    }
+}
+
+/// One value of a calculation; `dimensions` is `null` for an ungrouped
+/// metric, else `{"interaction_country": "ZA", ...}`.
 #[derive(Debug, Serialize, Clone)]
 pub struct ResultRow {
+    #[serde(serialize_with = "number")]
     pub value: Option<f64>,
     pub dimensions: Option<serde_json::Map<String, Json>>,
 }
 
+/// `POST /api/interaction-metrics/{id}/calculate`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Calculation {
@@ -441,43 +607,63 @@ pub struct Calculation {
     pub results: Vec<ResultRow>,
 }
 
+/// One metric of `calculate-all`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CalculatedMetric {
     pub metric_id: uuid::Uuid,
     pub metric_name: String,
     pub metric_type: String,
+    pub calculated_at: String,
     pub result_count: usize,
+    /// The first result's value; `null` when there is no result (a grouped
+    /// metric with no matching interactions) or the first has no value.
+    #[serde(serialize_with = "number")]
     pub sample_value: Option<f64>,
     pub results: Vec<ResultRow>,
 }
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CalculateAll {
-    pub calculated: usize,
-    pub calculated_at: String,
-    pub metrics: Vec<CalculatedMetric>,
+impl From<Calculation> for CalculatedMetric {
+    fn from(c: Calculation) -> Self {
+        Self {
+            result_count: c.results.len(),
+            sample_value: c.results.first().and_then(|r| r.value),
+            metric_id: c.metric_id,
+            metric_name: c.metric_name,
+            metric_type: c.metric_type,
+            calculated_at: c.calculated_at,
+            results: c.results,
+        }
+    }
 }
 
+/// `POST /api/interaction-metrics/calculate-all`.
 #[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DiscoveredFields {
-    pub resource_type_id: Option<String>,
-    pub action_id: Option<String>,
-    pub fields: Vec<String>,
+pub struct CalculateAll {
+    pub calculated: usize,
+    pub results: Vec<CalculatedMetric>,
+}
+
+/// One metric's calculation as the CSV form reads it.
+#[derive(Clone, Copy)]
+struct TableRows<'a> {
+    id: &'a uuid::Uuid,
+    name: &'a str,
+    kind: &'a str,
+    calculated_at: &'a str,
+    results: &'a [ResultRow],
 }
 
 /// Calculations as CSV: one row per result, a column per dimension (in
 /// order of first appearance, empty where a result lacks it).
 fn calculations_table<'a>(
-    calculated_at: &str,
-    metrics: impl Iterator<Item = (&'a uuid::Uuid, &'a str, &'a str, &'a [ResultRow])> + Clone,
+    metrics: impl Iterator<Item = TableRows<'a>> + Clone,
 ) -> crate::api::csv::Table {
     use crate::api::csv::{Cell, Table};
     let mut dims: Vec<&str> = Vec::new();
-    for (_, _, _, results) in metrics.clone() {
-        for key in results
+    for m in metrics.clone() {
+        for key in m
+            .results
             .iter()
             .flat_map(|r| r.dimensions.iter().flat_map(|d| d.keys()))
         {
@@ -490,13 +676,13 @@ fn calculations_table<'a>(
     header.extend(&dims);
     header.push("value");
     let mut table = Table::new(header);
-    for (id, name, kind, results) in metrics {
-        for r in results {
+    for m in metrics {
+        for r in m.results {
             let mut row: Vec<Cell> = vec![
-                id.to_string().into(),
-                name.into(),
-                kind.into(),
-                calculated_at.into(),
+                m.id.to_string().into(),
+                m.name.into(),
+                m.kind.into(),
+                m.calculated_at.into(),
             ];
             row.extend(
                 dims.iter()
@@ -515,30 +701,27 @@ fn calculations_table<'a>(
 
 impl Calculation {
     pub fn to_table(&self) -> crate::api::csv::Table {
-        calculations_table(
-            &self.calculated_at,
-            std::iter::once((
-                &self.metric_id,
-                self.metric_name.as_str(),
-                self.metric_type.as_str(),
-                self.results.as_slice(),
-            )),
-        )
+        calculations_table(std::iter::once(TableRows {
+            id: &self.metric_id,
+            name: &self.metric_name,
+            kind: &self.metric_type,
+            calculated_at: &self.calculated_at,
+            results: &self.results,
+        }))
     }
 }
 
 impl CalculateAll {
     pub fn to_table(&self) -> crate::api::csv::Table {
-        calculations_table(
-            &self.calculated_at,
-            self.metrics.iter().map(|m| {
-                (
-                    &m.metric_id,
-                    m.metric_name.as_str(),
-                    m.metric_type.as_str(),
-                    m.results.as_slice(),
-                )
-            }),
-        )
+        calculations_table(self.results.iter().map(|m| TableRows {
+            id: &m.metric_id,
+            name: &m.metric_name,
+            kind: &m.metric_type,
+            calculated_at: &m.calculated_at,
+            results: &m.results,
+        }))
     }
 }
+
+#[cfg(test)]
+mod tests;
