@@ -1012,7 +1012,12 @@ impl DayGenerator {
         let ws_i = usize::from(self.rng.random_range(0..100) >= 60);
         let rank = self.user(20 + ws_i);
         let user = format!("caller-{ws_i}{rank:05}");
-        let call = format!("call-{}", self.next_id());
+        // One conversation in 20 is a simulated one (a test run of the
+        // agent): its summary says so. Picked from the id, not the random
+        // stream, so every other generated value stays as it was.
+        let id = self.next_id();
+        let simulated = id % 20 == 7;
+        let call = format!("{}-{id}", if simulated { "sim" } else { "call" });
         let channel = *pick(&mut self.rng, &["voice", "text"], &[70, 30]);
         let direction = *pick(&mut self.rng, &["inbound", "outbound"], &[75, 25]);
         let outcome = *pick(
@@ -1072,8 +1077,13 @@ impl DayGenerator {
             _ => "the call went to voicemail",
         };
         let attrs = format!(
-            r#"{},"topic":"{topic}","summary":"The caller asked about {topic}; {how}. The caller sounded {sentiment}."}}"#,
-            attrs.trim_end_matches('}')
+            r#"{},"topic":"{topic}","summary":"The caller asked about {topic}; {how}. The caller sounded {sentiment}."{}}}"#,
+            attrs.trim_end_matches('}'),
+            if simulated {
+                r#","simulation":true"#
+            } else {
+                ""
+            }
         );
         let duration_ms = ((duration as i64).max(1) * 1000).min(4 * 3_600_000);
         let start = self.time_of_day(duration_ms + 1000);

@@ -2,10 +2,11 @@
 //! metrics shipped in `queries/metric_store.json`, up to 50 custom ones),
 //! their validation, and the sources they read.
 //!
-//! A definition says which source (a set of event types), how a value is
+//! A definition says which source and event types it reads, how a value is
 //! extracted from each event (a JSON path into `attributes`, a SQL
 //! expression for built-ins, or an AI model for the AI modes), how values
-//! aggregate per period, and which values are kept (`valid_range_*`).
+//! aggregate per period, and which values are kept (`valid_range_*`,
+//! `categories`).
 
 pub mod compile;
 pub mod extract;
@@ -30,6 +31,9 @@ pub const MAX_PROMPT_CHARS: usize = 8000;
 pub const MAX_LABELS: usize = 50;
 pub const MAX_LABEL_CHARS: usize = 100;
 pub const MAX_PATH_CHARS: usize = 256;
+pub const MAX_UNIT_CHARS: usize = 32;
+pub const MAX_EVENT_TYPES: usize = 20;
+pub const MAX_EVENT_TYPE_CHARS: usize = 100;
 
 /// Where a metric's events come from: each source is a set of event types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -79,6 +83,48 @@ impl Source {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|x| x.name() == s)
     }
+
+    /// Whether a definition of this source may read `event_type`:
+    /// `world_events` reads events of every domain, the others their own
+    /// event types only.
+    pub fn accepts(self, event_type: &str) -> bool {
+        self == Source::WorldEvents || self.event_types().contains(&event_type)
+    }
+}
+
+/// Where a value's events come from: real conversations, or simulated
+/// ones (events whose `attributes.simulation` is `true`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DataSource {
+    Production,
+    Simulation,
+}
+
+impl DataSource {
+    pub const ALL: [DataSource; 2] = [DataSource::Production, DataSource::Simulation];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DataSource::Production => "production",
+            DataSource::Simulation => "simulation",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|x| x.name() == s)
+    }
+
+    /// The source of a stored value's `source` column: anything but
+    /// `simulation` (values stored before the distinction held the
+    /// metric's source there) is production.
+    pub fn of_stored(s: &str) -> Self {
+        if s == "simulation" {
+            DataSource::Simulation
+        } else {
+            DataSource::Production
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,11 +142,16 @@ pub enum ExtractionMode {
     AiQuery,
     AiClassify,
     AiExtract,
+    /// A SQL expression over the event columns: built-in metrics only.
+    SqlExpr,
 }
 
 impl ExtractionMode {
     pub fn is_ai(self) -> bool {
-        self != ExtractionMode::Static
+        matches!(
+            self,
+            ExtractionMode::AiQuery | ExtractionMode::AiClassify | ExtractionMode::AiExtract
+        )
     }
 }
 
@@ -185,70 +236,123 @@ pub enum ChannelScope {
     Voice,
     Text,
     Surface,
+    Inbound,
+    Outbound,
 }
 
 impl ChannelScope {
-    /// The `channel` value kept, `None` for all channels.
-    pub fn channel(self) -> Option<&'static str> {
+    pub const OPTIONS: [(&'static str, ChannelScope); 6] = [
+        ("all", ChannelScope::All),
+        ("voice", ChannelScope::Voice),
+        ("text", ChannelScope::Text),
+        ("surface", ChannelScope::Surface),
+        ("inbound", ChannelScope::Inbound),
+        ("outbound", ChannelScope::Outbound),
+    ];
+
+    /// The events kept: (column, value), `None` for all events. Channels
+    /// are the `channel` column, directions the `direction` column.
+    pub fn filter(self) -> Option<(&'static str, &'static str)> {
         match self {
             ChannelScope::All => None,
-            ChannelScope::Voice => Some("voice"),
-            ChannelScope::Text => Some("text"),
-            ChannelScope::Surface => Some("surface"),
+            ChannelScope::Voice => Some(("channel", "voice")),
+            ChannelScope::Text => Some(("channel", "text")),
+            ChannelScope::Surface => Some(("channel", "surface")),
+            ChannelScope::Inbound => Some(("direction", "inbound")),
+            ChannelScope::Outbound => Some(("direction", "outbound")),
         }
+    }
+
+    fn is_all(&self) -> bool {
+        *self == ChannelScope::All
     }
 }
 
-/// The model size an AI metric asks for; the server maps each tier to a
-/// model name of the configured endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The model tier an AI metric asks for; the server maps each tier to a
+/// model name of the configured endpoint (`METRICSTORE_AI_MODELS`).
+/// `standard` and `advanced`, the names of an earlier release, still read
+/// as `balanced` and `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelTier {
+    #[default]
+    Free,
     Fast,
-    Standard,
-    Advanced,
+    #[serde(alias = "standard")]
+    Balanced,
+    #[serde(alias = "advanced")]
+    Max,
 }
 
 impl ModelTier {
+    pub const ALL: [ModelTier; 4] = [
+        ModelTier::Free,
+        ModelTier::Fast,
+        ModelTier::Balanced,
+        ModelTier::Max,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
+            ModelTier::Free => "free",
             ModelTier::Fast => "fast",
-            ModelTier::Standard => "standard",
-            ModelTier::Advanced => "advanced",
+            ModelTier::Balanced => "balanced",
+            ModelTier::Max => "max",
+        }
+    }
+
+    /// A tier name, or one of the earlier names (`standard`, `advanced`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "standard" => Some(ModelTier::Balanced),
+            "advanced" => Some(ModelTier::Max),
+            _ => Self::ALL.into_iter().find(|t| t.name() == s),
         }
     }
 }
 
-/// One metric definition, built-in or custom, as `GET settings` shows it.
+/// One metric definition, built-in or custom, as `GET settings` shows it
+/// (and as the catalog stores it): fields that are absent, empty or at
+/// their default (`description` "", `period_granularity` daily,
+/// `channel_scope` all) are left out, so a definition reads back as it was
+/// written. Built-ins leave `event_types` out: they read their source's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricDef {
     pub key: String,
     pub name: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     pub metric_type: MetricType,
     pub source: Source,
+    /// The event types read; empty for "the source's event types".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub event_types: Vec<String>,
     pub extraction_mode: ExtractionMode,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extract_path: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sql_expr: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ai_query_prompt: Option<String>,
-    #[serde(default)]
+    /// As given; AI metrics without one use `free`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_tier: Option<ModelTier>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ai_labels: Option<Vec<String>>,
+    /// Categorical metrics: the allowed values; others are dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub categories: Option<Vec<String>>,
+    #[serde(default = "count")]
     pub aggregation: Aggregation,
-    #[serde(default = "daily")]
+    #[serde(default = "daily", skip_serializing_if = "is_daily")]
     pub period_granularity: Granularity,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "ChannelScope::is_all")]
     pub channel_scope: ChannelScope,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_range_min: Option<f64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_range_max: Option<f64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unit: Option<String>,
     #[serde(default = "yes")]
     pub active: bool,
@@ -260,11 +364,42 @@ fn daily() -> Granularity {
     Granularity::Daily
 }
 
+fn is_daily(g: &Granularity) -> bool {
+    *g == Granularity::Daily
+}
+
+fn count() -> Aggregation {
+    Aggregation::Count
+}
+
 fn yes() -> bool {
     true
 }
 
 impl MetricDef {
+    /// The event types the metric reads: its own, else its source's.
+    pub fn event_types(&self) -> Vec<&str> {
+        if self.event_types.is_empty() {
+            self.source.event_types().to_vec()
+        } else {
+            self.event_types.iter().map(String::as_str).collect()
+        }
+    }
+
+    /// The model tier asked of the AI endpoint (`free` unless given).
+    pub fn tier(&self) -> ModelTier {
+        self.model_tier.unwrap_or_default()
+    }
+
+    /// The labels a model may answer: `ai_labels` (ai_classify,
+    /// ai_extract), else `categories`.
+    pub fn labels(&self) -> &[String] {
+        self.ai_labels
+            .as_deref()
+            .or(self.categories.as_deref())
+            .unwrap_or(&[])
+    }
+
     /// Whether a value lies in the metric's valid range (values outside
     /// are dropped, not clamped).
     pub fn in_range(&self, v: f64) -> bool {
@@ -481,18 +616,20 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-const FIELDS: [&str; 18] = [
+const FIELDS: [&str; 20] = [
     "key",
     "name",
     "description",
     "metric_type",
     "source",
+    "event_types",
     "extraction_mode",
     "extract_path",
     "sql_expr",
     "ai_query_prompt",
     "model_tier",
     "ai_labels",
+    "categories",
     "aggregation",
     "period_granularity",
     "channel_scope",
@@ -502,25 +639,29 @@ const FIELDS: [&str; 18] = [
     "active",
 ];
 
-/// Checks a `PUT settings` body (`{"metrics": [...]}`) and returns the new
-/// settings, or every problem found (each naming its field). Entries with
-/// `"builtin": true` may only switch a built-in on or off; all others are
-/// the workspace's complete custom set.
+/// The one place a `PUT settings` body (`{"definitions": [...]}`) becomes
+/// the internal model: checks it and returns the new settings, or every
+/// problem found (each naming its field). Entries with `"builtin": true`
+/// may only switch a built-in on or off; all others are the workspace's
+/// complete custom set.
 pub fn check_settings(body: &Value) -> Result<Settings, Vec<Problem>> {
     let mut c = Checker {
         problems: Vec::new(),
     };
     let Some(obj) = body.as_object() else {
-        c.bad("body", "must be a JSON object with a \"metrics\" array");
+        c.bad("body", "must be a JSON object with a \"definitions\" array");
         return Err(c.problems);
     };
     for k in obj.keys() {
-        if k != "metrics" {
-            c.bad(k.clone(), "unknown field (the body holds only \"metrics\")");
+        if k != "definitions" {
+            c.bad(
+                k.clone(),
+                "unknown field (the body holds only \"definitions\")",
+            );
         }
     }
-    let Some(items) = obj.get("metrics").and_then(Value::as_array) else {
-        c.bad("metrics", "is required and must be an array");
+    let Some(items) = obj.get("definitions").and_then(Value::as_array) else {
+        c.bad("definitions", "is required and must be an array");
         return Err(c.problems);
     };
     let builtin_keys: HashSet<&str> = builtins().iter().map(|b| b.key.as_str()).collect();
@@ -528,7 +669,7 @@ pub fn check_settings(body: &Value) -> Result<Settings, Vec<Problem>> {
     let mut seen = HashSet::new();
     let mut custom_count = 0;
     for (i, item) in items.iter().enumerate() {
-        let at = format!("metrics[{i}]");
+        let at = format!("definitions[{i}]");
         let Some(m) = item.as_object() else {
             c.bad(at, format!("must be an object, not {}", kind(item)));
             continue;
@@ -572,7 +713,7 @@ pub fn check_settings(body: &Value) -> Result<Settings, Vec<Problem>> {
     }
     if custom_count > MAX_CUSTOM_METRICS {
         c.bad(
-            "metrics",
+            "definitions",
             format!(
                 "{custom_count} custom metrics; a workspace holds at most {MAX_CUSTOM_METRICS}"
             ),
@@ -620,7 +761,7 @@ fn check_custom(
     let description = c
         .string(m, at, "description", false, MAX_DESCRIPTION_CHARS)
         .unwrap_or_default();
-    let unit = c.string(m, at, "unit", false, 32);
+    let unit = c.string(m, at, "unit", false, MAX_UNIT_CHARS);
     let metric_type = c.choice(
         m,
         at,
@@ -633,20 +774,28 @@ fn check_custom(
         None,
     );
     let sources: Vec<(&str, Source)> = Source::ALL.iter().map(|s| (s.name(), *s)).collect();
-    let source = c.choice(m, at, "source", &sources, Some(Source::CallIntelligence));
+    let source = c.choice(m, at, "source", &sources, None);
+    let event_types = check_event_types(c, m, at, source);
     let mode = c.choice(
         m,
         at,
         "extraction_mode",
         &[
             ("static", ExtractionMode::Static),
-            ("ai_query", ExtractionMode::AiQuery),
             ("ai_classify", ExtractionMode::AiClassify),
             ("ai_extract", ExtractionMode::AiExtract),
+            ("ai_query", ExtractionMode::AiQuery),
+            ("sql_expr", ExtractionMode::SqlExpr),
         ],
         None,
     );
-    let aggregation = c.choice(m, at, "aggregation", &Aggregation::CUSTOM, None);
+    let aggregation = c.choice(
+        m,
+        at,
+        "aggregation",
+        &Aggregation::CUSTOM,
+        Some(Aggregation::Count),
+    );
     let granularity = c.choice(
         m,
         at,
@@ -661,31 +810,23 @@ fn check_custom(
         m,
         at,
         "channel_scope",
-        &[
-            ("all", ChannelScope::All),
-            ("voice", ChannelScope::Voice),
-            ("text", ChannelScope::Text),
-            ("surface", ChannelScope::Surface),
-        ],
+        &ChannelScope::OPTIONS,
         Some(ChannelScope::All),
     );
-    let tiers = [
-        ("fast", ModelTier::Fast),
-        ("standard", ModelTier::Standard),
-        ("advanced", ModelTier::Advanced),
-    ];
-    let model_tier = c.choice(m, at, "model_tier", &tiers, Some(ModelTier::Fast));
+    let tiers: Vec<(&str, ModelTier)> = ModelTier::ALL.iter().map(|t| (t.name(), *t)).collect();
     let model_tier_given = !matches!(m.get("model_tier"), None | Some(Value::Null));
+    let model_tier = c.choice(m, at, "model_tier", &tiers, Some(ModelTier::Free));
     let extract_path = c.string(m, at, "extract_path", false, MAX_PATH_CHARS);
     let prompt = c.string(m, at, "ai_query_prompt", false, MAX_PROMPT_CHARS);
-    let labels = check_labels(c, m, at);
+    let labels = check_labels(c, m, at, "ai_labels");
+    let categories = check_labels(c, m, at, "categories");
     let vmin = c.number(m, at, "valid_range_min");
     let vmax = c.number(m, at, "valid_range_max");
     let active = c.boolean(m, at, "active").unwrap_or(true);
     if !matches!(m.get("sql_expr"), None | Some(Value::Null)) {
         c.bad(
             format!("{at}.sql_expr"),
-            "SQL expressions are reserved for built-in metrics; use extraction_mode \"static\" with extract_path",
+            "SQL expressions are reserved for built-in metrics (SQL injection risk); use extraction_mode \"static\" with extract_path, or \"ai_query\"",
         );
     }
     if let (Some(lo), Some(hi)) = (vmin, vmax)
@@ -702,6 +843,22 @@ fn check_custom(
             format!("{at}.valid_range_min"),
             "a valid range applies to numerical metrics only",
         );
+    }
+    if categories.is_some() && metric_type.is_some_and(|t| t != MetricType::Categorical) {
+        c.bad(
+            format!("{at}.categories"),
+            "applies to categorical metrics only",
+        );
+    }
+    if let (Some(labels), Some(cats)) = (&labels, &categories) {
+        for (i, l) in labels.iter().enumerate() {
+            if !cats.contains(l) {
+                c.bad(
+                    format!("{at}.ai_labels[{i}]"),
+                    format!("{l:?} is not one of the categories"),
+                );
+            }
+        }
     }
     if let (Some(t), Some(a)) = (metric_type, aggregation) {
         let ok = match t {
@@ -747,7 +904,6 @@ fn check_custom(
             for (field, present) in [
                 ("ai_query_prompt", prompt.is_some()),
                 ("ai_labels", labels.is_some()),
-                ("model_tier", model_tier_given),
             ] {
                 if present {
                     c.bad(
@@ -757,6 +913,10 @@ fn check_custom(
                 }
             }
         }
+        Some(ExtractionMode::SqlExpr) => c.bad(
+            format!("{at}.extraction_mode"),
+            "\"sql_expr\" is not available for custom metrics (SQL injection risk); use \"static\" or \"ai_query\"",
+        ),
         Some(ExtractionMode::AiQuery) => {
             if prompt.is_none() {
                 c.bad(
@@ -767,7 +927,7 @@ fn check_custom(
             if !model_tier_given {
                 c.bad(
                     format!("{at}.model_tier"),
-                    "is required when extraction_mode is \"ai_query\" (fast, standard or advanced)",
+                    "is required when extraction_mode is \"ai_query\" (free, fast, balanced or max)",
                 );
             }
         }
@@ -796,19 +956,20 @@ fn check_custom(
     if c.problems.len() > before {
         return None;
     }
-    let mode = mode?;
     Some(MetricDef {
         key: key?,
         name: name?,
         description,
         metric_type: metric_type?,
         source: source?,
-        extraction_mode: mode,
+        event_types: event_types?,
+        extraction_mode: mode?,
         extract_path,
         sql_expr: None,
         ai_query_prompt: prompt,
-        model_tier: if mode.is_ai() { model_tier } else { None },
+        model_tier: if model_tier_given { model_tier } else { None },
         ai_labels: labels,
+        categories,
         aggregation: aggregation?,
         period_granularity: granularity?,
         channel_scope: channel_scope?,
@@ -820,9 +981,88 @@ fn check_custom(
     })
 }
 
-fn check_labels(c: &mut Checker, m: &Map<String, Value>, at: &str) -> Option<Vec<String>> {
-    let field = format!("{at}.ai_labels");
-    match m.get("ai_labels") {
+/// `event_types`: required, one to [`MAX_EVENT_TYPES`] event types the
+/// source reads (`world_events` reads any).
+fn check_event_types(
+    c: &mut Checker,
+    m: &Map<String, Value>,
+    at: &str,
+    source: Option<Source>,
+) -> Option<Vec<String>> {
+    let field = format!("{at}.event_types");
+    let example = source
+        .unwrap_or(Source::CallIntelligence)
+        .event_types()
+        .iter()
+        .map(|t| format!("{t:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let items = match m.get("event_types") {
+        None | Some(Value::Null) => {
+            c.bad(
+                field,
+                format!("is required: the event types to scan (e.g. [{example}])"),
+            );
+            return None;
+        }
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            c.bad(
+                field,
+                format!("must be an array of event types, not {}", kind(other)),
+            );
+            return None;
+        }
+    };
+    if items.is_empty() || items.len() > MAX_EVENT_TYPES {
+        c.bad(
+            field,
+            format!(
+                "holds {} event types; give 1 to {MAX_EVENT_TYPES} (e.g. [{example}])",
+                items.len()
+            ),
+        );
+        return None;
+    }
+    let before = c.problems.len();
+    let mut out: Vec<String> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match item.as_str() {
+            Some(t) if !t.trim().is_empty() && t.chars().count() <= MAX_EVENT_TYPE_CHARS => {
+                if out.iter().any(|o| o == t) {
+                    c.bad(format!("{field}[{i}]"), format!("{t:?} appears twice"));
+                } else if let Some(s) = source
+                    && !s.accepts(t)
+                {
+                    c.bad(
+                        format!("{field}[{i}]"),
+                        format!(
+                            "source {} does not read {t:?} (it reads {example})",
+                            s.name()
+                        ),
+                    );
+                }
+                out.push(t.to_string());
+            }
+            _ => c.bad(
+                format!("{field}[{i}]"),
+                format!("must be a non-empty string of at most {MAX_EVENT_TYPE_CHARS} characters"),
+            ),
+        }
+    }
+    (c.problems.len() == before).then_some(out)
+}
+
+/// A list of labels (`ai_labels`, `categories`): 1 to [`MAX_LABELS`]
+/// distinct non-empty strings.
+fn check_labels(
+    c: &mut Checker,
+    m: &Map<String, Value>,
+    at: &str,
+    name: &str,
+) -> Option<Vec<String>> {
+    let field = format!("{at}.{name}");
+    match m.get(name) {
         None | Some(Value::Null) => None,
         Some(Value::Array(items)) => {
             if items.is_empty() {

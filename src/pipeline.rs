@@ -27,11 +27,12 @@ use crate::compile::ts;
 use crate::engine::Engine;
 use crate::engine::columns::{self, floats, ints, strings};
 use crate::metric_store::compile::{
-    self as mc, CATEGORY, ENTITY, Level, PERIOD, SERVICE, Selection,
+    self as mc, CATEGORY, DATA_SOURCE, ENTITY, Level, PERIOD, SERVICE, Selection,
 };
+use crate::metric_store::extract::Error as AiError;
 use crate::metric_store::extract::{self, Ai, Answer, Budget};
 use crate::metric_store::{
-    Aggregation, Granularity, MetricDef, MetricType, Settings, Source, wire,
+    Aggregation, DataSource, Granularity, MetricDef, MetricType, Settings, Source, wire,
 };
 use crate::storage::catalog::Catalog;
 use crate::storage::events::{DAY_MS, day_start_millis};
@@ -309,13 +310,24 @@ async fn compute_and_store_day(
     Ok(rows.len())
 }
 
-/// The events of a selection that any source reads, in memory.
-async fn day_table(engine: &Engine, sel: &Selection) -> Result<Arc<dyn TableSource>> {
+/// The events of a selection that any source or definition reads, in
+/// memory.
+async fn day_table(
+    engine: &Engine,
+    sel: &Selection,
+    defs: &[MetricDef],
+) -> Result<Arc<dyn TableSource>> {
+    let mut types: Vec<&str> = all_event_types();
+    for t in mc::event_types_of(defs) {
+        if !types.contains(&t) {
+            types.push(t);
+        }
+    }
     let df = engine
         .ctx
         .table("events")
         .await?
-        .filter(mc::selection_filter(sel, &all_event_types()))?;
+        .filter(mc::selection_filter(sel, &types))?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     let batches = engine.execute(df.logical_plan().clone()).await?;
     let table = MemTable::try_new(schema, vec![batches])?;
@@ -340,7 +352,7 @@ pub async fn compute_day(
         session_id: None,
         service_id: None,
     };
-    let table = day_table(engine, &sel).await?;
+    let table = day_table(engine, &sel, defs).await?;
     let mut rows = Vec::new();
     for source in Source::ALL {
         let of_source: Vec<&MetricDef> = defs.iter().filter(|d| d.source == source).collect();
@@ -395,10 +407,11 @@ impl Spec<'_> {
         period: i64,
         entity: Option<String>,
         service: Option<String>,
+        source: Option<&str>,
     ) -> ValueRow {
         let granularity = self.granularity.map(Granularity::name).unwrap_or("range");
         let period = (granularity, period, period + self.period_ms());
-        value_row(
+        let mut row = value_row(
             self.ws,
             def,
             period,
@@ -406,7 +419,11 @@ impl Spec<'_> {
             entity,
             service,
             self.now_ms,
-        )
+        );
+        if let Some(s) = source {
+            row.source = s.to_string();
+        }
+        row
     }
 }
 
@@ -430,7 +447,7 @@ fn value_row(
     ValueRow {
         workspace_id: ws.to_string(),
         metric_key: def.key.clone(),
-        source: def.source.name().to_string(),
+        source: DataSource::Production.name().to_string(),
         granularity: granularity.to_string(),
         period_start: start,
         period_end: end,
@@ -455,9 +472,9 @@ pub async fn compute(
     defs: &[&MetricDef],
 ) -> Result<Vec<ValueRow>> {
     let mut rows = Vec::new();
-    let Some(source) = defs.first().map(|d| d.source) else {
+    if defs.is_empty() {
         return Ok(rows);
-    };
+    }
     let hours = spec.period_ms() as f64 / 3_600_000.0;
     let numeric: Vec<&MetricDef> = defs
         .iter()
@@ -469,7 +486,6 @@ pub async fn compute(
             &engine.ctx,
             table.clone(),
             spec.sel,
-            source,
             spec.level,
             spec.granularity,
             &numeric,
@@ -480,7 +496,7 @@ pub async fn compute(
             // A day without events of the source: counts are 0, the rest
             // have no value (as SQL aggregates over no rows).
             for def in &numeric {
-                let mut row = spec.row(def, spec.sel.from_ms, None, None);
+                let mut row = spec.row(def, spec.sel.from_ms, None, None, None);
                 if matches!(
                     def.aggregation,
                     Aggregation::Count | Aggregation::Rate | Aggregation::CountDistinct
@@ -494,6 +510,7 @@ pub async fn compute(
             let periods = times(&b, PERIOD)?;
             let entities = strings(&b, ENTITY)?;
             let services = strings(&b, SERVICE)?;
+            let sources = strings(&b, DATA_SOURCE)?;
             for (i, def) in numeric.iter().enumerate() {
                 let v = floats(&b, &mc::value_col(i))?;
                 let n = ints(&b, &mc::sample_col(i))?;
@@ -501,8 +518,13 @@ pub async fn compute(
                     if n[r] == Some(0) && spec.level != Level::Workspace {
                         continue;
                     }
-                    let mut row =
-                        spec.row(def, periods[r], entities[r].clone(), services[r].clone());
+                    let mut row = spec.row(
+                        def,
+                        periods[r],
+                        entities[r].clone(),
+                        services[r].clone(),
+                        sources[r].as_deref(),
+                    );
                     row.value = v[r].map(|x| {
                         if def.aggregation == Aggregation::Rate {
                             x / hours
@@ -528,16 +550,18 @@ pub async fn compute(
             spec.granularity,
             def,
         )?;
-        let mut groups: BTreeMap<(i64, Option<String>), CategoryGroup> = BTreeMap::new();
+        type GroupKey = (i64, Option<String>, Option<String>);
+        let mut groups: BTreeMap<GroupKey, CategoryGroup> = BTreeMap::new();
         for b in engine.execute(plan).await? {
             let periods = times(&b, PERIOD)?;
             let entities = strings(&b, ENTITY)?;
             let services = strings(&b, SERVICE)?;
+            let sources = strings(&b, DATA_SOURCE)?;
             let cats = strings(&b, CATEGORY)?;
             let n = ints(&b, "n")?;
             for r in 0..b.num_rows() {
                 let g = groups
-                    .entry((periods[r], entities[r].clone()))
+                    .entry((periods[r], entities[r].clone(), sources[r].clone()))
                     .or_insert_with(|| (services[r].clone(), Vec::new()));
                 if let Some(c) = &cats[r] {
                     g.1.push((c.clone(), n[r].unwrap_or(0)));
@@ -546,15 +570,15 @@ pub async fn compute(
         }
         if groups.is_empty() && spec.level == Level::Workspace {
             // A period without events still has a (zero) count.
-            let mut row = spec.row(def, spec.sel.from_ms, None, None);
+            let mut row = spec.row(def, spec.sel.from_ms, None, None, None);
             if spec.granularity.is_none() || spec.granularity == Some(Granularity::Daily) {
                 row.value = Some(0.0);
                 rows.push(row);
             }
         }
-        for ((period, entity), (service, cats)) in groups {
+        for ((period, entity, source), (service, cats)) in groups {
             rows.extend(category_rows(
-                spec.row(def, period, entity, service),
+                spec.row(def, period, entity, service, source.as_deref()),
                 def,
                 &cats,
             ));
@@ -604,6 +628,8 @@ pub struct Conversation {
     pub session_id: String,
     pub last_ms: i64,
     pub service_id: Option<String>,
+    /// Whether any event of the conversation is simulated.
+    pub source: DataSource,
     pub text: String,
 }
 
@@ -629,16 +655,20 @@ pub async fn conversations(
         service_id: None,
     };
     let mut pred =
-        mc::selection_filter(&sel, def.source.event_types()).and(col("session_id").is_not_null());
-    if let Some(ch) = def.channel_scope.channel() {
-        pred = pred.and(col("channel").eq(lit(ch)));
+        mc::selection_filter(&sel, &def.event_types()).and(col("session_id").is_not_null());
+    if let Some((column, value)) = def.channel_scope.filter() {
+        pred = pred.and(col(column).eq(lit(value)));
     }
     let df = engine.ctx.table("events").await?.filter(pred.clone())?;
     let recent = df
         .clone()
         .aggregate(
             vec![col("session_id")],
-            vec![agg::max(col("time")).alias("last")],
+            vec![
+                agg::max(col("time")).alias("last"),
+                // "simulation" sorts after "production".
+                agg::max(mc::data_source_expr()).alias(DATA_SOURCE),
+            ],
         )?
         .sort(vec![
             col("last").sort(false, false),
@@ -646,14 +676,20 @@ pub async fn conversations(
         ])?;
     let batches = engine.execute(recent.logical_plan().clone()).await?;
     let mut picked: Vec<(String, i64)> = Vec::new();
+    let mut sources: HashMap<String, DataSource> = HashMap::new();
     for b in &batches {
         let ids = strings(b, "session_id")?;
         let last = times(b, "last")?;
-        for (id, t) in ids.into_iter().zip(last) {
+        let src = strings(b, DATA_SOURCE)?;
+        for ((id, t), s) in ids.into_iter().zip(last).zip(src) {
             if let Some(id) = id
                 && !exclude.contains(&id)
                 && picked.len() < limit
             {
+                sources.insert(
+                    id.clone(),
+                    DataSource::of_stored(s.as_deref().unwrap_or("")),
+                );
                 picked.push((id, t));
             }
         }
@@ -705,6 +741,7 @@ pub async fn conversations(
         .map(|(id, last_ms)| {
             let (service_id, text) = text.remove(&id).unwrap_or_default();
             Conversation {
+                source: sources.get(&id).copied().unwrap_or(DataSource::Production),
                 session_id: id,
                 last_ms,
                 service_id,
@@ -728,7 +765,7 @@ pub fn answer_rows(
 ) -> Vec<ValueRow> {
     let g = def.period_granularity;
     let period = period_of(conv.last_ms, g);
-    let base = value_row(
+    let mut base = value_row(
         ws,
         def,
         (g.name(), period, period + g.ms()),
@@ -737,6 +774,7 @@ pub fn answer_rows(
         conv.service_id.clone(),
         now_ms,
     );
+    base.source = conv.source.name().to_string();
     match answer {
         Answer::Number(v) => vec![ValueRow {
             value: Some(*v),
@@ -766,26 +804,27 @@ pub fn aggregate_ai(ws: &str, def: &MetricDef, entity: &[ValueRow], now_ms: i64)
     if def.period_granularity == Granularity::Hourly {
         grans.push(Granularity::Daily);
     }
-    type Key = (Granularity, i64, Level, Option<String>);
+    type Key = (Granularity, i64, DataSource, Level, Option<String>);
     let mut groups: BTreeMap<Key, Vec<&ValueRow>> = BTreeMap::new();
     for r in entity.iter().filter(|r| r.entity_type == "call") {
+        let source = DataSource::of_stored(&r.source);
         for g in &grans {
             let period = period_of(r.period_start, *g);
             groups
-                .entry((*g, period, Level::Workspace, None))
+                .entry((*g, period, source, Level::Workspace, None))
                 .or_default()
                 .push(r);
             if let Some(s) = &r.service_id {
                 groups
-                    .entry((*g, period, Level::Service, Some(s.clone())))
+                    .entry((*g, period, source, Level::Service, Some(s.clone())))
                     .or_default()
                     .push(r);
             }
         }
     }
     let mut out = Vec::new();
-    for ((g, period, level, service), rows) in groups {
-        let base = value_row(
+    for ((g, period, source, level, service), rows) in groups {
+        let mut base = value_row(
             ws,
             def,
             (g.name(), period, period + g.ms()),
@@ -794,6 +833,7 @@ pub fn aggregate_ai(ws: &str, def: &MetricDef, entity: &[ValueRow], now_ms: i64)
             None,
             now_ms,
         );
+        base.source = source.name().to_string();
         if def.metric_type == MetricType::Categorical {
             let mut cats: BTreeMap<String, i64> = BTreeMap::new();
             for r in &rows {
@@ -952,19 +992,33 @@ pub struct Evaluation {
     pub value: Option<f64>,
     pub categories: Option<BTreeMap<String, f64>>,
     pub sample_size: i64,
+    /// Production or simulation: the events the value came from.
+    pub source: DataSource,
+    pub period_start: i64,
+    pub period_end: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvaluateError {
+    /// No such subject, or no conversation summary for it.
     #[error("{0}")]
     NotFound(String),
+    /// The metric cannot be evaluated for this subject on demand.
     #[error("{0}")]
     NotEvaluable(String),
+    /// The server has no AI endpoint (or no model for the tier).
+    #[error("{0}")]
+    NotConfigured(String),
+    /// The AI endpoint failed.
+    #[error("{0}")]
+    Upstream(String),
+    /// The query failed.
     #[error(transparent)]
     Failed(#[from] Error),
 }
 
 /// Computes one metric for one subject over a range, without storing it.
+/// Without a subject, the value is the workspace's production value.
 pub async fn evaluate(
     engine: &Engine,
     ai: &Ai,
@@ -977,17 +1031,11 @@ pub async fn evaluate(
         require_subject(engine, sel).await?;
         let Some(session) = &sel.session_id else {
             return Err(EvaluateError::NotEvaluable(format!(
-                "{} is an AI metric ({}): it is evaluated per conversation; give entity_type \"call\" and a session_id",
+                "{} is an AI metric ({}): it is evaluated per conversation; give a subject_id",
                 def.key,
                 wire(def.extraction_mode)
             )));
         };
-        if let Some(e) = ai.unavailable(def) {
-            return Err(EvaluateError::NotEvaluable(format!(
-                "{} is an AI metric and {e}",
-                def.key
-            )));
-        }
         let convs = conversations(
             engine,
             &sel.workspace,
@@ -1000,16 +1048,28 @@ pub async fn evaluate(
         .await?;
         let Some(conv) = convs.into_iter().next() else {
             return Err(EvaluateError::NotFound(format!(
-                "call {session:?} has no {} events in the range",
+                "call {session:?} has no conversation summary ({} events of {}) in the range",
+                def.event_types().join(", "),
                 def.source.name()
             )));
         };
+        if let Some(e) = ai.unavailable(def) {
+            return Err(EvaluateError::NotConfigured(format!(
+                "{} is an AI metric and {e}",
+                def.key
+            )));
+        }
         let budget = Budget::new(1);
         let answer = extract::extract(ai, &budget, def, &conv.text)
             .await
-            .map_err(|e| EvaluateError::NotEvaluable(format!("{}: {e}", def.key)))?;
+            .map_err(|e| match e {
+                AiError::NotConfigured | AiError::NoModel(_) => {
+                    EvaluateError::NotConfigured(format!("{}: {e}", def.key))
+                }
+                other => EvaluateError::Upstream(format!("{}: {other}", def.key)),
+            })?;
         let rows = answer_rows(&sel.workspace, def, &conv, &answer, now_ms);
-        return Ok(summarise(def, &rows));
+        return Ok(summarise(def, &rows, conv.source, (sel.from_ms, sel.to_ms)));
     }
     let spec = Spec {
         ws: &sel.workspace,
@@ -1018,9 +1078,24 @@ pub async fn evaluate(
         sel,
         now_ms,
     };
-    // The selection names the subject, so every row is its own.
+    // The selection names the subject, so every row is its own: of one
+    // source, or (a call with simulated and real events) production's.
     let rows = compute(engine, engine.events_source(), &spec, &[def]).await?;
-    let evaluation = summarise(def, &rows);
+    let has = |s: DataSource| {
+        rows.iter()
+            .any(|r| r.category.is_none() && DataSource::of_stored(&r.source) == s)
+    };
+    let source =
+        if level == Level::Call && !has(DataSource::Production) && has(DataSource::Simulation) {
+            DataSource::Simulation
+        } else {
+            DataSource::Production
+        };
+    let rows: Vec<ValueRow> = rows
+        .into_iter()
+        .filter(|r| DataSource::of_stored(&r.source) == source)
+        .collect();
+    let evaluation = summarise(def, &rows, source, (sel.from_ms, sel.to_ms));
     if evaluation.sample_size == 0 {
         // No value: tell an unknown subject from one without such events.
         require_subject(engine, sel).await?;
@@ -1058,7 +1133,14 @@ async fn require_subject(engine: &Engine, sel: &Selection) -> Result<(), Evaluat
     )))
 }
 
-fn summarise(def: &MetricDef, rows: &[ValueRow]) -> Evaluation {
+/// The value of `rows` (one subject), its period the rows' own or else
+/// `range`.
+fn summarise(
+    def: &MetricDef,
+    rows: &[ValueRow],
+    source: DataSource,
+    range: (i64, i64),
+) -> Evaluation {
     let head = rows.iter().find(|r| r.category.is_none());
     let categories = (def.metric_type == MetricType::Categorical).then(|| {
         rows.iter()
@@ -1069,6 +1151,9 @@ fn summarise(def: &MetricDef, rows: &[ValueRow]) -> Evaluation {
         value: head.and_then(|r| r.value),
         categories,
         sample_size: head.map(|r| r.sample_size).unwrap_or(0),
+        source,
+        period_start: head.map(|r| r.period_start).unwrap_or(range.0),
+        period_end: head.map(|r| r.period_end).unwrap_or(range.1),
     }
 }
 
@@ -1078,8 +1163,9 @@ mod tests {
 
     #[test]
     fn ai_values_aggregate_per_period_level_and_day() {
-        let mut def = crate::metric_store::check_settings(&serde_json::json!({"metrics": [{
+        let mut def = crate::metric_store::check_settings(&serde_json::json!({"definitions": [{
             "key": "ai_score", "name": "AI score", "metric_type": "numerical",
+            "source": "call_intelligence", "event_types": ["call_intelligence.row"],
             "extraction_mode": "ai_query", "ai_query_prompt": "Score it", "model_tier": "fast",
             "aggregation": "avg", "period_granularity": "hourly"
         }]}))
@@ -1091,6 +1177,7 @@ mod tests {
             session_id: id.into(),
             last_ms: day + hour * 3_600_000 + 60_000,
             service_id: Some(svc.into()),
+            source: DataSource::Production,
             text: String::new(),
         };
         let mut entity = Vec::new();
@@ -1108,18 +1195,35 @@ mod tests {
             &Answer::Dropped("x".into()),
             0,
         ));
+        // A simulated conversation is aggregated apart from the real ones.
+        let simulated = Conversation {
+            source: DataSource::Simulation,
+            ..conv("e", 1, "s1")
+        };
+        entity.extend(answer_rows("ws", &def, &simulated, &Answer::Number(9.0), 0));
         assert!(entity.iter().all(|r| r.granularity == "hourly"));
         let agg = aggregate_ai("ws", &def, &entity, 0);
-        let find = |g: &str, level: &str, id: &str, start: i64| {
+        let find_in = |source: &str, g: &str, level: &str, id: &str, start: i64| {
             agg.iter()
                 .find(|r| {
-                    r.granularity == g
+                    r.source == source
+                        && r.granularity == g
                         && r.entity_type == level
                         && r.entity_id == id
                         && r.period_start == start
                 })
                 .map(|r| (r.value, r.sample_size))
         };
+        let find =
+            |g: &str, level: &str, id: &str, start: i64| find_in("production", g, level, id, start);
+        assert_eq!(
+            find_in("simulation", "daily", "workspace", "ws", day),
+            Some((Some(9.0), 1))
+        );
+        assert_eq!(
+            find_in("simulation", "daily", "service", "s1", day),
+            Some((Some(9.0), 1))
+        );
         assert_eq!(
             find("hourly", "workspace", "ws", day + 3_600_000),
             Some((Some(1.5), 2))

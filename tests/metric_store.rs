@@ -161,7 +161,7 @@ fn oracle(
 ) -> (Option<f64>, i64, BTreeMap<String, f64>) {
     let vals: Vec<V> = rows
         .iter()
-        .filter(|r| r.event_type == check.event_type)
+        .filter(|r| check.event_type.split('|').any(|t| t == r.event_type))
         .filter(|r| {
             check
                 .channel
@@ -271,14 +271,11 @@ fn checks() -> Vec<Check> {
             agg: Agg::Categories,
         },
         Check {
-            key: "quality_score_avg",
+            key: "voice_quality_score",
             event_type: "call_intelligence.row",
             channel: None,
-            hourly: true,
-            extract: |_, a| {
-                num(a, "quality_score")
-                    .filter(|v| matches!(v, V::Num(x) if (0.0..=100.0).contains(x)))
-            },
+            hourly: false,
+            extract: |_, a| num(a, "quality_score"),
             agg: Agg::Avg,
         },
         Check {
@@ -390,6 +387,45 @@ fn checks() -> Vec<Check> {
             agg: Agg::DistinctCategories,
         },
         Check {
+            key: "outbound_calls",
+            event_type: "call_intelligence.row",
+            channel: None,
+            hourly: false,
+            extract: |r, a| {
+                if r.direction.as_deref() == Some("outbound") {
+                    num(a, "turns")
+                } else {
+                    None
+                }
+            },
+            agg: Agg::Count,
+        },
+        Check {
+            key: "sentiment_known",
+            event_type: "call_intelligence.row",
+            channel: None,
+            hourly: false,
+            extract: |_, a| {
+                a.get("sentiment")
+                    .and_then(Value::as_str)
+                    .filter(|s| ["positive", "negative"].contains(s))
+                    .map(|s| V::Text(s.into()))
+            },
+            agg: Agg::Categories,
+        },
+        Check {
+            key: "world_and_emotion_events",
+            event_type: "world.event|emotion.detected",
+            channel: None,
+            hourly: false,
+            extract: |_, a| {
+                a.get("service_id")
+                    .and_then(Value::as_str)
+                    .map(|s| V::Text(s.into()))
+            },
+            agg: Agg::Count,
+        },
+        Check {
             key: "emotion_intensity_rate",
             event_type: "emotion.detected",
             channel: None,
@@ -400,28 +436,51 @@ fn checks() -> Vec<Check> {
     ]
 }
 
+/// A custom call_intelligence definition: `fields` plus the required
+/// source and event types.
+fn ci(fields: Value) -> Value {
+    let mut d = json!({"source": "call_intelligence", "event_types": ["call_intelligence.row"]});
+    for (k, v) in fields.as_object().unwrap() {
+        d[k] = v.clone();
+    }
+    d
+}
+
 fn custom_settings() -> Value {
-    json!({"metrics": [
-        {"key": "max_turns_voice", "name": "Most turns on a voice call", "metric_type": "numerical",
+    json!({"definitions": [
+        ci(json!({"key": "max_turns_voice", "name": "Most turns on a voice call", "metric_type": "numerical",
          "extraction_mode": "static", "extract_path": "$.turns", "aggregation": "max",
-         "period_granularity": "hourly", "channel_scope": "voice"},
-        {"key": "mid_quality_avg", "name": "Quality, 50 to 90 only", "metric_type": "numerical",
+         "period_granularity": "hourly", "channel_scope": "voice"})),
+        ci(json!({"key": "mid_quality_avg", "name": "Quality, 50 to 90 only", "metric_type": "numerical",
          "extraction_mode": "static", "extract_path": "$['quality_score']", "aggregation": "avg",
-         "valid_range_min": 50, "valid_range_max": 90},
-        {"key": "calls_by_service", "name": "Calls by service", "metric_type": "categorical",
-         "extraction_mode": "static", "extract_path": "$.service_id", "aggregation": "count"},
-        {"key": "resolved_calls", "name": "Resolved calls", "metric_type": "boolean",
-         "extraction_mode": "static", "extract_path": "$.resolved", "aggregation": "count"},
-        {"key": "agents_on_text", "name": "Agents on text", "metric_type": "categorical",
+         "valid_range_min": 50, "valid_range_max": 90})),
+        ci(json!({"key": "calls_by_service", "name": "Calls by service", "metric_type": "categorical",
+         "extraction_mode": "static", "extract_path": "$.service_id"})),
+        ci(json!({"key": "resolved_calls", "name": "Resolved calls", "metric_type": "boolean",
+         "extraction_mode": "static", "extract_path": "$.resolved", "aggregation": "count"})),
+        ci(json!({"key": "agents_on_text", "name": "Agents on text", "metric_type": "categorical",
          "extraction_mode": "static", "extract_path": "$.agent_id", "aggregation": "count_distinct",
-         "channel_scope": "text"},
+         "channel_scope": "text"})),
         {"key": "emotion_intensity_rate", "name": "Intensity readings per hour", "metric_type": "numerical",
-         "source": "emotion_events", "extraction_mode": "static", "extract_path": "$.intensity",
-         "aggregation": "rate", "period_granularity": "hourly"},
-        {"key": "switched_off", "name": "Inactive", "metric_type": "numerical",
-         "extraction_mode": "static", "extract_path": "$.turns", "aggregation": "sum", "active": false},
-        {"key": "surface_event_count", "builtin": true, "active": false}
+         "source": "emotion_events", "event_types": ["emotion.detected"], "extraction_mode": "static",
+         "extract_path": "$.intensity", "aggregation": "rate", "period_granularity": "hourly"},
+        ci(json!({"key": "switched_off", "name": "Inactive", "metric_type": "numerical",
+         "extraction_mode": "static", "extract_path": "$.turns", "aggregation": "sum", "active": false})),
+        {"key": "surface_event_count", "builtin": true, "active": false},
+        ci(json!({"key": "outbound_calls", "name": "Outbound calls", "metric_type": "numerical",
+         "extraction_mode": "static", "extract_path": "$.turns", "channel_scope": "outbound"})),
+        ci(json!({"key": "sentiment_known", "name": "Sentiment, two kinds only", "metric_type": "categorical",
+         "extraction_mode": "static", "extract_path": "$.sentiment", "aggregation": "count",
+         "categories": ["positive", "negative"]})),
+        {"key": "world_and_emotion_events", "name": "World and emotion events", "metric_type": "numerical",
+         "source": "world_events", "event_types": ["world.event", "emotion.detected"],
+         "extraction_mode": "static", "extract_path": "$.service_id", "aggregation": "count"}
     ]})
+}
+
+/// Events of simulated conversations (`attributes.simulation` true).
+fn simulated(r: &EventRow) -> bool {
+    attrs(r)["simulation"] == true
 }
 
 fn service_of(r: &EventRow) -> Option<String> {
@@ -501,7 +560,12 @@ async fn pipeline_values_match_independent_loops() {
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{b}");
-    assert_eq!(b["custom_count"], 7);
+    let definitions = b["definitions"].as_array().unwrap();
+    assert_eq!(definitions.len(), 41 + 10);
+    assert_eq!(
+        definitions.iter().filter(|d| d["builtin"] == false).count(),
+        10
+    );
 
     let opts = pipeline::Options {
         from: Some("2026-01-08".parse().unwrap()),
@@ -514,10 +578,19 @@ async fn pipeline_values_match_independent_loops() {
     assert!(report.values_written > 1000, "{report:?}");
 
     let rows = common::read_events(dir.path());
+    // Values default to production: simulated conversations apart.
     let demo: Vec<&EventRow> = rows
         .iter()
-        .filter(|r| r.workspace_id == "ws-demo")
+        .filter(|r| r.workspace_id == "ws-demo" && !simulated(r))
         .collect();
+    let simulations: Vec<&EventRow> = rows
+        .iter()
+        .filter(|r| r.workspace_id == "ws-demo" && simulated(r))
+        .collect();
+    assert!(
+        simulations.len() > 20,
+        "generate makes some simulated conversations"
+    );
     let checks = checks();
     let mut compared = 0;
     for check in &checks {
@@ -662,33 +735,43 @@ async fn pipeline_values_match_independent_loops() {
                 assert_value(check, &vals[0], &of_call, "call");
                 compared += 1;
             }
-            // evaluate over the call's day gives the same number, unstored.
-            let (s, e) = call(
-                &app,
-                "POST",
-                &format!("/v1/ws-demo/metrics/{}/evaluate", check.key),
-                Some("ms-viewer-token"),
-                Some(json!({"entity_type": "call", "entity_id": id, "date_from": "2026-01-08", "date_to": "2026-01-10"})),
-            )
-            .await;
-            assert_eq!(s, StatusCode::OK, "{e}");
-            assert_eq!(e["persisted"], false);
-            if n > 0 {
-                let (v3, _, _) = oracle(check, &of_call, 72.0);
-                assert!(
-                    close(e["value"].as_f64(), v3),
-                    "{} evaluate {id}: {} vs {v3:?}",
-                    check.key,
-                    e["value"]
-                );
-                assert_eq!(e["sample_size"].as_i64().unwrap(), n);
+            // evaluate over the call's day gives the same number, unstored,
+            // for the subject fields and for the documented subject_id.
+            for body in [
+                json!({"entity_type": "call", "entity_id": id, "date_from": "2026-01-08", "date_to": "2026-01-10"}),
+                json!({"subject_id": id, "date_from": "2026-01-08T00:00:00Z", "date_to": "2026-01-11T00:00:00"}),
+            ] {
+                let (s, e) = call(
+                    &app,
+                    "POST",
+                    &format!("/v1/ws-demo/metrics/{}/evaluate", check.key),
+                    Some("ms-viewer-token"),
+                    Some(body),
+                )
+                .await;
+                assert_eq!(s, StatusCode::OK, "{e}");
+                assert_eq!(e["persisted"], false);
+                let m = &e["metric"];
+                assert_eq!(m["entity_type"], "call");
+                assert_eq!(m["entity_id"], id.as_str());
+                assert_eq!(m["source"], "production");
+                if n > 0 {
+                    let (v3, _, _) = oracle(check, &of_call, 72.0);
+                    assert!(
+                        close(m["value"].as_f64(), v3),
+                        "{} evaluate {id}: {} vs {v3:?}",
+                        check.key,
+                        m["value"]
+                    );
+                    assert_eq!(m["event_count"].as_i64().unwrap(), n);
+                }
             }
         }
     }
     assert!(compared > 300, "compared {compared} values");
 
     // The same answers as CSV, row for row.
-    for key in ["call_outcome", "quality_score_avg"] {
+    for key in ["call_outcome", "voice_quality_score"] {
         let uri =
             format!("/v1/ws-demo/metrics/{key}?date_from=2026-01-08&date_to=2026-01-10&limit=365");
         let (_, json) = call(&app, "GET", &uri, Some("ms-viewer-token"), None).await;
@@ -696,7 +779,7 @@ async fn pipeline_values_match_independent_loops() {
         let mut lines = csv.lines();
         assert_eq!(
             lines.next().unwrap(),
-            "metric_key,granularity,period_start,period_end,scope,entity_type,entity_id,service_id,session_id,category,value,sample_size,computed_at"
+            "metric_key,source,granularity,period_start,period_end,scope,entity_type,entity_id,service_id,session_id,category,value,sample_size,computed_at"
         );
         let mut expected = Vec::new();
         for v in json["values"].as_array().unwrap() {
@@ -706,7 +789,7 @@ async fn pipeline_values_match_independent_loops() {
                     .unwrap_or_default()
             };
             expected.push(format!(
-                "{key},{},{},{},aggregate,workspace,ws-demo,,,,{},{},{}",
+                "{key},production,{},{},{},aggregate,workspace,ws-demo,,,,{},{},{}",
                 v["granularity"].as_str().unwrap(),
                 v["period_start"].as_str().unwrap(),
                 v["period_end"].as_str().unwrap(),
@@ -716,7 +799,7 @@ async fn pipeline_values_match_independent_loops() {
             ));
             for (c, n) in v["categories"].as_object().into_iter().flatten() {
                 expected.push(format!(
-                    "{key},{},{},{},aggregate,workspace,ws-demo,,,{c},{},,{}",
+                    "{key},production,{},{},{},aggregate,workspace,ws-demo,,,{c},{},,{}",
                     v["granularity"].as_str().unwrap(),
                     v["period_start"].as_str().unwrap(),
                     v["period_end"].as_str().unwrap(),
@@ -753,9 +836,10 @@ async fn pipeline_values_match_independent_loops() {
         .collect();
     assert_eq!(
         latest.len(),
-        41 - 1 + 6,
-        "40 active built-ins and 6 active custom metrics"
+        41 - 1 + 9,
+        "40 active built-ins and 9 active custom metrics"
     );
+    assert!(latest.iter().all(|m| m["source"] == "production"));
     assert!(!keys.contains("switched_off") && !keys.contains("surface_event_count"));
     for check in &checks {
         let m = latest
@@ -770,22 +854,90 @@ async fn pipeline_values_match_independent_loops() {
         assert_eq!(m["period_start"], expect_start, "{}", check.key);
         assert_value(check, m, &demo, "latest");
     }
+    // Simulated conversations have values of their own.
     let (_, b) = call(
         &app,
         "GET",
-        "/v1/ws-demo/metrics?source=emotion_events",
+        "/v1/ws-demo/metrics?source=simulation",
         Some("ms-viewer-token"),
         None,
     )
     .await;
-    assert!(
-        b["metrics"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|m| m["source"] == "emotion_events")
+    let sim = b["metrics"].as_array().unwrap();
+    assert!(sim.iter().all(|m| m["source"] == "simulation"), "{b}");
+    for check in &checks[..2] {
+        let m = sim.iter().find(|m| m["metric_key"] == check.key).unwrap();
+        assert_value(check, m, &simulations, "simulation");
+    }
+    // Only call_intelligence rows carry the mark.
+    assert!(!sim.iter().any(|m| m["metric_key"] == "emotion_count"));
+    let (_, b) = call(
+        &app,
+        "GET",
+        "/v1/ws-demo/metrics?source=all",
+        Some("ms-viewer-token"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        b["metrics"].as_array().unwrap().len(),
+        latest.len() + sim.len()
     );
-    assert_eq!(b["metrics"].as_array().unwrap().len(), 5);
+    let (_, b) = call(
+        &app,
+        "GET",
+        "/v1/ws-demo/metrics/call_count?source=simulation&date_from=2026-01-09&date_to=2026-01-09&granularity=daily",
+        Some("ms-viewer-token"),
+        None,
+    )
+    .await;
+    assert_value(
+        &checks[0],
+        &b["values"][0],
+        &simulations,
+        "simulation values",
+    );
+    // Per call, entity scope: the newest value of each call; scope all
+    // adds the workspace's.
+    let (s, b) = call(
+        &app,
+        "GET",
+        &format!("/v1/ws-demo/metrics?scope=entity&entity_id={}", calls[0]),
+        Some("ms-viewer-token"),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let per_call = b["metrics"].as_array().unwrap();
+    assert!(!per_call.is_empty());
+    assert!(
+        per_call
+            .iter()
+            .all(|m| m["entity_id"] == calls[0].as_str() && m["scope"] == "entity")
+    );
+    let (_, b) = call(
+        &app,
+        "GET",
+        &format!("/v1/ws-demo/metrics?scope=all&session_id={}", calls[0]),
+        Some("ms-viewer-token"),
+        None,
+    )
+    .await;
+    assert_eq!(b["metrics"].as_array().unwrap().len(), per_call.len());
+    let (_, b) = call(
+        &app,
+        "GET",
+        "/v1/ws-demo/metrics?scope=all",
+        Some("ms-viewer-token"),
+        None,
+    )
+    .await;
+    let both = b["metrics"].as_array().unwrap();
+    assert!(both.iter().any(|m| m["scope"] == "entity"));
+    assert_eq!(
+        both.iter().filter(|m| m["scope"] == "aggregate").count(),
+        latest.len()
+    );
 
     // Tenants are walls: ws-acme's values are its own.
     let (s, _) = call(
@@ -807,7 +959,7 @@ async fn pipeline_values_match_independent_loops() {
     .await;
     let acme: Vec<&EventRow> = rows
         .iter()
-        .filter(|r| r.workspace_id == "ws-acme")
+        .filter(|r| r.workspace_id == "ws-acme" && !simulated(r))
         .collect();
     assert_value(&checks[0], &b["values"][0], &acme, "acme");
     let (s, b) = call(
@@ -849,9 +1001,12 @@ async fn pipeline_values_match_independent_loops() {
     // metric the newest days lack: a metric added, then computed for the
     // first day only.
     let mut settings = custom_settings();
-    settings["metrics"].as_array_mut().unwrap().push(json!({
+    settings["definitions"]
+        .as_array_mut()
+        .unwrap()
+        .push(ci(json!({
         "key": "late_metric", "name": "Late", "metric_type": "numerical",
-        "extraction_mode": "static", "extract_path": "$.turns", "aggregation": "sum"}));
+        "extraction_mode": "static", "extract_path": "$.turns", "aggregation": "sum"})));
     let (s, _) = call(
         &app,
         "PUT",
@@ -930,9 +1085,10 @@ async fn settings_roles_and_errors() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(b["metrics"].as_array().unwrap().len(), 41);
+    assert_eq!(b.as_object().unwrap().len(), 1, "only definitions: {b}");
+    assert_eq!(b["definitions"].as_array().unwrap().len(), 41);
     assert!(
-        b["metrics"]
+        b["definitions"]
             .as_array()
             .unwrap()
             .iter()
@@ -988,9 +1144,9 @@ async fn settings_roles_and_errors() {
         None,
     )
     .await;
-    let all = b["metrics"].as_array().unwrap();
-    assert_eq!(all.len(), 48);
-    assert_eq!(all.iter().filter(|m| m["builtin"] == false).count(), 7);
+    let all = b["definitions"].as_array().unwrap();
+    assert_eq!(all.len(), 51);
+    assert_eq!(all.iter().filter(|m| m["builtin"] == false).count(), 10);
     assert_eq!(
         all.iter()
             .find(|m| m["key"] == "surface_event_count")
@@ -1000,8 +1156,8 @@ async fn settings_roles_and_errors() {
 
     // A bad PUT is a 400 naming the field, and changes nothing.
     let mut bad = custom_settings();
-    bad["metrics"][2]["key"] = json!("Calls By Service");
-    bad["metrics"][0]["ai_query_prompt"] = json!("x");
+    bad["definitions"][2]["key"] = json!("Calls By Service");
+    bad["definitions"][0]["ai_query_prompt"] = json!("x");
     let (s, b) = call(
         &app,
         "PUT",
@@ -1012,14 +1168,14 @@ async fn settings_roles_and_errors() {
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(b["code"], "VALIDATION_ERROR");
-    assert_eq!(b["field"], "metrics[0].ai_query_prompt");
+    assert_eq!(b["field"], "definitions[0].ai_query_prompt");
     let fields: Vec<&str> = b["errors"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| e["field"].as_str().unwrap())
         .collect();
-    assert!(fields.contains(&"metrics[2].key"), "{fields:?}");
+    assert!(fields.contains(&"definitions[2].key"), "{fields:?}");
     let (_, after) = call(
         &app,
         "GET",
@@ -1028,7 +1184,35 @@ async fn settings_roles_and_errors() {
         None,
     )
     .await;
-    assert_eq!(after["metrics"].as_array().unwrap().len(), 48);
+    assert_eq!(after["definitions"].as_array().unwrap().len(), 51);
+    // The settings as read back are accepted as they are.
+    let (s, b) = call(
+        &app,
+        "PUT",
+        "/v1/ws-demo/settings/metrics",
+        Some("ms-admin-token"),
+        Some(after.clone()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b, after);
+    // A custom metric without event_types is refused, naming the field.
+    let mut no_types = custom_settings();
+    no_types["definitions"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("event_types");
+    let (s, b) = call(
+        &app,
+        "PUT",
+        "/v1/ws-demo/settings/metrics",
+        Some("ms-admin-token"),
+        Some(no_types),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(b["code"], "VALIDATION_ERROR");
+    assert_eq!(b["field"], "definitions[0].event_types");
     // Malformed JSON, wrong shapes: 400 with the documented body.
     let req = Request::builder()
         .method("PUT")
@@ -1044,13 +1228,13 @@ async fn settings_roles_and_errors() {
         "PUT",
         "/v1/ws-demo/settings/metrics",
         Some("ms-admin-token"),
-        Some(json!({"metrics": []})),
+        Some(json!({"definitions": []})),
     )
     .await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(b["metrics"].as_array().unwrap().len(), 41);
+    assert_eq!(b["definitions"].as_array().unwrap().len(), 41);
     assert_eq!(
-        b["metrics"]
+        b["definitions"]
             .as_array()
             .unwrap()
             .iter()
@@ -1107,7 +1291,21 @@ async fn settings_roles_and_errors() {
             "/v1/ws-demo/metrics?entity_type=planet",
             StatusCode::BAD_REQUEST,
         ),
-        ("/v1/ws-demo/metrics?scope=entity", StatusCode::BAD_REQUEST),
+        (
+            "/v1/ws-demo/metrics?scope=everything",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("/v1/ws-demo/metrics?scope=entity", StatusCode::OK),
+        ("/v1/ws-demo/metrics?scope=all", StatusCode::OK),
+        ("/v1/ws-demo/metrics?source=all", StatusCode::OK),
+        (
+            "/v1/ws-demo/metrics/call_count/trend?source=all",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/v1/ws-demo/metrics/call_count?date_from=2026-01-10T00:00:00",
+            StatusCode::OK,
+        ),
         (
             "/v1/ws-demo/metrics?scope=aggregate&session_id=x",
             StatusCode::BAD_REQUEST,
@@ -1163,8 +1361,8 @@ async fn settings_roles_and_errors() {
     )
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
-    let ai_metric = json!({"metrics": [{"key": "ai_quality", "name": "AI quality", "metric_type": "numerical",
-        "extraction_mode": "ai_query", "ai_query_prompt": "Rate the call 0-100", "model_tier": "fast", "aggregation": "avg"}]});
+    let ai_metric = json!({"definitions": [ci(json!({"key": "ai_quality", "name": "AI quality", "metric_type": "numerical",
+        "extraction_mode": "ai_query", "ai_query_prompt": "Rate the call 0-100", "model_tier": "fast", "aggregation": "avg"}))]});
     let (s, _) = call(
         &app,
         "PUT",
@@ -1183,6 +1381,36 @@ async fn settings_roles_and_errors() {
     )
     .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    // A call that exists, but no AI endpoint: 503; an unknown call: 404.
+    let rows = common::read_events(dir.path());
+    let a_call = rows
+        .iter()
+        .find(|r| {
+            r.workspace_id == "ws-demo"
+                && r.event_type == "call_intelligence.row"
+                && r.time < ms("2026-01-10T12:00:00Z")
+        })
+        .and_then(|r| r.session_id.clone())
+        .unwrap();
+    let (s, b) = call(
+        &app,
+        "POST",
+        "/v1/ws-demo/metrics/ai_quality/evaluate",
+        Some("ms-viewer-token"),
+        Some(json!({"subject_id": a_call})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
+    assert_eq!(b["code"], "NOT_CONFIGURED");
+    let (s, b) = call(
+        &app,
+        "POST",
+        "/v1/ws-demo/metrics/ai_quality/evaluate",
+        Some("ms-viewer-token"),
+        Some(json!({"subject_id": "CA-not-a-call"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
     let (_, c) = call(
         &app,
         "GET",
@@ -1277,9 +1505,9 @@ async fn ai_query_metric_through_a_local_protocol_server() {
         budget: 5000,
     };
     let app = app(engine.clone(), now, ai.clone());
-    let settings = json!({"metrics": [{"key": "ai_quality", "name": "AI quality", "metric_type": "numerical",
+    let settings = json!({"definitions": [ci(json!({"key": "ai_quality", "name": "AI quality", "metric_type": "numerical",
         "extraction_mode": "ai_query", "ai_query_prompt": "Rate the call from 0 to 100.", "model_tier": "fast",
-        "aggregation": "avg", "valid_range_min": 0, "valid_range_max": 100}]});
+        "aggregation": "avg", "valid_range_min": 0, "valid_range_max": 100}))]});
     let (s, b) = call(
         &app,
         "PUT",
@@ -1299,7 +1527,8 @@ async fn ai_query_metric_through_a_local_protocol_server() {
 
     // The oracle: the 500 most recent ws-demo calls of the last 24 hours.
     let rows = common::read_events(dir.path());
-    let mut calls: Vec<(i64, String, f64)> = rows
+    // Simulated conversations are valued too, their values apart.
+    let mut calls: Vec<(i64, String, f64, bool)> = rows
         .iter()
         .filter(|r| r.workspace_id == "ws-demo" && r.event_type == "call_intelligence.row")
         .filter(|r| r.time >= ms(now) - DAY && r.time < ms(now))
@@ -1308,6 +1537,7 @@ async fn ai_query_metric_through_a_local_protocol_server() {
                 r.time,
                 r.session_id.clone().unwrap(),
                 attrs(r)["quality_score"].as_f64().unwrap(),
+                simulated(r),
             )
         })
         .collect();
@@ -1334,7 +1564,8 @@ async fn ai_query_metric_through_a_local_protocol_server() {
 
     // Per-call values and the aggregate, by day.
     let mut by_day: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for c in &first {
+    assert!(first.iter().any(|c| c.3), "some of them simulated");
+    for c in first.iter().filter(|c| !c.3) {
         if c.2 * 1.5 <= 100.0 {
             by_day
                 .entry(metricstore::storage::events::date_of_millis(c.0))
@@ -1363,9 +1594,26 @@ async fn ai_query_metric_through_a_local_protocol_server() {
         assert_eq!(v["sample_size"].as_i64().unwrap(), vals.len() as i64);
     }
     let (kept_call, dropped_call) = (
-        first.iter().find(|c| c.2 * 1.5 <= 100.0).unwrap(),
-        first.iter().find(|c| c.2 * 1.5 > 100.0).unwrap(),
+        first.iter().find(|c| !c.3 && c.2 * 1.5 <= 100.0).unwrap(),
+        first.iter().find(|c| !c.3 && c.2 * 1.5 > 100.0).unwrap(),
     );
+    let sim_call = first.iter().find(|c| c.3 && c.2 * 1.5 <= 100.0).unwrap();
+    let (_, b) = call(
+        &app,
+        "GET",
+        &format!(
+            "/v1/ws-demo/metrics/ai_quality?source=simulation&session_id={}&date_from=2026-01-09&date_to=2026-01-10",
+            sim_call.1
+        ),
+        Some("ms-viewer-token"),
+        None,
+    )
+    .await;
+    assert_eq!(b["values"][0]["source"], "simulation", "{b}");
+    assert!(close(
+        b["values"][0]["value"].as_f64(),
+        Some(sim_call.2 * 1.5)
+    ));
     let (_, b) = call(
         &app,
         "GET",
@@ -1408,16 +1656,38 @@ async fn ai_query_metric_through_a_local_protocol_server() {
     assert!(requests.load(Ordering::SeqCst) - before >= calls.len() - 500);
 
     // evaluate asks the model about one call, without storing anything.
+    for body in [
+        json!({"session_id": kept_call.1}),
+        json!({"subject_id": kept_call.1}),
+    ] {
+        let (s, e) = call(
+            &app,
+            "POST",
+            "/v1/ws-demo/metrics/ai_quality/evaluate",
+            Some("ms-viewer-token"),
+            Some(body),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{e}");
+        assert!(close(
+            e["metric"]["value"].as_f64(),
+            Some(kept_call.2 * 1.5)
+        ));
+        assert_eq!(e["metric"]["event_count"], 1);
+        assert_eq!(e["metric"]["source"], "production");
+        let day = metricstore::storage::events::date_of_millis(kept_call.0);
+        assert_eq!(e["metric"]["period_start"], format!("{day}T00:00:00Z"));
+    }
     let (s, e) = call(
         &app,
         "POST",
         "/v1/ws-demo/metrics/ai_quality/evaluate",
         Some("ms-viewer-token"),
-        Some(json!({"session_id": kept_call.1})),
+        Some(json!({"subject_id": sim_call.1})),
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{e}");
-    assert!(close(e["value"].as_f64(), Some(kept_call.2 * 1.5)));
+    assert_eq!(e["metric"]["source"], "simulation");
     let (s, _) = call(
         &app,
         "POST",
@@ -1609,7 +1879,7 @@ async fn chat_client_times_out_retries_and_gives_up() {
             api_key: None,
             models: [
                 ("fast".to_string(), "m".to_string()),
-                ("advanced".to_string(), "broken".to_string()),
+                ("max".to_string(), "broken".to_string()),
             ]
             .into(),
             timeout: std::time::Duration::from_millis(300),
@@ -1623,11 +1893,11 @@ async fn chat_client_times_out_retries_and_gives_up() {
     assert_eq!(c.complete(ModelTier::Fast, "s", "u").await.unwrap(), "yes");
     assert_eq!(hits.load(Ordering::SeqCst), 2);
     // A 4xx is not retried; an unmapped tier is refused before any request.
-    let err = c.complete(ModelTier::Advanced, "s", "u").await.unwrap_err();
+    let err = c.complete(ModelTier::Max, "s", "u").await.unwrap_err();
     assert!(err.to_string().contains("400"), "{err}");
     assert_eq!(hits.load(Ordering::SeqCst), 3);
-    assert!(!c.has_model(ModelTier::Standard));
-    assert!(c.complete(ModelTier::Standard, "s", "u").await.is_err());
+    assert!(!c.has_model(ModelTier::Balanced));
+    assert!(c.complete(ModelTier::Balanced, "s", "u").await.is_err());
     assert_eq!(hits.load(Ordering::SeqCst), 3);
     // No retries left: the timeout is the answer.
     hits.store(0, Ordering::SeqCst);

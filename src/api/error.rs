@@ -41,6 +41,13 @@ pub enum ApiError {
         message: String,
         retry_after: Duration,
     },
+    /// A service this server depends on (an AI endpoint, a query)
+    /// failed: logged in full, answered generically.
+    #[error("bad gateway: {0}")]
+    BadGateway(String),
+    /// A feature this server is not configured for.
+    #[error("{0}")]
+    NotConfigured(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -82,7 +89,8 @@ impl ApiError {
             Self::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable { .. } | Self::NotConfigured(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -100,6 +108,8 @@ impl ApiError {
             Self::Unprocessable(_) => "NOT_EVALUABLE",
             Self::TooManyRequests(_) => "TOO_MANY_REQUESTS",
             Self::Unavailable { .. } => "SERVICE_UNAVAILABLE",
+            Self::NotConfigured(_) => "NOT_CONFIGURED",
+            Self::BadGateway(_) => "BAD_GATEWAY",
             Self::Internal(_) => "INTERNAL_ERROR",
         }
     }
@@ -112,6 +122,10 @@ impl IntoResponse for ApiError {
             Self::Internal(detail) => {
                 tracing::error!(error = %detail, "request failed");
                 "internal error; the server log has the details".to_string()
+            }
+            Self::BadGateway(detail) => {
+                tracing::error!(error = %detail, "upstream failed");
+                "the analytics query failed; retry after a few seconds".to_string()
             }
             other => other.to_string(),
         };

@@ -21,6 +21,7 @@ use crate::metric_store::values::{Lookup, lookup, newest};
 use crate::metric_store::{self as ms, Granularity, MetricDef, Settings, check_settings};
 use crate::pipeline::{self, EvaluateError};
 use crate::storage::catalog::UpdateError;
+use crate::storage::values::ValueRow;
 use types::*;
 
 use crate::storage::events::DAY_MS;
@@ -101,14 +102,9 @@ fn range(p: &HashMap<String, String>, now: i64, default_span: i64) -> Result<(i6
     Ok((from_ms, to_ms))
 }
 
-fn settings_response(ws: String, s: &Settings) -> SettingsResponse {
-    let metrics = s.all();
+fn settings_response(s: &Settings) -> SettingsResponse {
     SettingsResponse {
-        workspace_id: ws,
-        builtin_count: metrics.iter().filter(|m| m.builtin).count(),
-        custom_count: s.custom.len(),
-        max_custom_metrics: ms::MAX_CUSTOM_METRICS,
-        metrics,
+        definitions: s.all(),
     }
 }
 
@@ -121,7 +117,7 @@ pub async fn get_settings(
     let ws = ws_path(path)?;
     principal.require(&ws)?;
     let s = settings(&state, &ws).await?;
-    Ok(Json(settings_response(ws, &s)))
+    Ok(Json(settings_response(&s)))
 }
 
 /// `PUT /v1/{workspace_id}/settings/metrics`: replaces the custom set (and
@@ -164,7 +160,7 @@ pub async fn put_settings(
             }
             UpdateError::Storage(e) => ApiError::internal(e),
         })?;
-    Ok(Json(settings_response(ws, &new)))
+    Ok(Json(settings_response(&new)))
 }
 
 /// Why an AI metric cannot be computed on this server, if so.
@@ -176,7 +172,7 @@ fn ai_unavailable(state: &AppState, def: &MetricDef) -> Option<String> {
     Some(format!("AI metric: {e}"))
 }
 
-fn lookup_for(ws: &str, subject: &Subject) -> Lookup {
+fn lookup_for(ws: &str, subject: &Subject, source: Option<ms::DataSource>) -> Lookup {
     Lookup {
         workspace: ws.to_string(),
         entity_type: Some(subject.level.entity_type().to_string()),
@@ -184,6 +180,7 @@ fn lookup_for(ws: &str, subject: &Subject) -> Lookup {
             Level::Workspace => Some(ws.to_string()),
             _ => subject.entity_id.clone(),
         },
+        source,
         ..Default::default()
     }
 }
@@ -205,7 +202,8 @@ fn own_granularity(def: &MetricDef, values: Vec<MetricValue>) -> Vec<MetricValue
     }
 }
 
-/// `GET /v1/{workspace_id}/metrics`: the newest value of every metric.
+/// `GET /v1/{workspace_id}/metrics`: the newest value of every active
+/// metric, per subject and source the parameters select.
 pub async fn latest(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -217,49 +215,60 @@ pub async fn latest(
     principal.require(&ws)?;
     let p = params(query)?;
     check_params(&p, &["source"])?;
-    let source = match p.get("source") {
-        None => None,
-        Some(s) => Some(ms::Source::parse(s).ok_or_else(|| {
-            ApiError::bad(
-                "INVALID_PARAMETER",
-                format!(
-                    "source {s:?} is not one of {}",
-                    ms::Source::ALL.map(|s| s.name()).join(", ")
-                ),
-            )
-        })?),
-    };
-    let subject = subject(&p)?;
+    let source = source_param(&p, true)?;
+    let lookups = latest_lookups(&p, &ws)?;
     let defs: Vec<MetricDef> = settings(&state, &ws)
         .await?
         .all()
         .into_iter()
-        .filter(|d| d.active && source.is_none_or(|s| d.source == s))
+        .filter(|d| d.active)
         .collect();
-    let mut q = lookup_for(&ws, &subject);
-    q.keys = Some(defs.iter().map(|d| d.key.clone()).collect());
-    let rows = newest(&state.engine, &q).await?;
-    let mut by_key: HashMap<&str, Vec<crate::storage::values::ValueRow>> = HashMap::new();
-    for r in rows {
-        if let Some(d) = defs.iter().find(|d| d.key == r.metric_key) {
-            by_key.entry(d.key.as_str()).or_default().push(r);
+    let keys: Vec<String> = defs.iter().map(|d| d.key.clone()).collect();
+    // Per lookup (level), per metric: the newest value of each subject
+    // and source.
+    let mut found: HashMap<&str, Vec<MetricValue>> = HashMap::new();
+    for mut q in lookups {
+        q.keys = Some(keys.clone());
+        q.source = source;
+        let rows = newest(&state.engine, &q).await?;
+        let mut by_key: HashMap<&str, Vec<ValueRow>> = HashMap::new();
+        for r in rows {
+            if let Some(d) = defs.iter().find(|d| d.key == r.metric_key) {
+                by_key.entry(d.key.as_str()).or_default().push(r);
+            }
+        }
+        for def in &defs {
+            let rows = by_key.remove(def.key.as_str()).unwrap_or_default();
+            let mut per_subject: BTreeMap<(String, String), MetricValue> = BTreeMap::new();
+            for v in own_granularity(def, assemble(def, &rows)) {
+                let k = (v.entity_id.clone(), v.source.clone());
+                if per_subject
+                    .get(&k)
+                    .is_none_or(|old| old.period_start_ms < v.period_start_ms)
+                {
+                    per_subject.insert(k, v);
+                }
+            }
+            found
+                .entry(def.key.as_str())
+                .or_default()
+                .extend(per_subject.into_values());
         }
     }
     let mut metrics = Vec::new();
     let mut not_computed = Vec::new();
     for def in &defs {
-        let rows = by_key.remove(def.key.as_str()).unwrap_or_default();
-        let values = own_granularity(def, assemble(def, &rows));
-        match values.into_iter().max_by_key(|v| v.period_start_ms) {
-            Some(v) => metrics.push(v),
-            None => not_computed.push(NotComputed {
+        let values = found.remove(def.key.as_str()).unwrap_or_default();
+        if values.is_empty() {
+            not_computed.push(NotComputed {
                 metric_key: def.key.clone(),
                 reason: match ai_unavailable(&state, def) {
                     Some(why) => why,
                     None => "no stored value for this subject yet (the pipeline has not run over its events)".into(),
                 },
-            }),
+            });
         }
+        metrics.extend(values);
     }
     let answer = LatestResponse {
         workspace_id: ws,
@@ -286,9 +295,13 @@ pub async fn values(
     let (ws, key) = ws_key_path(path)?;
     principal.require(&ws)?;
     let p = params(query)?;
-    check_params(&p, &["date_from", "date_to", "limit", "granularity"])?;
+    check_params(
+        &p,
+        &["date_from", "date_to", "limit", "granularity", "source"],
+    )?;
     let def = metric(&state, &ws, &key).await?;
-    let limit = int_param(&p, "limit", 1, 365, 30)?;
+    let limit = int_param(&p, "limit", 1, 365, 90)?;
+    let source = source_param(&p, true)?;
     let subject = subject(&p)?;
     let (from_ms, to_ms) = range(&p, state.clock.now_ms(), 30 * DAY_MS)?;
     let granularity = match p.get("granularity") {
@@ -300,7 +313,7 @@ pub async fn values(
             )
         })?),
     };
-    let mut q = lookup_for(&ws, &subject);
+    let mut q = lookup_for(&ws, &subject, source);
     q.keys = Some(vec![def.key.clone()]);
     q.from_ms = Some(from_ms);
     q.to_ms = Some(to_ms);
@@ -354,14 +367,15 @@ pub async fn trend(
     let (ws, key) = ws_key_path(path)?;
     principal.require(&ws)?;
     let p = params(query)?;
-    check_params(&p, &["days"])?;
+    check_params(&p, &["days", "source"])?;
     let def = metric(&state, &ws, &key).await?;
     let days = int_param(&p, "days", 1, 365, 30)?;
+    let source = source_param(&p, false)?;
     let subject = subject(&p)?;
     let today = state.clock.now_ms().div_euclid(DAY_MS) * DAY_MS;
     let from_ms = today - (days - 1) * DAY_MS;
     let to_ms = today + DAY_MS;
-    let mut q = lookup_for(&ws, &subject);
+    let mut q = lookup_for(&ws, &subject, source);
     q.keys = Some(vec![def.key.clone()]);
     q.granularity = Some(Granularity::Daily);
     q.from_ms = Some(from_ms);
@@ -440,6 +454,7 @@ pub async fn catalog(
                     .map(|ms| crate::api::alexa::types::timestamp(*ms)),
                 computable: unavailable.is_none(),
                 reason: unavailable,
+                event_types: d.event_types().iter().map(|t| t.to_string()).collect(),
                 key: d.key,
                 name: d.name,
                 description: d.description,
@@ -469,8 +484,9 @@ pub async fn catalog(
 }
 
 /// `POST /v1/{workspace_id}/metrics/{metric_key}/evaluate`: computes a
-/// value now, for a subject and range (default: the last 24 hours),
-/// without storing it.
+/// value now, without storing it: for `subject_id` (a call's
+/// `session_id`), or the subject and range of the other fields (default:
+/// the workspace, the last 24 hours).
 pub async fn evaluate(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -480,25 +496,7 @@ pub async fn evaluate(
 ) -> Result<Answer<EvaluateResponse>, ApiError> {
     let (ws, key) = ws_key_path(path)?;
     principal.require(&ws)?;
-    let obj = body
-        .as_object()
-        .ok_or_else(|| ApiError::bad("INVALID_REQUEST_BODY", "the body must be a JSON object"))?;
-    check_names(obj.keys(), &["date_from", "date_to"], "field")?;
-    let mut p = HashMap::new();
-    for (k, v) in obj {
-        match v {
-            JsonValue::Null => {}
-            JsonValue::String(s) => {
-                p.insert(k.clone(), s.clone());
-            }
-            other => {
-                return Err(ApiError::bad(
-                    "INVALID_PARAMETER",
-                    format!("{k} must be a string, not {other}"),
-                ));
-            }
-        }
-    }
+    let p = evaluate_params(&body)?;
     let def = metric(&state, &ws, &key).await?;
     let subject = subject(&p)?;
     let now = state.clock.now_ms();
@@ -515,31 +513,73 @@ pub async fn evaluate(
         .map_err(|e| match e {
             EvaluateError::NotFound(m) => ApiError::not_found("SUBJECT_NOT_FOUND", m),
             EvaluateError::NotEvaluable(m) => ApiError::Unprocessable(m),
-            EvaluateError::Failed(e) => ApiError::internal(e),
+            EvaluateError::NotConfigured(m) => ApiError::NotConfigured(m),
+            EvaluateError::Upstream(m) => ApiError::BadGateway(m),
+            EvaluateError::Failed(e) => ApiError::BadGateway(e.to_string()),
         })?;
+    let timestamp = crate::api::alexa::types::timestamp;
     let answer = EvaluateResponse {
-        workspace_id: ws.clone(),
-        metric_key: def.key.clone(),
-        name: def.name.clone(),
-        metric_type: def.metric_type,
-        aggregation: def.aggregation,
-        unit: def.unit.clone(),
-        scope: subject.level.scope().to_string(),
-        entity_type: subject.level.entity_type().to_string(),
-        entity_id: subject.entity_id.clone().unwrap_or(ws),
-        service_id: subject.service_id,
-        session_id: subject.session_id,
-        date_from: crate::api::alexa::types::timestamp(from_ms),
-        date_to: crate::api::alexa::types::timestamp(to_ms),
-        value: e.value,
-        categories: e.categories,
-        sample_size: e.sample_size,
-        evaluated_at: crate::api::alexa::types::timestamp(now),
+        metric: EvaluatedMetric {
+            metric_key: def.key.clone(),
+            metric_type: def.metric_type,
+            value: e.value,
+            source: e.source.name().to_string(),
+            entity_type: subject.level.entity_type().to_string(),
+            entity_id: subject.entity_id.clone().unwrap_or(ws),
+            period_start: timestamp(e.period_start),
+            period_end: timestamp(e.period_end),
+            event_count: e.sample_size,
+            unit: def.unit.clone(),
+            computed_at: timestamp(now),
+            categories: e.categories,
+        },
         persisted: false,
+        evaluated_at: timestamp(now),
     };
     Ok(Answer::negotiate(
         &headers,
         answer,
         EvaluateResponse::to_table,
     ))
+}
+
+/// The body of `evaluate` as subject parameters: `subject_id` (a CallSid,
+/// call UUID or simulation session id: the `session_id` of the events),
+/// and the subject fields and `date_from` / `date_to` of the query routes.
+fn evaluate_params(body: &JsonValue) -> Result<HashMap<String, String>, ApiError> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ApiError::bad("INVALID_REQUEST_BODY", "the body must be a JSON object"))?;
+    check_names(obj.keys(), &["subject_id", "date_from", "date_to"], "field")?;
+    let mut p = HashMap::new();
+    for (k, v) in obj {
+        match v {
+            JsonValue::Null => {}
+            JsonValue::String(s) => {
+                p.insert(k.clone(), s.clone());
+            }
+            other => {
+                return Err(ApiError::bad(
+                    "INVALID_PARAMETER",
+                    format!("{k} must be a string, not {other}"),
+                ));
+            }
+        }
+    }
+    if let Some(id) = p.remove("subject_id") {
+        let id = id.trim().to_string();
+        if id.is_empty() {
+            return Err(ApiError::bad("INVALID_PARAMETER", "subject_id is empty"));
+        }
+        if let Some(s) = p.get("session_id")
+            && s.trim() != id
+        {
+            return Err(ApiError::bad(
+                "INVALID_PARAMETER",
+                format!("subject_id {id:?} and session_id {s:?} name different calls"),
+            ));
+        }
+        p.insert("session_id".into(), id);
+    }
+    Ok(p)
 }

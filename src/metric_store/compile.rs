@@ -4,7 +4,9 @@
 //! boolean metric of that source in one scan: an aggregate grouped by the
 //! period (`date_bin`) and the entity of the level, with two columns per
 //! metric (value, sample size). Each categorical metric gets a plan grouped
-//! additionally by its category. Values come from JSON paths into
+//! additionally by its category. Every plan also groups by the value's
+//! data source (production or simulation, [`data_source_expr`]). Values
+//! come from JSON paths into
 //! `attributes` (`json_get_*` calls) or, for built-ins, a SQL expression
 //! parsed against the events schema; nothing is pasted into SQL text.
 
@@ -21,7 +23,7 @@ use datafusion::prelude::SessionContext;
 use datafusion_functions_json::udfs as json;
 
 use super::path::{JsonPath, Step};
-use super::{Aggregation, ExtractionMode, Granularity, MetricDef, MetricType, Source};
+use super::{Aggregation, DataSource, Granularity, MetricDef, MetricType};
 use crate::compile::ts;
 use crate::udaf;
 
@@ -40,6 +42,7 @@ pub const PERIOD: &str = "period";
 pub const ENTITY: &str = "entity";
 pub const SERVICE: &str = "service";
 pub const CATEGORY: &str = "category";
+pub const DATA_SOURCE: &str = "data_source";
 
 /// Whom a value describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -92,14 +95,43 @@ pub fn service_expr() -> Expr {
     json::json_get_str_udf().call(vec![col("attributes"), lit("service_id")])
 }
 
+/// `simulation` for an event of a simulated conversation (its
+/// `attributes.simulation` is `true`), `production` for every other event.
+pub fn data_source_expr() -> Expr {
+    let simulated = json::json_get_bool_udf().call(vec![col("attributes"), lit("simulation")]);
+    when(simulated, lit(DataSource::Simulation.name()))
+        .otherwise(lit(DataSource::Production.name()))
+        .expect("a CASE with a branch")
+}
+
+/// The event types a set of definitions reads, without repeats.
+pub fn event_types_of<'a>(defs: impl IntoIterator<Item = &'a MetricDef>) -> Vec<&'a str> {
+    let mut out: Vec<&str> = Vec::new();
+    for d in defs {
+        for t in d.event_types() {
+            if !out.contains(&t) {
+                out.push(t);
+            }
+        }
+    }
+    out
+}
+
 /// The extracted value of one event, typed by the metric type (Float64,
-/// Utf8 or Boolean), null where absent, out of scope or out of range.
-pub fn value_expr(ctx: &SessionContext, def: &MetricDef, schema: &DFSchema) -> Result<Expr> {
+/// Utf8 or Boolean), null where absent, out of scope, out of range, not
+/// one of the categories, or of an event type the metric does not read
+/// (`scanned` are the event types the plan reads).
+pub fn value_expr(
+    ctx: &SessionContext,
+    def: &MetricDef,
+    schema: &DFSchema,
+    scanned: &[&str],
+) -> Result<Expr> {
     let bad = |message: String| Error::Definition {
         key: def.key.clone(),
         message,
     };
-    if def.extraction_mode != ExtractionMode::Static {
+    if def.extraction_mode.is_ai() {
         return Err(bad("AI metrics are not computed by a plan".into()));
     }
     // Counting needs presence, not a number: `count_distinct` of an id
@@ -151,8 +183,19 @@ pub fn value_expr(ctx: &SessionContext, def: &MetricDef, schema: &DFSchema) -> R
         }
         v = when(ok, v).end()?;
     }
-    if let Some(channel) = def.channel_scope.channel() {
-        v = when(col("channel").eq(lit(channel)), v).end()?;
+    if def.metric_type == MetricType::Categorical
+        && let Some(cats) = &def.categories
+    {
+        let allowed = cats.iter().map(|c| lit(c.as_str())).collect();
+        v = when(v.clone().in_list(allowed, false), v).end()?;
+    }
+    if let Some((column, value)) = def.channel_scope.filter() {
+        v = when(col(column).eq(lit(value)), v).end()?;
+    }
+    let own = def.event_types();
+    if scanned.iter().any(|t| !own.contains(t)) {
+        let types = own.iter().map(|t| lit(*t)).collect();
+        v = when(col("event_type").in_list(types, false), v).end()?;
     }
     Ok(v)
 }
@@ -217,10 +260,10 @@ pub fn selection_filter(sel: &Selection, event_types: &[&str]) -> Expr {
 fn base(
     table: Arc<dyn TableSource>,
     sel: &Selection,
-    source: Source,
+    event_types: &[&str],
     level: Level,
 ) -> Result<LogicalPlanBuilder> {
-    let mut pred = selection_filter(sel, source.event_types());
+    let mut pred = selection_filter(sel, event_types);
     match level {
         Level::Workspace => {}
         Level::Service => pred = pred.and(service_expr().is_not_null()),
@@ -245,6 +288,7 @@ fn group_exprs(level: Level, granularity: Option<Granularity>, sel: &Selection) 
         Level::Service => g.push(service_expr().alias(ENTITY)),
         Level::Call => g.push(col("session_id").alias(ENTITY)),
     }
+    g.push(data_source_expr().alias(DATA_SOURCE));
     g
 }
 
@@ -265,23 +309,24 @@ pub fn sample_col(i: usize) -> String {
     format!("n{i}")
 }
 
-/// Every numerical and boolean metric of `defs` (all of `source`) for one
-/// level and granularity, in one aggregate: columns `period`, `entity`,
-/// `service`, then `v{i}` (Float64) and `n{i}` (sample size) per metric.
+/// Every numerical and boolean metric of `defs` (all of one source) for
+/// one level and granularity, in one aggregate over the event types they
+/// read: columns `period`, `entity`, `data_source`, `service`, then `v{i}`
+/// (Float64) and `n{i}` (sample size) per metric.
 pub fn numeric_plan(
     ctx: &SessionContext,
     table: Arc<dyn TableSource>,
     sel: &Selection,
-    source: Source,
     level: Level,
     granularity: Option<Granularity>,
     defs: &[&MetricDef],
 ) -> Result<LogicalPlan> {
-    let builder = base(table, sel, source, level)?;
+    let scanned = event_types_of(defs.iter().copied());
+    let builder = base(table, sel, &scanned, level)?;
     let schema = builder.schema().as_ref().clone();
     let mut aggs = vec![service_agg(level)];
     for (i, def) in defs.iter().enumerate() {
-        let v = value_expr(ctx, def, &schema)?;
+        let v = value_expr(ctx, def, &schema, &scanned)?;
         aggs.push(cast(aggregate_expr(def, v.clone())?, DataType::Float64).alias(value_col(i)));
         aggs.push(agg::count(v).alias(sample_col(i)));
     }
@@ -290,8 +335,8 @@ pub fn numeric_plan(
         .build()?)
 }
 
-/// One categorical metric: `period`, `entity`, `service`, `category`,
-/// `n` (events per category).
+/// One categorical metric: `period`, `entity`, `data_source`, `category`,
+/// `service`, `n` (events per category).
 pub fn categorical_plan(
     ctx: &SessionContext,
     table: Arc<dyn TableSource>,
@@ -300,9 +345,10 @@ pub fn categorical_plan(
     granularity: Option<Granularity>,
     def: &MetricDef,
 ) -> Result<LogicalPlan> {
-    let builder = base(table, sel, def.source, level)?;
+    let scanned = def.event_types();
+    let builder = base(table, sel, &scanned, level)?;
     let schema = builder.schema().as_ref().clone();
-    let v = value_expr(ctx, def, &schema)?;
+    let v = value_expr(ctx, def, &schema, &scanned)?;
     let mut groups = group_exprs(level, granularity, sel);
     groups.push(v.clone().alias(CATEGORY));
     Ok(builder

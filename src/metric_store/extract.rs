@@ -18,7 +18,7 @@ use super::{ExtractionMode, MetricDef, MetricType, ModelTier};
 pub enum Error {
     #[error("no AI endpoint is configured (set METRICSTORE_AI_URL)")]
     NotConfigured,
-    #[error("no model is configured for tier {0:?} (set METRICSTORE_AI_MODELS, e.g. fast=name)")]
+    #[error("no model is configured for tier {0:?} (set METRICSTORE_AI_MODELS, e.g. free=name)")]
     NoModel(String),
     #[error("the AI request budget of this run ({0} requests) is spent")]
     Budget(usize),
@@ -51,7 +51,8 @@ pub trait Extractor: Send + Sync {
 /// Settings of the chat-completions client, from the environment:
 /// `METRICSTORE_AI_URL` (base URL; `/chat/completions` is appended),
 /// `METRICSTORE_AI_API_KEY` (optional bearer key), `METRICSTORE_AI_MODELS`
-/// (`fast=model,standard=model,advanced=model`), `METRICSTORE_AI_TIMEOUT_MS`
+/// (`free=model,fast=model,balanced=model,max=model`; `standard` and
+/// `advanced` are read as `balanced` and `max`), `METRICSTORE_AI_TIMEOUT_MS`
 /// (default 30000), `METRICSTORE_AI_RETRIES` (default 3),
 /// `METRICSTORE_AI_BUDGET` (requests per pipeline run, default 2000).
 #[derive(Debug, Clone)]
@@ -89,12 +90,12 @@ impl AiConfig {
                     .split_once('=')
                     .ok_or_else(|| format!("METRICSTORE_AI_MODELS: {part:?} is not tier=model"))?;
                 let tier = tier.trim();
-                if !["fast", "standard", "advanced"].contains(&tier) {
+                let Some(tier) = ModelTier::parse(tier) else {
                     return Err(format!(
-                        "METRICSTORE_AI_MODELS: unknown tier {tier:?} (fast, standard, advanced)"
+                        "METRICSTORE_AI_MODELS: unknown tier {tier:?} (free, fast, balanced, max)"
                     ));
-                }
-                models.insert(tier.to_string(), model.trim().to_string());
+                };
+                models.insert(tier.name().to_string(), model.trim().to_string());
             }
         }
         Ok(Some(Self {
@@ -256,7 +257,7 @@ impl Ai {
     /// Why the AI metric `def` cannot be computed by this server (no
     /// endpoint, or no model for its tier), if it cannot.
     pub fn unavailable(&self, def: &MetricDef) -> Option<Error> {
-        let tier = def.model_tier.unwrap_or(ModelTier::Fast);
+        let tier = def.tier();
         match &self.extractor {
             None => Some(Error::NotConfigured),
             Some(x) if !x.has_model(tier) => Some(Error::NoModel(tier.name().to_string())),
@@ -280,7 +281,7 @@ impl Ai {
 
 /// The system and user messages for one metric and conversation.
 pub fn prompt(def: &MetricDef, conversation: &str) -> (String, String) {
-    let labels = def.ai_labels.clone().unwrap_or_default().join(", ");
+    let labels = def.labels().join(", ");
     let task = def.ai_query_prompt.clone().unwrap_or_default();
     let system = match def.extraction_mode {
         ExtractionMode::AiClassify => format!(
@@ -317,7 +318,7 @@ pub fn interpret(def: &MetricDef, text: &str) -> Answer {
     let clean = text
         .trim()
         .trim_matches(|c: char| c == '"' || c == '\'' || c == '`' || c == '.' || c.is_whitespace());
-    let labels = def.ai_labels.as_deref().unwrap_or(&[]);
+    let labels = def.labels();
     let find_label = |s: &str| {
         let s = s
             .trim()
@@ -388,8 +389,6 @@ pub async fn extract(
     let extractor = ai.extractor.as_ref().ok_or(Error::NotConfigured)?;
     budget.take()?;
     let (system, user) = prompt(def, conversation);
-    let text = extractor
-        .complete(def.model_tier.unwrap_or(ModelTier::Fast), &system, &user)
-        .await?;
+    let text = extractor.complete(def.tier(), &system, &user).await?;
     Ok(interpret(def, &text))
 }

@@ -7,6 +7,8 @@ fn good() -> Value {
         "key": "avg_quality",
         "name": "Average quality",
         "metric_type": "numerical",
+        "source": "call_intelligence",
+        "event_types": ["call_intelligence.row"],
         "extraction_mode": "static",
         "extract_path": "$.quality_score",
         "aggregation": "avg"
@@ -22,7 +24,7 @@ fn with(changes: Value) -> Value {
             m[k] = v.clone();
         }
     }
-    json!({"metrics": [m]})
+    json!({"definitions": [m]})
 }
 
 /// The fields named by the problems of a body.
@@ -46,18 +48,58 @@ fn builtins_are_41_valid_and_cover_every_source() {
             d.key
         );
         assert!(d.builtin && d.active);
-        assert_eq!(d.extraction_mode, ExtractionMode::Static);
-        assert!(
-            d.sql_expr.is_some() ^ d.extract_path.is_some(),
-            "{}: one of sql_expr and extract_path",
-            d.key
-        );
+        assert!(d.event_types.is_empty(), "{}: reads its source's", d.key);
+        match d.extraction_mode {
+            ExtractionMode::Static => assert!(d.extract_path.is_some() && d.sql_expr.is_none()),
+            ExtractionMode::SqlExpr => assert!(d.sql_expr.is_some() && d.extract_path.is_none()),
+            m => panic!("{}: built-ins are static or sql_expr, not {m:?}", d.key),
+        }
         if let Some(p) = &d.extract_path {
             path::JsonPath::parse(p).unwrap();
         }
     }
     for s in Source::ALL {
         assert!(b.iter().any(|d| d.source == s), "no built-in reads {s:?}");
+    }
+    // The document's built-in, as the document shows it.
+    let doc: Value = serde_json::from_str(include_str!(
+        "../../fixtures/docs/metric_store/settings_get_response.json"
+    ))
+    .unwrap();
+    let vqs = b.iter().find(|d| d.key == "voice_quality_score").unwrap();
+    assert_eq!(serde_json::to_value(vqs).unwrap(), doc["definitions"][0]);
+}
+
+#[test]
+fn the_documents_examples_are_saved_as_written() {
+    let examples = [
+        include_str!("../../fixtures/docs/metric_store/example_empathy_score.json"),
+        include_str!("../../fixtures/docs/metric_store/example_protocol_followed.json"),
+        include_str!("../../fixtures/docs/metric_store/example_call_topic.json"),
+    ];
+    let defs: Vec<Value> = examples
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let s = check_settings(&json!({"definitions": defs})).unwrap();
+    assert_eq!(s.custom.len(), 3);
+    for (d, written) in s.custom.iter().zip(&defs) {
+        // Read back: the fields written, plus active and builtin.
+        let mut expected = written.clone();
+        expected["active"] = json!(true);
+        expected["builtin"] = json!(false);
+        assert_eq!(serde_json::to_value(d).unwrap(), expected, "{}", d.key);
+    }
+    let topic = &s.custom[2];
+    assert_eq!(topic.tier(), ModelTier::Fast);
+    assert_eq!(topic.categories.as_ref().unwrap().len(), 7);
+    assert_eq!(s.custom[0].tier(), ModelTier::Balanced);
+    for body in [
+        include_str!("../../fixtures/docs/metric_store/settings_put_curl.json"),
+        include_str!("../../fixtures/docs/metric_store/settings_put_python.json"),
+    ] {
+        let s = check_settings(&serde_json::from_str(body).unwrap()).unwrap();
+        assert_eq!(s.custom[0].key, "empathy_score");
     }
 }
 
@@ -69,120 +111,206 @@ fn a_good_custom_metric_is_accepted_with_defaults() {
     assert_eq!(d.period_granularity, Granularity::Daily);
     assert_eq!(d.channel_scope, ChannelScope::All);
     assert_eq!(d.source, Source::CallIntelligence);
+    assert_eq!(d.event_types, vec!["call_intelligence.row".to_string()]);
+    assert_eq!(d.tier(), ModelTier::Free);
     assert!(d.active && !d.builtin);
     assert_eq!(s.all().len(), 42);
+    // aggregation defaults to count.
+    let s = check_settings(&with(json!({"aggregation": null}))).unwrap();
+    assert_eq!(s.custom[0].aggregation, Aggregation::Count);
+    // Directions are channel scopes too; world_events reads any event type.
+    let s = check_settings(&with(json!({"channel_scope": "outbound"}))).unwrap();
+    assert_eq!(
+        s.custom[0].channel_scope.filter(),
+        Some(("direction", "outbound"))
+    );
+    let s = check_settings(&with(
+        json!({"source": "world_events", "event_types": ["utterance", "world.event"]}),
+    ))
+    .unwrap();
+    assert_eq!(s.custom[0].event_types(), vec!["utterance", "world.event"]);
+    // A unit of 32 characters is the longest.
+    assert!(check_settings(&with(json!({"unit": "u".repeat(32)}))).is_ok());
+    // Every tier, and the earlier names in stored settings.
+    for t in ["free", "fast", "balanced", "max"] {
+        let s = check_settings(&with(json!({
+            "extraction_mode": "ai_query", "extract_path": null,
+            "ai_query_prompt": "Rate it", "model_tier": t
+        })))
+        .unwrap();
+        assert_eq!(s.custom[0].tier().name(), t);
+    }
+    let stored: ModelTier = serde_json::from_value(json!("advanced")).unwrap();
+    assert_eq!(stored, ModelTier::Max);
 }
 
 #[test]
 fn every_documented_rule_names_its_field() {
     let cases: Vec<(Value, &str)> = vec![
-        (with(json!({"key": "Bad"})), "metrics[0].key"),
-        (with(json!({"key": "1abc"})), "metrics[0].key"),
-        (with(json!({"key": "catalog"})), "metrics[0].key"),
-        (with(json!({"key": "a-b"})), "metrics[0].key"),
-        (with(json!({"key": "a".repeat(65)})), "metrics[0].key"),
-        (with(json!({"key": null})), "metrics[0].key"),
-        (with(json!({"name": "n".repeat(257)})), "metrics[0].name"),
-        (with(json!({"name": null})), "metrics[0].name"),
+        (with(json!({"key": "Bad"})), "definitions[0].key"),
+        (with(json!({"key": "1abc"})), "definitions[0].key"),
+        (with(json!({"key": "catalog"})), "definitions[0].key"),
+        (with(json!({"key": "a-b"})), "definitions[0].key"),
+        (with(json!({"key": "a".repeat(65)})), "definitions[0].key"),
+        (with(json!({"key": null})), "definitions[0].key"),
+        (
+            with(json!({"name": "n".repeat(257)})),
+            "definitions[0].name",
+        ),
+        (with(json!({"name": null})), "definitions[0].name"),
         (
             with(json!({"description": "d".repeat(2001)})),
-            "metrics[0].description",
+            "definitions[0].description",
         ),
         (
             with(json!({"metric_type": "float"})),
-            "metrics[0].metric_type",
+            "definitions[0].metric_type",
         ),
         (
             with(json!({"extraction_mode": "magic"})),
-            "metrics[0].extraction_mode",
+            "definitions[0].extraction_mode",
         ),
         (
             with(json!({"extract_path": null})),
-            "metrics[0].extract_path",
+            "definitions[0].extract_path",
         ),
         (
             with(json!({"extract_path": "quality"})),
-            "metrics[0].extract_path",
+            "definitions[0].extract_path",
         ),
         (
             with(json!({"extract_path": "$.a[*]"})),
-            "metrics[0].extract_path",
+            "definitions[0].extract_path",
         ),
         (
             with(
                 json!({"extraction_mode": "ai_query", "extract_path": null, "model_tier": "fast"}),
             ),
-            "metrics[0].ai_query_prompt",
+            "definitions[0].ai_query_prompt",
         ),
         (
             with(
                 json!({"extraction_mode": "ai_query", "extract_path": null, "ai_query_prompt": "p".repeat(8001), "model_tier": "fast"}),
             ),
-            "metrics[0].ai_query_prompt",
+            "definitions[0].ai_query_prompt",
         ),
         (
             with(
                 json!({"extraction_mode": "ai_query", "extract_path": null, "ai_query_prompt": "Rate it"}),
             ),
-            "metrics[0].model_tier",
+            "definitions[0].model_tier",
         ),
         (
             with(
                 json!({"extraction_mode": "ai_query", "extract_path": null, "ai_query_prompt": "Rate it", "model_tier": "huge"}),
             ),
-            "metrics[0].model_tier",
+            "definitions[0].model_tier",
         ),
         (
             with(
                 json!({"extraction_mode": "ai_classify", "extract_path": null, "metric_type": "categorical", "aggregation": "count"}),
             ),
-            "metrics[0].ai_labels",
+            "definitions[0].ai_labels",
         ),
         (
             with(
                 json!({"extraction_mode": "ai_extract", "extract_path": null, "metric_type": "categorical", "aggregation": "count", "ai_labels": []}),
             ),
-            "metrics[0].ai_labels",
+            "definitions[0].ai_labels",
         ),
         (
             with(json!({"sql_expr": "latency_ms * 2"})),
-            "metrics[0].sql_expr",
+            "definitions[0].sql_expr",
         ),
         (
             with(json!({"aggregation": "median"})),
-            "metrics[0].aggregation",
+            "definitions[0].aggregation",
         ),
         (
             with(json!({"aggregation": "p90"})),
-            "metrics[0].aggregation",
+            "definitions[0].aggregation",
         ),
         (
             with(json!({"period_granularity": "weekly"})),
-            "metrics[0].period_granularity",
+            "definitions[0].period_granularity",
         ),
         (
             with(json!({"channel_scope": "fax"})),
-            "metrics[0].channel_scope",
+            "definitions[0].channel_scope",
         ),
         (
             with(json!({"valid_range_min": 10, "valid_range_max": 5})),
-            "metrics[0].valid_range_min",
+            "definitions[0].valid_range_min",
         ),
         (
             with(json!({"valid_range_max": "high"})),
-            "metrics[0].valid_range_max",
+            "definitions[0].valid_range_max",
         ),
-        (with(json!({"active": "yes"})), "metrics[0].active"),
-        (with(json!({"source": "crm"})), "metrics[0].source"),
-        (with(json!({"colour": "red"})), "metrics[0].colour"),
-        (with(json!({"key": "call_count"})), "metrics[0].key"),
+        (with(json!({"active": "yes"})), "definitions[0].active"),
+        (with(json!({"source": "crm"})), "definitions[0].source"),
+        (with(json!({"source": null})), "definitions[0].source"),
+        (
+            with(json!({"event_types": null})),
+            "definitions[0].event_types",
+        ),
+        (
+            with(json!({"event_types": []})),
+            "definitions[0].event_types",
+        ),
+        (
+            with(json!({"event_types": "call_intelligence.row"})),
+            "definitions[0].event_types",
+        ),
+        (
+            with(json!({"event_types": ["emotion.detected"]})),
+            "definitions[0].event_types[0]",
+        ),
+        (
+            with(json!({"event_types": ["call_intelligence.row", "call_intelligence.row"]})),
+            "definitions[0].event_types[1]",
+        ),
+        (with(json!({"unit": "u".repeat(33)})), "definitions[0].unit"),
+        (
+            with(json!({"extraction_mode": "sql_expr"})),
+            "definitions[0].extraction_mode",
+        ),
+        (
+            with(json!({"categories": ["a", "b"]})),
+            "definitions[0].categories",
+        ),
+        (
+            with(json!({"metric_type": "categorical", "aggregation": "count", "categories": []})),
+            "definitions[0].categories",
+        ),
+        (
+            with(
+                json!({"metric_type": "categorical", "aggregation": "count", "categories": ["a", "a"]}),
+            ),
+            "definitions[0].categories[1]",
+        ),
+        (
+            with(
+                json!({"metric_type": "categorical", "aggregation": "count", "extraction_mode": "ai_classify",
+                       "extract_path": null, "ai_labels": ["a", "c"], "categories": ["a", "b"]}),
+            ),
+            "definitions[0].ai_labels[1]",
+        ),
+        (
+            with(
+                json!({"model_tier": "standard", "extraction_mode": "ai_query", "extract_path": null, "ai_query_prompt": "x"}),
+            ),
+            "definitions[0].model_tier",
+        ),
+        (with(json!({"colour": "red"})), "definitions[0].colour"),
+        (with(json!({"key": "call_count"})), "definitions[0].key"),
         (
             with(json!({"metric_type": "categorical", "aggregation": "avg"})),
-            "metrics[0].aggregation",
+            "definitions[0].aggregation",
         ),
-        (json!({"metrics": "all"}), "metrics"),
+        (json!({"definitions": "all"}), "definitions"),
+        (json!({"metrics": []}), "definitions"),
         (json!([1, 2]), "body"),
-        (json!({"metrics": [], "extra": 1}), "extra"),
+        (json!({"definitions": [], "extra": 1}), "extra"),
     ];
     for (body, field) in cases {
         let got = fields(body.clone());
@@ -197,7 +325,8 @@ fn every_documented_rule_names_its_field() {
 fn duplicates_the_limit_and_builtin_toggles() {
     let m = good();
     assert!(
-        fields(json!({"metrics": [m.clone(), m.clone()]})).contains(&"metrics[1].key".to_string())
+        fields(json!({"definitions": [m.clone(), m.clone()]}))
+            .contains(&"definitions[1].key".to_string())
     );
     let many: Vec<Value> = (0..51)
         .map(|i| {
@@ -207,8 +336,8 @@ fn duplicates_the_limit_and_builtin_toggles() {
         })
         .collect();
     assert_eq!(
-        fields(json!({"metrics": many})),
-        vec!["metrics".to_string()]
+        fields(json!({"definitions": many})),
+        vec!["definitions".to_string()]
     );
     let fifty: Vec<Value> = (0..50)
         .map(|i| {
@@ -217,18 +346,18 @@ fn duplicates_the_limit_and_builtin_toggles() {
             m
         })
         .collect();
-    assert!(check_settings(&json!({"metrics": fifty})).is_ok());
+    assert!(check_settings(&json!({"definitions": fifty})).is_ok());
 
     // Built-ins may be switched off, never redefined or invented.
-    let s = check_settings(&json!({"metrics": [
+    let s = check_settings(&json!({"definitions": [
         {"key": "call_count", "builtin": true, "active": false, "name": "ignored"}
     ]}))
     .unwrap();
     assert!(!s.get("call_count").unwrap().active);
     assert!(s.get("call_count").unwrap().builtin);
     assert_eq!(
-        fields(json!({"metrics": [{"key": "nope", "builtin": true}]})),
-        vec!["metrics[0].key".to_string()]
+        fields(json!({"definitions": [{"key": "nope", "builtin": true}]})),
+        vec!["definitions[0].key".to_string()]
     );
 }
 
@@ -264,6 +393,17 @@ fn ai_answers_are_read_as_the_metric_type() {
         Answer::Labels(vec!["sales".into(), "billing".into()])
     );
     assert_eq!(interpret(&d, "none"), Answer::Labels(vec![]));
+    // ai_query categorical: the categories are the labels; others dropped.
+    d.extraction_mode = ExtractionMode::AiQuery;
+    d.ai_labels = None;
+    d.categories = Some(vec!["scheduling".into(), "billing".into()]);
+    assert_eq!(
+        interpret(&d, "Billing."),
+        Answer::Labels(vec!["billing".into()])
+    );
+    assert!(matches!(interpret(&d, "referral"), Answer::Dropped(_)));
+    let (system, _) = extract::prompt(&d, "...");
+    assert!(system.contains("scheduling, billing"), "{system}");
 }
 
 /// The plan of one source's metrics: one filter, one aggregate with two
@@ -280,7 +420,7 @@ fn plan_of_a_source_snapshot() {
             [
                 "call_count",
                 "resolution_rate",
-                "quality_score_avg",
+                "voice_quality_score",
                 "response_latency_p95",
             ]
             .contains(&d.key.as_str())
@@ -297,7 +437,6 @@ fn plan_of_a_source_snapshot() {
         &ctx,
         source,
         &sel,
-        Source::CallIntelligence,
         Level::Call,
         Some(Granularity::Daily),
         &defs,

@@ -8,7 +8,7 @@ use datafusion::arrow::array::ArrayRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::{Expr, col, lit};
 
-use super::Granularity;
+use super::{DataSource, Granularity};
 use crate::compile::ts;
 use crate::engine::{Engine, Result};
 use crate::storage::values::{self, DAY_COLUMN, ValueRow, WS_COLUMN};
@@ -26,6 +26,8 @@ pub struct Lookup {
     pub entity_id: Option<String>,
     pub service_id: Option<String>,
     pub session_id: Option<String>,
+    /// Production or simulation values; `None` for both.
+    pub source: Option<DataSource>,
     /// Periods starting at or after this instant.
     pub from_ms: Option<i64>,
     /// Periods starting before this instant.
@@ -51,6 +53,12 @@ pub async fn lookup(engine: &Engine, q: &Lookup) -> Result<Vec<ValueRow>> {
         eq("entity_id", &q.entity_id),
         eq("service_id", &q.service_id),
         eq("session_id", &q.session_id),
+        q.source.map(|s| match s {
+            // Values stored before the distinction hold a metric source
+            // name there: production.
+            DataSource::Production => col("source").not_eq(lit(DataSource::Simulation.name())),
+            DataSource::Simulation => col("source").eq(lit(DataSource::Simulation.name())),
+        }),
         q.from_ms.map(|ms| {
             col("period_start")
                 .gt_eq(ts(ms))

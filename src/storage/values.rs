@@ -31,6 +31,9 @@ pub const STATIC_FILE: &str = "static.parquet";
 pub struct ValueRow {
     pub workspace_id: String,
     pub metric_key: String,
+    /// `production` or `simulation` (the events the value was computed
+    /// from). Values written before the distinction hold the metric's
+    /// source here and read as production.
     pub source: String,
     /// `hourly` or `daily`.
     pub granularity: String,

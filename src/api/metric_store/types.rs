@@ -3,15 +3,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, NaiveDate};
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use serde::Serialize;
 
 use crate::api::ApiError;
 use crate::api::alexa::types::timestamp;
 use crate::api::csv::{Cell, Table};
 use crate::metric_store::compile::Level;
+use crate::metric_store::values::Lookup;
 use crate::metric_store::{
-    Aggregation, ExtractionMode, Granularity, MetricDef, MetricType, Source,
+    Aggregation, DataSource, ExtractionMode, Granularity, MetricDef, MetricType, Source,
 };
 use crate::storage::events::{DAY_MS, day_start_millis};
 use crate::storage::values::ValueRow;
@@ -97,22 +98,135 @@ pub fn int_param(
     }
 }
 
-/// A date (`YYYY-MM-DD`, a whole UTC day) or an RFC 3339 instant. `end`
-/// makes a date mean the end of that day (an inclusive `date_to`).
+/// A date (`YYYY-MM-DD`, a whole UTC day) or an ISO-8601 date and time
+/// (RFC 3339; without an offset it is UTC). `end` makes a date mean the
+/// end of that day (an inclusive `date_to`).
 pub fn parse_date(name: &str, text: &str, end: bool) -> Result<i64, ApiError> {
     let t = text.trim();
     if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
         let ms = day_start_millis(d);
         return Ok(if end { ms + DAY_MS } else { ms });
     }
+    if let Ok(d) = NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f") {
+        return Ok(d.and_utc().timestamp_millis());
+    }
     DateTime::parse_from_rfc3339(t)
         .map(|d| d.timestamp_millis())
         .map_err(|_| {
             ApiError::bad(
                 "INVALID_DATE",
-                format!("{name} {t:?} is not a date (YYYY-MM-DD) or an RFC 3339 time"),
+                format!("{name} {t:?} is not a date (YYYY-MM-DD) or an ISO-8601 date and time"),
             )
         })
+}
+
+/// `source`: `production` (the default), `simulation`, or, where
+/// `all_allowed`, `all` (`None`).
+pub fn source_param(
+    params: &HashMap<String, String>,
+    all_allowed: bool,
+) -> Result<Option<DataSource>, ApiError> {
+    match params.get("source").map(|s| s.trim()) {
+        None => Ok(Some(DataSource::Production)),
+        Some("all") if all_allowed => Ok(None),
+        Some(s) => DataSource::parse(s).map(Some).ok_or_else(|| {
+            ApiError::bad(
+                "INVALID_PARAMETER",
+                format!(
+                    "source {s:?} is not one of production, simulation{}",
+                    if all_allowed { ", all" } else { "" }
+                ),
+            )
+        }),
+    }
+}
+
+/// The stored values `GET /v1/{ws}/metrics` reads, one lookup per level,
+/// from `scope` (`aggregate`, the default: the workspace, or a service;
+/// `entity`: calls; `all`: both), `entity_type`, `entity_id`, `service_id`
+/// and `session_id`.
+pub fn latest_lookups(params: &HashMap<String, String>, ws: &str) -> Result<Vec<Lookup>, ApiError> {
+    let bad = |m: String| ApiError::bad("INVALID_PARAMETER", m);
+    let scope = text_param(params, "scope")?;
+    let entity_type = text_param(params, "entity_type")?;
+    let entity_id = text_param(params, "entity_id")?;
+    let service_id = text_param(params, "service_id")?;
+    let session_id = text_param(params, "session_id")?;
+    if let Some(s) = &scope
+        && !["aggregate", "entity", "all"].contains(&s.as_str())
+    {
+        return Err(bad(format!("scope {s:?} is not aggregate, entity or all")));
+    }
+    let typed = match &entity_type {
+        Some(t) => Some(Level::parse(t).ok_or_else(|| {
+            bad(format!(
+                "entity_type {t:?} is not one of workspace, service, call"
+            ))
+        })?),
+        None => None,
+    };
+    let aggregate = if service_id.is_some() {
+        Level::Service
+    } else {
+        Level::Workspace
+    };
+    let levels = match (scope.as_deref(), typed) {
+        (Some(s), Some(l)) if s != "all" && s != l.scope() => {
+            return Err(bad(format!(
+                "scope {s:?} does not match entity_type {:?} (whose scope is {:?})",
+                l.entity_type(),
+                l.scope()
+            )));
+        }
+        (_, Some(l)) => vec![l],
+        (Some("entity"), None) => vec![Level::Call],
+        (Some("all"), None) if session_id.is_some() => vec![Level::Call],
+        (Some("all"), None) => vec![aggregate, Level::Call],
+        (Some(_), None) => vec![aggregate],
+        (None, None) if session_id.is_some() || entity_id.is_some() => vec![Level::Call],
+        (None, None) => vec![aggregate],
+    };
+    if session_id.is_some() && !levels.contains(&Level::Call) {
+        return Err(bad(
+            "session_id names a call: use scope entity or all, or entity_type call".into(),
+        ));
+    }
+    let mut out = Vec::new();
+    for level in levels {
+        let mut q = Lookup {
+            workspace: ws.to_string(),
+            entity_type: Some(level.entity_type().to_string()),
+            ..Default::default()
+        };
+        match level {
+            Level::Workspace => {
+                q.entity_id = Some(entity_id.clone().unwrap_or_else(|| ws.to_string()));
+            }
+            Level::Service => {
+                if let (Some(a), Some(b)) = (&entity_id, &service_id)
+                    && a != b
+                {
+                    return Err(bad(format!(
+                        "entity_id {a:?} and service_id {b:?} name different services"
+                    )));
+                }
+                q.entity_id = entity_id.clone().or_else(|| service_id.clone());
+            }
+            Level::Call => {
+                if let (Some(a), Some(b)) = (&entity_id, &session_id)
+                    && a != b
+                {
+                    return Err(bad(format!(
+                        "entity_id {a:?} and session_id {b:?} name different calls"
+                    )));
+                }
+                q.entity_id = entity_id.clone().or_else(|| session_id.clone());
+                q.service_id = service_id.clone();
+            }
+        }
+        out.push(q);
+    }
+    Ok(out)
 }
 
 /// Whom values describe, from `scope`, `entity_type`, `entity_id`,
@@ -237,14 +351,11 @@ pub fn subject_of(
     Ok(out)
 }
 
-/// `GET/PUT /v1/{ws}/settings/metrics`.
+/// `GET/PUT /v1/{ws}/settings/metrics`: every definition, built-in and
+/// custom.
 #[derive(Debug, Serialize)]
 pub struct SettingsResponse {
-    pub workspace_id: String,
-    pub metrics: Vec<MetricDef>,
-    pub builtin_count: usize,
-    pub custom_count: usize,
-    pub max_custom_metrics: usize,
+    pub definitions: Vec<MetricDef>,
 }
 
 /// One value of one metric for one period and subject.
@@ -252,7 +363,8 @@ pub struct SettingsResponse {
 pub struct MetricValue {
     pub metric_key: String,
     pub name: String,
-    pub source: Source,
+    /// `production` or `simulation`.
+    pub source: String,
     pub metric_type: MetricType,
     pub aggregation: Aggregation,
     pub unit: Option<String>,
@@ -276,10 +388,10 @@ pub struct MetricValue {
     pub period_start_ms: i64,
 }
 
-/// Groups stored rows (one metric) into values: one per period and
-/// subject, categories folded in. Sorted by period.
+/// Groups stored rows (one metric) into values: one per period, subject
+/// and source, categories folded in. Sorted by period.
 pub fn assemble(def: &MetricDef, rows: &[ValueRow]) -> Vec<MetricValue> {
-    type Key = (i64, String, String, String);
+    type Key = (i64, String, String, String, DataSource);
     let mut groups: BTreeMap<Key, (Option<&ValueRow>, BTreeMap<String, f64>)> = BTreeMap::new();
     for r in rows.iter().filter(|r| r.metric_key == def.key) {
         let g = groups
@@ -288,6 +400,7 @@ pub fn assemble(def: &MetricDef, rows: &[ValueRow]) -> Vec<MetricValue> {
                 r.granularity.clone(),
                 r.entity_type.clone(),
                 r.entity_id.clone(),
+                DataSource::of_stored(&r.source),
             ))
             .or_default();
         match &r.category {
@@ -304,7 +417,7 @@ pub fn assemble(def: &MetricDef, rows: &[ValueRow]) -> Vec<MetricValue> {
             Some(MetricValue {
                 metric_key: def.key.clone(),
                 name: def.name.clone(),
-                source: def.source,
+                source: DataSource::of_stored(&h.source).name().to_string(),
                 metric_type: def.metric_type,
                 aggregation: def.aggregation,
                 unit: def.unit.clone(),
@@ -426,6 +539,8 @@ pub struct CatalogEntry {
     pub name: String,
     pub description: String,
     pub source: Source,
+    /// The event types the metric reads.
+    pub event_types: Vec<String>,
     pub metric_type: MetricType,
     pub aggregation: Aggregation,
     pub extraction_mode: ExtractionMode,
@@ -449,35 +564,40 @@ pub struct CatalogResponse {
     pub metrics: Vec<CatalogEntry>,
 }
 
+/// The value `evaluate` computed.
+#[derive(Debug, Serialize)]
+pub struct EvaluatedMetric {
+    pub metric_key: String,
+    pub metric_type: MetricType,
+    pub value: Option<f64>,
+    /// `production` or `simulation`.
+    pub source: String,
+    pub entity_type: String,
+    pub entity_id: String,
+    pub period_start: String,
+    pub period_end: String,
+    pub event_count: i64,
+    pub unit: Option<String>,
+    pub computed_at: String,
+    /// Categorical metrics: events per category.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub categories: Option<BTreeMap<String, f64>>,
+}
+
 /// `POST /v1/{ws}/metrics/{key}/evaluate`.
 #[derive(Debug, Serialize)]
 pub struct EvaluateResponse {
-    pub workspace_id: String,
-    pub metric_key: String,
-    pub name: String,
-    pub metric_type: MetricType,
-    pub aggregation: Aggregation,
-    pub unit: Option<String>,
-    pub scope: String,
-    pub entity_type: String,
-    pub entity_id: String,
-    pub service_id: Option<String>,
-    pub session_id: Option<String>,
-    pub date_from: String,
-    pub date_to: String,
-    pub value: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub categories: Option<BTreeMap<String, f64>>,
-    pub sample_size: i64,
-    pub evaluated_at: String,
+    pub metric: EvaluatedMetric,
     /// Always false: evaluated values are not stored.
     pub persisted: bool,
+    pub evaluated_at: String,
 }
 
 /// The CSV columns of values: one row per value, and for categorical
 /// metrics one more per category (the `category` column set).
-const VALUE_COLUMNS: [&str; 13] = [
+const VALUE_COLUMNS: [&str; 14] = [
     "metric_key",
+    "source",
     "granularity",
     "period_start",
     "period_end",
@@ -498,6 +618,7 @@ fn value_table(values: &[MetricValue]) -> Table {
         let row = |category: Option<&str>, value: Option<f64>, n: Option<i64>| -> Vec<Cell> {
             vec![
                 v.metric_key.as_str().into(),
+                v.source.as_str().into(),
                 v.granularity.as_str().into(),
                 v.period_start.as_str().into(),
                 v.period_end.as_str().into(),
@@ -549,30 +670,33 @@ impl TrendResponse {
 
 impl EvaluateResponse {
     pub fn to_table(&self) -> Table {
+        let m = &self.metric;
         let mut t = Table::new([
             "metric_key",
+            "source",
             "entity_type",
             "entity_id",
-            "date_from",
-            "date_to",
+            "period_start",
+            "period_end",
             "category",
             "value",
-            "sample_size",
+            "event_count",
         ]);
         let row = |category: Option<&str>, value: Option<f64>, n: Option<i64>| -> Vec<Cell> {
             vec![
-                self.metric_key.as_str().into(),
-                self.entity_type.as_str().into(),
-                self.entity_id.as_str().into(),
-                self.date_from.as_str().into(),
-                self.date_to.as_str().into(),
+                m.metric_key.as_str().into(),
+                m.source.as_str().into(),
+                m.entity_type.as_str().into(),
+                m.entity_id.as_str().into(),
+                m.period_start.as_str().into(),
+                m.period_end.as_str().into(),
                 category.into(),
                 value.into(),
                 n.into(),
             ]
         };
-        t.push(row(None, self.value, Some(self.sample_size)));
-        for (c, n) in self.categories.iter().flatten() {
+        t.push(row(None, m.value, Some(m.event_count)));
+        for (c, n) in m.categories.iter().flatten() {
             t.push(row(Some(c), Some(*n), None));
         }
         t
