@@ -326,14 +326,15 @@ impl DayGenerator {
     fn run(mut self, rows: usize) -> RecordBatch {
         let mut cols = Columns::new(rows + 64);
         while cols.len() < rows {
-            // Weights per unit; a skill session is about five rows and a
-            // call about five (its summary and the events around it), so
-            // rows split about 65% skill sessions, 7% other skill events,
-            // 19% interactions and 9% calls.
-            match self.rng.random_range(0..44) {
-                0..14 => self.skill_session(&mut cols),
-                14..22 => self.skill_side_event(&mut cols),
-                22..42 => self.interaction(&mut cols),
+            // Weights per unit; a skill session is about seven rows (its
+            // utterances with their quality and turn-error evaluations)
+            // and a call about five (its summary and the events around
+            // it), so rows split about 64% skill sessions, 10% other skill
+            // events, 17% interactions and 9% calls.
+            match self.rng.random_range(0..38) {
+                0..10 => self.skill_session(&mut cols),
+                10..16 => self.skill_side_event(&mut cols),
+                16..36 => self.interaction(&mut cols),
                 _ => self.call_summary(&mut cols),
             }
         }

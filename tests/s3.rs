@@ -265,8 +265,8 @@ async fn scheduled_pipeline_over_s3_matches_a_local_run() {
     drop(server);
 
     let sql = "SELECT workspace_id, metric_key, granularity, period_start, entity_type, entity_id, \
-               category, round(value, 6) AS value, sample_size FROM metric_values \
-               ORDER BY 1, 2, 3, 4, 5, 6, 7";
+               category, source, round(value, 6) AS value, sample_size FROM metric_values \
+               ORDER BY 1, 2, 3, 4, 5, 6, 7, 8";
     let remote = with_s3_env(&mut common::bin(), &endpoint)
         .args(["sql", "--data", location, "--format", "csv", "-c", sql])
         .output()
