@@ -14,13 +14,15 @@ use serde_json::{Value, json};
 
 const SKILL: &str = "amzn1.ask.skill.demo-trivia";
 const TOKEN: &str = "dashboard-secret-1";
-const CHARTS: [&str; 7] = [
+const CHARTS: [&str; 9] = [
     "customers",
     "sessions",
     "utterances",
     "failed",
     "latency",
     "retention",
+    "breakdown",
+    "intents",
     "paths",
 ];
 
@@ -54,6 +56,8 @@ fn points(chart: &str, answer: &Value) -> usize {
             answer["next"]["items"].as_array().unwrap().len()
                 + answer["paths"]["items"].as_array().unwrap().len()
         }
+        "breakdown" => 3,
+        "intents" => answer["intents"].as_array().unwrap().len(),
         _ => answer["results"]
             .as_array()
             .unwrap()
@@ -158,7 +162,9 @@ async fn the_dashboard_draws_every_chart_and_its_csv_matches_the_api() {
         assert!(want > 0, "{chart}: the API has no data: {answer}");
         assert_eq!(c["points"], json!(want), "{chart}: points drawn");
         match chart {
-            "retention" | "failed" => assert_eq!(c["cells"], json!(want), "{chart}: cells"),
+            "retention" | "failed" | "breakdown" | "intents" => {
+                assert_eq!(c["cells"], json!(want), "{chart}: cells")
+            }
             "paths" => assert_eq!(
                 c["cells"],
                 json!(answer["next"]["items"].as_array().unwrap().len()),

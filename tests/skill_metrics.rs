@@ -808,3 +808,131 @@ async fn every_metric_on_generated_data() {
         "{nonzero} of {compared} answers are non-zero"
     );
 }
+
+/// The console's breakdowns (`/analytics/sessions`, `/analytics/intents`)
+/// against loops over the rows, per stage.
+#[tokio::test]
+async fn session_and_intent_breakdowns() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::demo_engine(dir.path(), 30_000, 2).await;
+    let rows = common::read_events(dir.path());
+    let app = app(engine);
+    let skill = metricstore::generate::SKILLS[0];
+    let (start, end) = (1_767_916_800_000i64, 1_768_003_200_000i64); // 2026-01-09
+    let pct = |n: f64, d: f64| {
+        if d > 0.0 {
+            (n / d * 10_000.0).round() / 100.0
+        } else {
+            0.0
+        }
+    };
+    for stage in ["all", "live", "development"] {
+        let keep = |r: &&EventRow| {
+            r.workspace_id == skill
+                && r.time >= start
+                && r.time < end
+                && match stage {
+                    "live" => r.stage.as_deref() != Some("development"),
+                    "development" => r.stage.as_deref() == Some("development"),
+                    _ => true,
+                }
+        };
+        let kept: Vec<&EventRow> = rows.iter().filter(keep).collect();
+        let ended: Vec<&&EventRow> = kept.iter().filter(|r| is(r, "session.ended")).collect();
+        let n = |o: &[&str]| {
+            ended
+                .iter()
+                .filter(|r| o.iter().any(|o| outcome(r, o)))
+                .count() as f64
+        };
+        let total = ended.len() as f64;
+        let (ok, failed, silent) = (
+            n(&["user_ended", "skill_ended"]),
+            n(&["error"]),
+            n(&["no_response"]),
+        );
+        assert!(
+            total > 0.0 && failed > 0.0,
+            "the data has failed sessions ({stage})"
+        );
+        let uri = format!(
+            "/v2/skills/{skill}/analytics/sessions?startTime={start}&endTime={end}&stage={stage}"
+        );
+        let (s, v) = call(&app, "GET", &uri, None).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["sessions"], json!(total as i64), "{stage}: {v}");
+        assert_eq!(
+            v["successful"],
+            json!({"sessions": ok as i64, "percentage": pct(ok, total)}),
+            "{stage}"
+        );
+        assert_eq!(
+            v["failed"],
+            json!({"sessions": failed as i64, "percentage": pct(failed, total)}),
+            "{stage}"
+        );
+        assert_eq!(
+            v["noResponse"],
+            json!({"sessions": silent as i64, "percentage": pct(silent, total)}),
+            "{stage}"
+        );
+        let started = kept.iter().filter(|r| is(r, "session.started")).count() as f64;
+        let starters = users(&kept, |r| is(r, "session.started"));
+        let per = v["sessionsPerCustomer"].as_f64().unwrap();
+        assert!((per - started / starters).abs() < 1e-9, "{stage}: {per}");
+
+        let utt: Vec<&&EventRow> = kept.iter().filter(|r| is(r, "utterance")).collect();
+        let all = utt.len() as f64;
+        let all_failed = utt.iter().filter(|r| outcome(r, "failed")).count() as f64;
+        let mut per_intent: BTreeMap<Option<String>, (f64, f64, BTreeSet<String>)> =
+            BTreeMap::new();
+        for r in &utt {
+            let e = per_intent.entry(r.intent.clone()).or_default();
+            e.0 += 1.0;
+            if outcome(r, "failed") {
+                e.1 += 1.0;
+            }
+            if let Some(u) = &r.user_id {
+                e.2.insert(u.clone());
+            }
+        }
+        let uri = format!(
+            "/v2/skills/{skill}/analytics/intents?startTime={start}&endTime={end}&stage={stage}"
+        );
+        let (s, v) = call(&app, "GET", &uri, None).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        assert_eq!(v["utterances"], json!(all as i64));
+        assert_eq!(v["failedUtterances"], json!(all_failed as i64));
+        let items = v["intents"].as_array().unwrap();
+        assert_eq!(items.len(), per_intent.len(), "{stage}");
+        let mut last = f64::INFINITY;
+        for item in items {
+            let intent = item["intent"].as_str().map(str::to_string);
+            let (n, f, u) = &per_intent[&intent];
+            assert_eq!(item["utterances"], json!(*n as i64), "{intent:?}");
+            assert_eq!(item["percentage"], json!(pct(*n, all)), "{intent:?}");
+            assert_eq!(item["failedUtterances"], json!(*f as i64), "{intent:?}");
+            assert_eq!(
+                item["failedPercentage"],
+                json!(pct(*f, all_failed)),
+                "{intent:?}"
+            );
+            assert_eq!(item["customers"], json!(u.len()), "{intent:?}");
+            assert!(*n <= last, "most used first");
+            last = *n;
+        }
+    }
+    let (s, v) = call(
+        &app,
+        "GET",
+        &format!(
+            "/v2/skills/{skill}/analytics/sessions?startTime={start}&endTime={end}&stage=beta"
+        ),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("INVALID_STAGE"))
+    );
+}

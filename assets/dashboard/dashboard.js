@@ -66,6 +66,27 @@ function retentionCsv(answer) {
   return csvText(["cohortWeek", "cohortUsers", "week", "users", "percentage"], rows);
 }
 
+function breakdownCsv(answer) {
+  const rows = [
+    ["successful", answer.successful.sessions, answer.successful.percentage],
+    ["failed", answer.failed.sessions, answer.failed.percentage],
+    ["noResponse", answer.noResponse.sessions, answer.noResponse.percentage],
+  ];
+  return csvText(["type", "sessions", "percentage"], rows);
+}
+
+function intentsCsv(answer) {
+  const rows = answer.intents.map((i) => [
+    i.intent,
+    i.customers,
+    i.utterances,
+    i.percentage,
+    i.failedUtterances,
+    i.failedPercentage,
+  ]);
+  return csvText(["intent", "customers", "utterances", "percentage", "failedUtterances", "failedPercentage"], rows);
+}
+
 function pathsCsv(answer) {
   const rows = [];
   for (const [section, ranking] of [["next", answer.next], ["path", answer.paths]])
@@ -220,6 +241,28 @@ function drawFailed(el, answer) {
     for (const d of r.data)
       d.values.forEach((v) => items.push({ label: seriesLabel(r, d), value: v, text: String(v) }));
   items.sort((a, b) => b.value - a.value || a.label.localeCompare(b.label));
+  drawBars(el, items);
+  return { points: items.length, series: 1 };
+}
+
+// Sessions by how they ended, as shares of all ended sessions.
+function drawBreakdown(el, answer) {
+  const items = [
+    ["successful", answer.successful],
+    ["failed", answer.failed],
+    ["no response", answer.noResponse],
+  ].map(([label, s]) => ({ label, value: s.percentage, text: s.sessions + " (" + s.percentage + "%)" }));
+  drawBars(el, items);
+  return { points: items.length, series: 1 };
+}
+
+// Each intent's share of all utterances, with its share of all failures.
+function drawIntents(el, answer) {
+  const items = answer.intents.map((i) => ({
+    label: i.intent === null ? "(unclassified)" : i.intent,
+    value: i.percentage,
+    text: i.percentage + "% of utterances, " + i.failedPercentage + "% of failures",
+  }));
   drawBars(el, items);
   return { points: items.length, series: 1 };
 }
@@ -387,6 +430,20 @@ async function show(skill, start, end, intent) {
       done(el, points, series, retentionCsv(answer), "retention.csv");
     }),
   );
+  for (const [name, route, draw, csv] of [
+    ["breakdown", "sessions", drawBreakdown, breakdownCsv],
+    ["intents", "intents", drawIntents, intentsCsv],
+  ]) {
+    const request = { method: "GET", path: base + route + "?" + params };
+    reset(card(name), request);
+    jobs.push(
+      api("GET", request.path).then((answer) => {
+        const el = card(name);
+        const { points, series } = draw(el, answer);
+        done(el, points, series, csv(answer), name + ".csv");
+      }),
+    );
+  }
   params.set("intent", intent || "LaunchRequest");
   const paths = { method: "GET", path: base + "paths?" + params };
   reset(card("paths"), paths);
@@ -397,7 +454,7 @@ async function show(skill, start, end, intent) {
       done(el, points, series, pathsCsv(answer), "paths.csv");
     }),
   );
-  const names = ["customers", "sessions", "utterances", "failed", "latency", "retention", "paths"];
+  const names = ["customers", "sessions", "utterances", "failed", "latency", "retention", "breakdown", "intents", "paths"];
   const results = await Promise.allSettled(jobs);
   let failed = 0;
   results.forEach((r, i) => {
