@@ -208,10 +208,17 @@ fn combine(m: &Measure, next: &mut usize) -> Expr {
             let d = cast(combine(denominator, next), DataType::Float64);
             n / f::nullif(d, lit(0.0))
         }
-        Measure::Difference { left, right } => {
+        // Counts read an empty side as 0; averages and ratios have no value
+        // without both sides (`METRICS.md`: such buckets are left out).
+        Measure::Difference { left, right } if m.is_additive() => {
             let l = cast(combine(left, next), DataType::Float64);
             let r = cast(combine(right, next), DataType::Float64);
             f::coalesce(vec![l, lit(0.0)]) - f::coalesce(vec![r, lit(0.0)])
+        }
+        Measure::Difference { left, right } => {
+            let l = cast(combine(left, next), DataType::Float64);
+            let r = cast(combine(right, next), DataType::Float64);
+            l - r
         }
         Measure::Scaled { factor, measure } => {
             cast(combine(measure, next), DataType::Float64) * lit(*factor)

@@ -313,7 +313,8 @@ pub enum Measure {
         numerator: Box<Measure>,
         denominator: Box<Measure>,
     },
-    /// `left - right`, 0 where both are empty.
+    /// `left - right`: for counts, an empty side reads 0; otherwise a
+    /// bucket without both sides has no value.
     Difference {
         left: Box<Measure>,
         right: Box<Measure>,

@@ -8,6 +8,24 @@ pub mod catalog;
 pub mod events;
 pub mod values;
 
+/// Ids up to this many bytes are stored as their hex (two bytes a byte).
+const MAX_HEX_ID_BYTES: usize = 100;
+
+/// One object-key segment for an id of any length and bytes (workspace
+/// ids, catalog keys): its hex, readable and as before, for ids up to 100
+/// bytes; `sha256-` and the hex of its SHA-256 beyond, so no segment is
+/// longer than 200 bytes (a local file name stops at 255 bytes, an S3 key
+/// at 1024). The two forms cannot collide: hex has no `-`.
+pub fn key_segment(id: &str) -> String {
+    if id.len() <= MAX_HEX_ID_BYTES {
+        id.bytes().map(|b| format!("{b:02x}")).collect()
+    } else {
+        let digest = ring::digest::digest(&ring::digest::SHA256, id.as_bytes());
+        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        format!("sha256-{hex}")
+    }
+}
+
 use std::path::PathBuf;
 use std::sync::Arc;
 

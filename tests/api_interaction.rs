@@ -160,6 +160,35 @@ async fn documented_examples_against_independent_loops() {
     }
     assert!(want.len() >= 3);
     assert_eq!(results_by(&v, "interaction_country"), want);
+    // Largest group first, as the document lists them.
+    let values: Vec<f64> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["value"].as_f64().unwrap())
+        .collect();
+    assert!(values.windows(2).all(|w| w[0] >= w[1]), "{values:?}");
+
+    // COUNT counts matching interactions even when a `field` is given.
+    let with_field = create(&app, json!({"name": "Failed logins, with a field", "metricTypeId": "COUNT", "resourceTypeId": "customer",
+        "actionId": "login-fail", "timeWindow": "2d", "field": "interaction.no_such_key"})).await;
+    let c = calculate(&app, &with_field["id"]).await;
+    assert_eq!(
+        c["results"][0]["value"].as_f64().unwrap(),
+        want.values().sum::<f64>()
+    );
+    let (s, _) = call(
+        &app,
+        "DELETE",
+        &format!(
+            "/api/interaction-metrics/{}",
+            with_field["id"].as_str().unwrap()
+        ),
+        "ia-admin-token",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
 
     // Average order value by origin, all time.
     let m = create(&app, json!({"name": "Average order value by origin", "metricTypeId": "AVG", "actionId": "order-placed",

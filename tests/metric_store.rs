@@ -1233,15 +1233,28 @@ async fn settings_roles_and_errors() {
     .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(b["definitions"].as_array().unwrap().len(), 41);
-    assert_eq!(
+    // Built-ins keep their switch ("preserved automatically"): the one
+    // switched off above stays off until a PUT names it again.
+    let inactive = |b: &Value| -> Vec<String> {
         b["definitions"]
             .as_array()
             .unwrap()
             .iter()
             .filter(|m| m["active"] == false)
-            .count(),
-        0
-    );
+            .map(|m| m["key"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(inactive(&b), vec!["surface_event_count".to_string()]);
+    let (s, b) = call(
+        &app,
+        "PUT",
+        "/v1/ws-demo/settings/metrics",
+        Some("ms-admin-token"),
+        Some(json!({"definitions": [{"key": "surface_event_count", "builtin": true, "active": true}]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(inactive(&b).is_empty(), "{b}");
 
     // Query endpoints: unknown metric 404, bad parameters 400.
     for (uri, status) in [
@@ -1906,4 +1919,92 @@ async fn chat_client_times_out_retries_and_gives_up() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("after 1 attempts"), "{err}");
+}
+
+/// A PUT of custom definitions only keeps the built-ins' switches ("built-in
+/// metrics are preserved automatically"), and a workspace id of 255
+/// characters stores its settings like any other.
+#[tokio::test]
+async fn builtins_keep_their_switch_and_long_workspace_ids_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::demo_engine(dir.path(), 2_000, 1).await;
+    let app = app(engine, "2026-01-10T12:00:00Z", Ai::none());
+    let get = |ws: String| {
+        let app = app.clone();
+        async move {
+            let (s, b) = call(
+                &app,
+                "GET",
+                &format!("/v1/{ws}/settings/metrics"),
+                Some("ms-admin-token"),
+                None,
+            )
+            .await;
+            assert_eq!(s, StatusCode::OK, "{b}");
+            b["definitions"].as_array().unwrap().clone()
+        }
+    };
+    let defs = get("ws-demo".into()).await;
+    let mut off = defs
+        .iter()
+        .find(|d| d["key"] == "voice_quality_score")
+        .unwrap()
+        .clone();
+    off["active"] = json!(false);
+    let (s, b) = call(
+        &app,
+        "PUT",
+        "/v1/ws-demo/settings/metrics",
+        Some("ms-admin-token"),
+        Some(json!({"definitions": [off]})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = call(
+        &app,
+        "PUT",
+        "/v1/ws-demo/settings/metrics",
+        Some("ms-admin-token"),
+        Some(custom_settings()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let defs = get("ws-demo".into()).await;
+    let vqs = defs
+        .iter()
+        .find(|d| d["key"] == "voice_quality_score")
+        .unwrap();
+    assert_eq!(vqs["active"], false, "{vqs}");
+    assert!(defs.iter().any(|d| d["builtin"] == false));
+
+    // A token of every workspace, for an id of 255 characters (510 hex
+    // characters would not fit a file name).
+    let store = metricstore::storage::Store::open(dir.path().to_str().unwrap()).unwrap();
+    let root = router(AppState::with_ai(
+        Engine::new(store).await.unwrap(),
+        Auth::parse("root-token:admin:*", 0, 0).unwrap(),
+        Clock::pinned(ms("2026-01-10T12:00:00Z")),
+        Signer::from_secret("root"),
+        Ai::none(),
+    ));
+    let long = "w".repeat(255);
+    let uri = format!("/v1/{long}/settings/metrics");
+    let (s, b) = call(
+        &root,
+        "PUT",
+        &uri,
+        Some("root-token"),
+        Some(custom_settings()),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = call(&root, "GET", &uri, Some("root-token"), None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(
+        b["definitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["builtin"] == false)
+    );
 }

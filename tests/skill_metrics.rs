@@ -339,11 +339,7 @@ fn metric(ns: &str, name: &str, stat: &str, rows: &[&EventRow]) -> (Option<f64>,
                         .filter(|r| te(r))
                         .filter_map(|r| attr_f(r, "baseline_failure_probability"))
                         .collect();
-                    if !rows.iter().any(|r| te(r)) {
-                        r(None)
-                    } else {
-                        r(Some(mean(&p).unwrap_or(0.0) - mean(&b).unwrap_or(0.0)))
-                    }
+                    r(mean(&p).zip(mean(&b)).map(|(p, b)| p - b))
                 }
                 _ => unreachable!("{n}"),
             }
@@ -369,19 +365,14 @@ fn metric(ns: &str, name: &str, stat: &str, rows: &[&EventRow]) -> (Option<f64>,
                 }
                 "UNHANDLED_REQUEST" => c(count(rows, |r| defect(r, "unhandled"))),
                 "FRICTION_RATE_BASELINE_OFFSET" => {
-                    if evaluated == 0.0 {
-                        r(None)
-                    } else {
-                        let base: Vec<f64> = rows
-                            .iter()
-                            .filter(|r| quality(r))
-                            .filter_map(|r| attr_f(r, "baseline_friction_rate"))
-                            .collect();
-                        r(Some(
-                            pct(count(rows, any_defect)).unwrap_or(0.0)
-                                - mean(&base).unwrap_or(0.0),
-                        ))
-                    }
+                    let base: Vec<f64> = rows
+                        .iter()
+                        .filter(|r| quality(r))
+                        .filter_map(|r| attr_f(r, "baseline_friction_rate"))
+                        .collect();
+                    r(pct(count(rows, any_defect))
+                        .zip(mean(&base))
+                        .map(|(f, b)| f - b))
                 }
                 "DEFECTIVE_TERMINATION_RATE" => r(pct(count(rows, |r| defect(r, "termination")))),
                 "UNHANDLED_REQUEST_RATE" => r(pct(count(rows, |r| defect(r, "unhandled")))),
@@ -521,10 +512,11 @@ fn expected(
 fn parse(v: &Value) -> Answer {
     let mut out = Answer::new();
     for d in v["data"].as_array().unwrap() {
+        // "" is the group of events without the field.
         let g = d
             .get("groupedBy")
-            .map(|g| g["groupedByValue"].as_str().map(str::to_string))
-            .unwrap_or(None);
+            .map(|g| g["groupedByValue"].as_str().unwrap().to_string())
+            .filter(|v| !v.is_empty());
         let points = d["timestamps"]
             .as_array()
             .unwrap()

@@ -26,8 +26,15 @@ function csvNumber(v) {
   return String(v);
 }
 
+// Text a spreadsheet would run as a formula gets a leading ' (as the
+// server's csv::neutralise); numbers are written as numbers.
+function neutralise(v) {
+  const s = String(v);
+  return /^[=+\-@\t\r]/.test(s) ? "'" + s : s;
+}
+
 function csvField(v) {
-  const s = typeof v === "number" ? csvNumber(v) : v === null || v === undefined ? "" : String(v);
+  const s = typeof v === "number" ? csvNumber(v) : v === null || v === undefined ? "" : neutralise(v);
   return /[",\r\n]/.test(s) ? '"' + s.replace(/"/g, '""') + '"' : s;
 }
 
@@ -182,7 +189,7 @@ function fail(el, err) {
 
 function seriesLabel(r, d) {
   const g = d.groupedBy;
-  if (g) return g.groupedByValue === null ? "(none)" : g.groupedByValue;
+  if (g) return g.groupedByValue === "" ? "(none)" : g.groupedByValue;
   return r.label || r.id;
 }
 

@@ -122,7 +122,10 @@ fn page(series: &[Series], group_by: Option<&str>, from: u64, to: u64) -> Vec<Da
             out.push(Data {
                 grouped_by: group_by.map(|field| GroupedBy {
                     field: field.to_string(),
-                    value: s.group.first().cloned().flatten(),
+                    // The document's `groupedByValue` is a string: events
+                    // without the field (utterances not resolved to an
+                    // intent) form the group "".
+                    value: s.group.first().cloned().flatten().unwrap_or_default(),
                 }),
                 timestamps: slice.iter().map(|(t, _)| *t).collect(),
                 values: slice.iter().map(|(_, v)| *v).collect(),

@@ -193,9 +193,11 @@ impl Auth {
         let value = value
             .to_str()
             .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
+        // The scheme name is case-insensitive (RFC 9110, section 11.1).
         let secret = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, secret)| secret)
             .ok_or_else(|| {
                 ApiError::Unauthorized("the Authorization header must be `Bearer TOKEN`".into())
             })?

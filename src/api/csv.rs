@@ -68,10 +68,22 @@ pub fn number(v: f64) -> String {
     }
 }
 
+/// Text that a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, or
+/// a tab or carriage return first) gets a leading `'`, as OWASP advises for
+/// CSV injection: labels, intents and categories come from users' data.
+/// Numbers are written as numbers and never touched.
+pub fn neutralise(s: &str) -> String {
+    if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    }
+}
+
 impl Cell {
     fn text(&self) -> String {
         match self {
-            Self::Text(s) => s.clone(),
+            Self::Text(s) => neutralise(s),
             Self::Number(v) => number(*v),
             Self::Int(v) => v.to_string(),
             Self::Empty => String::new(),
@@ -137,10 +149,10 @@ impl IntoResponse for Table {
     }
 }
 
-/// The quality (`q`) the `Accept` header gives a media type, matching
-/// `type/subtype` exactly or through `type/*` or `*/*` (the most specific
-/// match wins); `None` when nothing matches.
-fn quality(accept: &str, media: &str) -> Option<f32> {
+/// The quality (`q`) the `Accept` header gives a media type and how
+/// specifically it names it (3: `type/subtype`, 2: `type/*`, 1: `*/*`);
+/// the most specific range wins. `None` when nothing matches.
+fn quality(accept: &str, media: &str) -> Option<(u8, f32)> {
     let (kind, _) = media.split_once('/')?;
     let mut best: Option<(u8, f32)> = None;
     for range in accept.split(',') {
@@ -150,7 +162,7 @@ fn quality(accept: &str, media: &str) -> Option<f32> {
             3
         } else if name == format!("{kind}/*") {
             2
-        } else if name == "*/*" {
+        } else if name == "*/*" || name == "*" {
             1
         } else {
             continue;
@@ -158,16 +170,20 @@ fn quality(accept: &str, media: &str) -> Option<f32> {
         let q = parts
             .filter_map(|p| p.trim().strip_prefix("q="))
             .find_map(|v| v.trim().parse::<f32>().ok())
+            .filter(|q| q.is_finite())
             .unwrap_or(1.0);
         if best.is_none_or(|(s, _)| specificity > s) {
             best = Some((specificity, q));
         }
     }
-    best.map(|(_, q)| q)
+    best
 }
 
-/// Whether the request asks for CSV: `text/csv` is acceptable and at
-/// least as acceptable as JSON. Without an `Accept` header, JSON.
+/// Whether the request asks for CSV: it names `text/csv` (or `text/*`)
+/// with a quality above 0 and above JSON's. Browsers' and HTTP clients'
+/// defaults (`application/json, text/plain, */*`; `text/html, *; q=.2,
+/// */*; q=.2`) reach CSV only through `*/*`, which means "anything" and
+/// stays JSON, as does a tie and a request without `Accept`.
 pub fn wants_csv(headers: &HeaderMap) -> bool {
     let accept = headers
         .get_all(header::ACCEPT)
@@ -175,22 +191,15 @@ pub fn wants_csv(headers: &HeaderMap) -> bool {
         .filter_map(|v| v.to_str().ok())
         .collect::<Vec<_>>()
         .join(",");
-    let csv = quality(&accept, "text/csv")
-        .filter(|q| *q > 0.0)
-        // `*/*` alone means "anything", which stays JSON.
-        .filter(|_| {
-            accept.to_ascii_lowercase().split(',').any(|r| {
-                r.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .starts_with("text/")
-            })
-        });
-    match (csv, quality(&accept, "application/json")) {
-        (Some(c), Some(j)) => c >= j,
-        (Some(_), None) => true,
-        (None, _) => false,
+    let Some((specificity, csv)) = quality(&accept, "text/csv") else {
+        return false;
+    };
+    if specificity < 2 || csv <= 0.0 {
+        return false;
+    }
+    match quality(&accept, "application/json") {
+        Some((_, json)) => csv > json,
+        None => true,
     }
 }
 
@@ -246,6 +255,28 @@ mod tests {
         assert!(!wants_csv(&accept("*/*")));
         assert!(!wants_csv(&accept("text/csv;q=0")));
         assert!(!wants_csv(&accept("text/csv;q=0.4, application/json")));
+        // Common clients' defaults stay JSON: axios, Java, browsers.
+        assert!(!wants_csv(&accept("application/json, text/plain, */*")));
+        assert!(!wants_csv(&accept(
+            "text/html, image/gif, image/jpeg, *; q=.2, */*; q=.2"
+        )));
+        assert!(!wants_csv(&accept(
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+        )));
+        // A tie is JSON.
+        assert!(!wants_csv(&accept("text/csv, application/json")));
+    }
+
+    #[test]
+    fn formulas_are_neutralised_and_numbers_kept() {
+        let mut t = Table::new(["label", "value"]);
+        t.push(vec!["=HYPERLINK(\"x\")".into(), Cell::Number(-1.5)]);
+        t.push(vec!["@SUM(A1)".into(), Cell::Int(-2)]);
+        t.push(vec!["-2+3".into(), "plain".into()]);
+        assert_eq!(
+            t.render(),
+            "label,value\n\"'=HYPERLINK(\"\"x\"\")\",-1.5\n'@SUM(A1),-2\n'-2+3,plain\n"
+        );
     }
 
     #[test]

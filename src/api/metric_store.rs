@@ -143,11 +143,16 @@ pub async fn put_settings(
             details: serde_json::json!({"field": first.field, "errors": problems}),
         }
     })?;
-    let stored = new.clone();
-    pipeline::settings_catalog(&state.engine.store)
+    // The custom set is replaced; built-ins the body does not name keep
+    // their `active` flag ("built-in metrics are preserved automatically").
+    let new = pipeline::settings_catalog(&state.engine.store)
         .update(&ws, move |doc: &mut Settings| {
-            *doc = stored.clone();
-            Ok::<_, ApiError>(())
+            let mut next = new.clone();
+            for (key, active) in &doc.builtin_active {
+                next.builtin_active.entry(key.clone()).or_insert(*active);
+            }
+            *doc = next.clone();
+            Ok::<_, ApiError>(next)
         })
         .await
         .map_err(|e| match e {
@@ -303,7 +308,9 @@ pub async fn values(
     let limit = int_param(&p, "limit", 1, 365, 90)?;
     let source = source_param(&p, true)?;
     let subject = subject(&p)?;
-    let (from_ms, to_ms) = range(&p, state.clock.now_ms(), 30 * DAY_MS)?;
+    // Without `date_from`, as many days back as values asked for, so the
+    // documented default (`limit` 90) gives the last 90 daily values.
+    let (from_ms, to_ms) = range(&p, state.clock.now_ms(), limit * DAY_MS)?;
     let granularity = match p.get("granularity") {
         None => None,
         Some(g) => Some(Granularity::parse(g).ok_or_else(|| {

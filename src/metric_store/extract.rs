@@ -55,7 +55,8 @@ pub trait Extractor: Send + Sync {
 /// `advanced` are read as `balanced` and `max`), `METRICSTORE_AI_TIMEOUT_MS`
 /// (default 30000), `METRICSTORE_AI_RETRIES` (default 3),
 /// `METRICSTORE_AI_BUDGET` (requests per pipeline run, default 2000).
-#[derive(Debug, Clone)]
+/// `Debug` by hand: the API key must never reach a log.
+#[derive(Clone)]
 pub struct AiConfig {
     pub url: String,
     pub api_key: Option<String>,
@@ -63,6 +64,19 @@ pub struct AiConfig {
     pub timeout: Duration,
     pub retries: u32,
     pub budget: usize,
+}
+
+impl std::fmt::Debug for AiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AiConfig")
+            .field("url", &self.url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("models", &self.models)
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .field("budget", &self.budget)
+            .finish()
+    }
 }
 
 impl AiConfig {

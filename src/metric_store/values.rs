@@ -96,7 +96,8 @@ pub async fn lookup(engine: &Engine, q: &Lookup) -> Result<Vec<ValueRow>> {
 
 /// The rows of the newest stored periods of `q`'s metrics. Looks at the
 /// newest few days with values first (a listing and a pruned read) and
-/// reads everything only if some metric has no value in them.
+/// reads everything only if some metric has no value in them, or if the
+/// lookup spans many subjects (every call).
 pub async fn newest(engine: &Engine, q: &Lookup) -> Result<Vec<ValueRow>> {
     const RECENT_DAYS: usize = 2;
     let prefix = format!(
@@ -118,7 +119,10 @@ pub async fn newest(engine: &Engine, q: &Lookup) -> Result<Vec<ValueRow>> {
         .collect();
     days.sort();
     days.dedup();
-    if days.len() > RECENT_DAYS {
+    // Only for one subject: "the newest value of every call" may lie
+    // further back for calls that ended weeks ago.
+    let one_subject = q.entity_id.is_some() || q.session_id.is_some() || q.service_id.is_some();
+    if one_subject && days.len() > RECENT_DAYS {
         let first = &days[days.len() - RECENT_DAYS];
         if let Ok(d) = chrono::NaiveDate::parse_from_str(first, "%Y-%m-%d") {
             let from_ms = crate::storage::events::day_start_millis(d);

@@ -3,7 +3,7 @@
 //! `PutMode::Create`, so of two writers racing for version N+1 one wins and
 //! the other re-reads and retries. No update is lost and no lock is held.
 //!
-//! Layout: `catalog/{kind}/{hex(key)}/v{NNNNNNNNNNNN}.json`. Old versions
+//! Layout: `catalog/{kind}/{key_segment(key)}/v{NNNNNNNNNNNN}.json`. Old versions
 //! are pruned after a write, but only once they are both well behind the
 //! newest and older than any request could be: a slow writer that read
 //! version N must find N+1 still there, or its create would succeed and
@@ -56,8 +56,7 @@ impl Catalog {
     }
 
     fn dir(&self, key: &str) -> String {
-        let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
-        format!("catalog/{}/{hex}", self.kind)
+        format!("catalog/{}/{}", self.kind, super::key_segment(key))
     }
 
     /// The newest version number under `key` (0 when none).

@@ -75,10 +75,11 @@ pub fn schema() -> SchemaRef {
     ]))
 }
 
-/// The partition directory name of a workspace: hex, so any workspace id
-/// (slashes, `=`, non-ASCII) makes one safe path segment.
+/// The partition directory name of a workspace: one safe path segment
+/// whatever the id holds (slashes, `=`, non-ASCII, 255 bytes), see
+/// [`super::key_segment`].
 pub fn ws_partition(workspace: &str) -> String {
-    workspace.bytes().map(|b| format!("{b:02x}")).collect()
+    super::key_segment(workspace)
 }
 
 pub fn day_dir(workspace: &str, day: &str) -> String {

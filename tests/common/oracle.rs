@@ -175,8 +175,11 @@ fn aggregate(rows: &[&EventRow], m: &Measure) -> Option<f64> {
                 _ => None,
             }
         }
-        Measure::Difference { left, right } => {
+        Measure::Difference { left, right } if m.is_additive() => {
             Some(aggregate(rows, left).unwrap_or(0.0) - aggregate(rows, right).unwrap_or(0.0))
+        }
+        Measure::Difference { left, right } => {
+            Some(aggregate(rows, left)? - aggregate(rows, right)?)
         }
         Measure::Scaled { factor, measure } => aggregate(rows, measure).map(|v| v * factor),
     }

@@ -151,6 +151,7 @@ pub fn check_request(body: &Json, skill_id: &str) -> Result<CheckedRequest, ApiE
     };
     let next_token = match obj.get("nextToken") {
         None | Some(Json::Null) => None,
+        Some(Json::String(t)) if t.is_empty() => None,
         Some(Json::String(t)) => Some(t.clone()),
         Some(_) => {
             p.push(
@@ -236,6 +237,7 @@ fn check_query(
     }
     let label = match obj.get("label") {
         None | Some(Json::Null) => None,
+        Some(Json::String(l)) if l.is_empty() => Some(""),
         v => string(v, &format!("{path}.label"), 256, p),
     };
     let namespace = string(
@@ -504,7 +506,7 @@ pub struct GroupedBy {
     #[serde(rename = "groupedByField")]
     pub field: String,
     #[serde(rename = "groupedByValue")]
-    pub value: Option<String>,
+    pub value: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -587,7 +589,7 @@ impl GetMetricsResponse {
                         d.grouped_by
                             .as_ref()
                             .filter(|g| g.field == *f)
-                            .and_then(|g| g.value.clone())
+                            .map(|g| g.value.clone())
                             .into()
                     }));
                     row.push(Cell::Int(*t));

@@ -225,6 +225,16 @@ async fn run(
             dimensions: None,
         }]
     } else {
+        // Largest first, as the document's grouped examples list them (and
+        // so `sampleValue` is the top group); ties by the group's values.
+        let mut series = series;
+        series.sort_by(|a, b| {
+            let (va, vb) = (
+                a.points.first().map_or(f64::NEG_INFINITY, |p| p.1),
+                b.points.first().map_or(f64::NEG_INFINITY, |p| p.1),
+            );
+            vb.total_cmp(&va).then_with(|| a.group.cmp(&b.group))
+        });
         series
             .into_iter()
             .filter_map(|s| {

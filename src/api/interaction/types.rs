@@ -362,7 +362,13 @@ pub fn check_metric(
         Some(Json::Array(items)) => {
             for (i, g) in items.iter().enumerate() {
                 match g.as_str() {
+                    // Result keys replace `.` with `_`: two fields that
+                    // make the same key would overwrite each other.
                     Some(s) => match event_field(s) {
+                        Ok(_) if group_by.iter().any(|g: &String| dimension_key(g) == dimension_key(s)) => p.push(
+                            &format!("groupBy[{i}]"),
+                            format!("{s:?} repeats a field, or names the same result key {:?} as another", dimension_key(s)),
+                        ),
                         Ok(_) => group_by.push(s.to_string()),
                         Err(e) => p.push(&format!("groupBy[{i}]"), e),
                     },
@@ -468,13 +474,16 @@ impl InteractionMetric {
             .map(TimeWindow::parse)
             .transpose()
             .map_err(|e| format!("timeWindow: {e}"))?;
-        let value = match &self.field {
-            Some(f) => Value::Field(event_field(f).map_err(|e| format!("field: {e}"))?),
-            None => Value::Count,
-        };
         let kind = self
             .metric_type()
             .ok_or_else(|| format!("metricTypeId: unknown type {:?}", self.metric_type_id))?;
+        // COUNT and RATE count matching interactions, whether or not they
+        // carry a `field` given anyway.
+        let value = match &self.field {
+            Some(_) if matches!(kind.mnemonic, "COUNT" | "RATE") => Value::Count,
+            Some(f) => Value::Field(event_field(f).map_err(|e| format!("field: {e}"))?),
+            None => Value::Count,
+        };
         let aggregation = match kind.mnemonic {
             "COUNT" => Aggregation::Count,
             "SUM" => Aggregation::Sum,
