@@ -116,15 +116,15 @@ impl Evaluator {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut rules: Vec<(String, AlertRule)> = Vec::new();
-        let mut loaded_ms = i64::MIN;
+        let mut loaded_ms: Option<i64> = None;
         loop {
             tick.tick().await;
             let now = wall_ms();
-            if now - loaded_ms >= RELOAD_MS {
+            if loaded_ms.is_none_or(|t| now - t >= RELOAD_MS) {
                 match self.load_rules().await {
                     Ok(r) => {
                         rules = r;
-                        loaded_ms = now;
+                        loaded_ms = Some(now);
                         let live: HashSet<_> = rules
                             .iter()
                             .map(|(ws, r)| (ws.clone(), r.id, r.updated_at.clone()))
