@@ -61,11 +61,11 @@ impl GroupEval {
     /// The threshold a notification of this group reports: the rule's, or
     /// the anomaly bound that was crossed (the upper one when none was).
     pub fn threshold(&self, rule: &AlertRule) -> Option<f64> {
-        rule.threshold()
-            .or_else(|| match (self.value, self.lower, self.upper) {
-                (Some(v), Some(lo), _) if v < lo => Some(lo),
-                (_, _, up) => up,
-            })
+        let crossed = match (self.value, self.lower, self.upper) {
+            (Some(v), Some(lo), _) if v < lo => Some(lo),
+            (_, _, up) => up,
+        };
+        rule.threshold().or(crossed)
     }
 }
 
@@ -174,9 +174,11 @@ pub async fn evaluate(
 /// `(current - previous) / |previous|` in percent; undefined (no data)
 /// when either is missing or the previous window is 0 and this one not.
 pub fn percent_change(current: Option<f64>, previous: Option<f64>) -> Option<f64> {
-    match (current?, previous?) {
-        (c, p) if p == 0.0 => (c == 0.0).then_some(0.0),
-        (c, p) => Some((c - p) / p.abs() * 100.0),
+    let (c, p) = (current?, previous?);
+    if p == 0.0 {
+        (c == 0.0).then_some(0.0)
+    } else {
+        Some((c - p) / p.abs() * 100.0)
     }
 }
 
