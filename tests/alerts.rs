@@ -570,6 +570,125 @@ async fn a_server_killed_before_the_notification_sends_it_after_restart_once() {
     );
 }
 
+fn logins_from(country: &str, n: usize, time_ms: i64) -> String {
+    failed_logins(n, time_ms).replace("\"ZA\"", &format!("\"{country}\""))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_group_fires_on_its_own_and_silences_hold_notifications_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path(), Clock::system()).await;
+    n.start("node-a");
+    let (rx, url) = Receiver::start(&[]).await;
+    let mut metric = metric_body();
+    metric["groupBy"] = json!(["interaction.country"]);
+    let (s, m) = n
+        .call(
+            "POST",
+            "/api/interaction-metrics",
+            "al-admin-token",
+            Some(metric),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{m}");
+    let metric_id = m["id"].as_str().unwrap();
+    ingest(
+        &n.app,
+        logins_from("ZA", 5, now_ms()) + &logins_from("US", 1, now_ms()),
+    )
+    .await;
+    let (s, r) = n
+        .call(
+            "POST",
+            "/api/metric-alerts",
+            "al-admin-token",
+            Some(rule_body(metric_id, &url, "0s")),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    let rule = r["id"].as_str().unwrap().to_string();
+    let firing = rx.wait_for("firing", 1, Duration::from_secs(10)).await;
+    assert_eq!(firing.len(), 1);
+    assert_eq!(
+        firing[0].body["group"],
+        json!({"interaction_country": "ZA"})
+    );
+    // US crosses the threshold too: its own notification, ZA not again.
+    ingest(&n.app, logins_from("US", 4, now_ms())).await;
+    let firing = rx.wait_for("firing", 2, Duration::from_secs(10)).await;
+    assert_eq!(firing.len(), 2);
+    assert_eq!(
+        firing[1].body["group"],
+        json!({"interaction_country": "US"})
+    );
+    assert_eq!(firing[1].body["value"], 5.0);
+    let (_, got) = n
+        .call(
+            "GET",
+            &format!("/api/metric-alerts/{rule}"),
+            "al-admin-token",
+            None,
+        )
+        .await;
+    let states: Vec<&str> = got["status"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["firing", "firing"], "{got}");
+
+    // Silenced: the transitions are recorded, nothing is sent.
+    let until = chrono::Utc::now() + chrono::Duration::hours(1);
+    let (s, _) = n
+        .call(
+            "PUT",
+            &format!("/api/metric-alerts/{rule}"),
+            "al-admin-token",
+            Some(json!({"silencedUntil": until.to_rfc3339(), "condition": {"operator": "gt", "threshold": 100}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, got) = n
+            .call(
+                "GET",
+                &format!("/api/metric-alerts/{rule}"),
+                "al-admin-token",
+                None,
+            )
+            .await;
+        if got["status"]["state"] == "ok" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{got}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.hits().len(), 2, "nothing sent while silenced");
+    let (_, page) = n
+        .call(
+            "GET",
+            &format!("/api/metric-alerts/{rule}/history"),
+            "al-admin-token",
+            None,
+        )
+        .await;
+    let silenced: Vec<&Value> = page["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["notice"] == "resolved")
+        .collect();
+    assert_eq!(silenced.len(), 2, "{page}");
+    assert!(
+        silenced
+            .iter()
+            .all(|t| t["silenced"] == true && t["deliveries"] == json!([]))
+    );
+}
+
 // ---- the API without a running evaluator ----
 
 const NOW: &str = "2026-01-10T12:00:00Z";
