@@ -1,6 +1,7 @@
 //! The HTTP API: one router nesting each documented API, paths exactly as
 //! in CONTRACT.md. Handlers extract, call the engine, shape the answer.
 
+pub mod alerts;
 pub mod alexa;
 pub mod analytics;
 pub mod auth;
@@ -191,6 +192,13 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/interaction-metrics/{id}/calculate",
             post(interaction::calculate),
         )
+        .route("/api/metric-alerts", get(alerts::list).post(alerts::create))
+        .route(
+            "/api/metric-alerts/{id}",
+            get(alerts::get).put(alerts::update).delete(alerts::delete),
+        )
+        .route("/api/metric-alerts/{id}/history", get(alerts::history))
+        .route("/api/metric-alerts/{id}/evaluate", post(alerts::evaluate))
         .route(
             "/v1/{workspace_id}/settings/metrics",
             get(metric_store::get_settings).put(metric_store::put_settings),

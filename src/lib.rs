@@ -6,6 +6,7 @@
 //! ([`udaf`]) registered everywhere. Front ends: the HTTP [`api`], the SQL
 //! [`repl`], the demo data [`generate`]or.
 
+pub mod alerts;
 pub mod analytics;
 pub mod api;
 pub mod bench;

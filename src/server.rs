@@ -59,6 +59,8 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let auth = Auth::parse(&spec, args.rate_limit, args.burst)?;
     let signer = Signer::from_secret(&spec);
     let ai = crate::metric_store::extract::Ai::from_env()?;
+    let alerts = crate::alerts::Config::from_env()?;
+    crate::alerts::configure(alerts.clone());
     let state = AppState::with_ai(engine, auth, clock, signer, ai);
     let recovered = state
         .ingest
@@ -81,6 +83,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             demo_days,
         );
     }
+    crate::alerts::evaluator::spawn(state.clone(), alerts);
     let app = api::router(state);
 
     let listener = tokio::net::TcpListener::bind(&args.listen)

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 const SKILL: &str = "amzn1.ask.skill.demo-trivia";
 const TOKEN: &str = "dashboard-secret-1";
+const ADMIN: &str = "dashboard-admin-1";
 const CHARTS: [&str; 9] = [
     "customers",
     "sessions",
@@ -135,9 +136,24 @@ async fn the_dashboard_draws_every_chart_and_its_csv_matches_the_api() {
     drop(common::demo_engine(dir.path(), 150_000, 30).await);
     let server = common::serve(
         dir.path().to_str().unwrap(),
-        &format!("{TOKEN}:viewer:{SKILL}"),
+        &format!("{TOKEN}:viewer:{SKILL},{ADMIN}:admin:{SKILL}"),
         "2026-01-11T00:00:00Z",
     );
+    // One alert rule on the skill's failed utterances, listed with its state.
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let rule = http
+        .post(format!("{}/api/metric-alerts", server.base))
+        .bearer_auth(ADMIN)
+        .json(&json!({
+            "name": "Failed utterances",
+            "skillMetric": {"metricNamespace": "Alexa.Custom", "name": "FAILED_UTTERANCES", "lookBack": "1d"},
+            "condition": {"operator": "gt", "threshold": 1000000},
+            "evaluationInterval": "1s"
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rule.status(), 201);
     let profile = tempfile::tempdir().unwrap();
     let browser = Browser::start(profile.path()).await;
     browser.goto(&format!("{}/", server.base)).await;
@@ -150,7 +166,18 @@ async fn the_dashboard_draws_every_chart_and_its_csv_matches_the_api() {
     std::fs::write(&shot, browser.screenshot().await).unwrap();
     eprintln!("screenshot: {}", shot.display());
 
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let alerts = browser
+        .execute(
+            "const el = document.getElementById('alerts');
+             const row = el.querySelector('tr[data-rule]');
+             return {state: el.dataset.state, rules: el.dataset.rules,
+                     ruleState: row ? row.dataset.ruleState : null};",
+            vec![],
+        )
+        .await;
+    assert_eq!(alerts["state"], "ready", "{alerts}");
+    assert_eq!(alerts["rules"], "1", "{alerts}");
+    assert_eq!(alerts["ruleState"], "ok", "{alerts}");
     for chart in CHARTS {
         let c = &found[chart];
         assert_eq!(c["state"], "ready", "{chart}: {c}");

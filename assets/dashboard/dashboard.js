@@ -106,8 +106,12 @@ function pathsCsv(answer) {
 
 class ApiError extends Error {}
 
-async function api(method, path, body) {
-  const headers = { Authorization: "Bearer " + $("token").value.trim(), Accept: "application/json" };
+async function api(method, path, body, extraHeaders) {
+  const headers = {
+    Authorization: "Bearer " + $("token").value.trim(),
+    Accept: "application/json",
+    ...(extraHeaders || {}),
+  };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const res = await fetch(path, {
     method,
@@ -473,6 +477,69 @@ async function show(skill, start, end, intent) {
   return failed;
 }
 
+// ---- metric alerts of the workspace (the skill) ----
+
+function ruleSource(r) {
+  if (r.metricId) return "interaction metric " + r.metricId;
+  if (r.skillMetric) return r.skillMetric.metricNamespace + " " + r.skillMetric.name + " (" + r.skillMetric.lookBack + ")";
+  if (r.metricStore) return "Metric Store " + r.metricStore.metricKey + " (" + r.metricStore.lookBack + ")";
+  return "";
+}
+
+function ruleCondition(c) {
+  const ops = { gt: ">", gte: "\u2265", lt: "<", lte: "\u2264", eq: "=", neq: "\u2260" };
+  if (c.type === "anomaly") return "outside mean \u00b1 " + c.k + "\u03c3 of " + c.weeks + " weeks";
+  const t = c.type === "change" ? c.threshold + " %" : String(c.threshold);
+  return (c.type === "change" ? "change " : "") + (ops[c.operator] || c.operator) + " " + t;
+}
+
+// Lists the workspace's rules with their state: `data-state` and
+// `data-rules` on the section say what it did.
+async function showAlerts(workspace) {
+  const el = $("alerts");
+  for (const child of [...el.children]) if (child.tagName !== "H2") child.remove();
+  el.dataset.state = "loading";
+  try {
+    const rules = await api("GET", "/api/metric-alerts", undefined, { "X-Workspace-Id": workspace });
+    const table = document.createElement("table");
+    table.className = "paths alerts";
+    const head = table.insertRow();
+    for (const h of ["Rule", "Watches", "When", "For", "State", "Groups", "Last evaluated"]) {
+      const th = document.createElement("th");
+      th.textContent = h;
+      head.append(th);
+    }
+    for (const r of rules) {
+      const row = table.insertRow();
+      row.dataset.rule = r.id;
+      row.dataset.ruleState = r.status.state;
+      const busy = r.status.groups.filter((g) => g.state !== "ok").length;
+      for (const text of [
+        r.name,
+        ruleSource(r),
+        ruleCondition(r.condition),
+        r.for + " every " + r.evaluationInterval,
+        r.status.state,
+        busy + " of " + r.status.groups.length + " not ok",
+        r.status.lastEvaluatedAt || "never",
+      ]) {
+        const td = row.insertCell();
+        td.textContent = text;
+      }
+      row.cells[4].className = "state " + r.status.state;
+    }
+    if (rules.length === 0) {
+      const p = document.createElement("p");
+      p.textContent = "No alert rules in this workspace (POST /api/metric-alerts).";
+      el.append(p);
+    } else el.append(table);
+    el.dataset.rules = String(rules.length);
+    el.dataset.state = "ready";
+  } catch (err) {
+    fail(el, err);
+  }
+}
+
 function isoDay(ms) {
   return new Date(ms).toISOString().slice(0, 10);
 }
@@ -487,7 +554,7 @@ async function submit(ev) {
   status.className = "";
   status.textContent = "Loading " + skill + " from " + $("start").value + " to " + $("end").value + " ...";
   try {
-    const failed = await show(skill, start, end, $("intent").value.trim());
+    const [failed] = await Promise.all([show(skill, start, end, $("intent").value.trim()), showAlerts(skill)]);
     status.textContent = failed ? failed + " chart(s) failed; see their messages." : "";
     status.className = failed ? "error" : "";
   } catch (err) {
