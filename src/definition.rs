@@ -8,6 +8,9 @@
 //! reports every problem with the path of the field at fault.
 
 pub mod builtin;
+pub mod path;
+
+pub use path::JsonPath;
 
 use std::fmt;
 
@@ -84,13 +87,17 @@ pub const STRING_COLUMNS: [&str; 15] = [
 ];
 pub const NUMBER_COLUMNS: [&str; 1] = ["latency_ms"];
 
-/// A field of an event: a column, or a key inside the `attributes` JSON
-/// object. Keys are taken whole (`Alexa.SluConfidence` is one key, as
-/// `METRICS.md` says). Written as `column` or `attributes.KEY`.
+/// A field of an event: a column, a key inside the `attributes` JSON
+/// object, or a JSON path into it. Keys are taken whole (`Alexa.SluConfidence`
+/// is one key, as `METRICS.md` says). Written as `column`, `attributes.KEY`
+/// or a path in brackets (`$["summary"]["scores"][0]`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Field {
     Column(String),
     Attribute(String),
+    /// Members and indexes into `attributes` (the Metric Store's
+    /// `extract_path`).
+    Path(JsonPath),
 }
 
 impl fmt::Display for Field {
@@ -98,6 +105,7 @@ impl fmt::Display for Field {
         match self {
             Field::Column(c) => f.write_str(c),
             Field::Attribute(k) => write!(f, "attributes.{k}"),
+            Field::Path(p) => write!(f, "{p}"),
         }
     }
 }
@@ -116,9 +124,13 @@ impl<'de> Deserialize<'de> for Field {
 }
 
 impl Field {
-    /// Parses `column`, `attributes.key`, `$.key` or `interaction.key`.
+    /// Parses `column`, `attributes.key`, `$.key` or `interaction.key` (a
+    /// key taken whole), or a bracketed path `$["a"][0]`.
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
+        if text.starts_with("$[") {
+            return JsonPath::parse(text).map(Field::Path);
+        }
         for prefix in ["attributes.", "interaction.", "$."] {
             if let Some(key) = text.strip_prefix(prefix) {
                 if key.is_empty() || key.len() > 256 {
@@ -150,6 +162,11 @@ impl Field {
             Field::Attribute(k) => {
                 if k.is_empty() || k.len() > 256 {
                     v.push(path, "attribute key must be 1 to 256 characters");
+                }
+            }
+            Field::Path(p) => {
+                if p.0.is_empty() {
+                    v.push(path, "a path names a member of attributes");
                 }
             }
         }
@@ -257,6 +274,10 @@ pub enum Value {
     /// A constant 1 per event (counts).
     Count,
     Field(Field),
+    /// A yes/no per event: the comparison, null where the field is absent
+    /// (SQL's rule, so `<>` is null too there). Counts and rates count the
+    /// events where it holds; a true-ratio is the share where it holds.
+    Test(Filter),
 }
 
 /// How values are combined within a bucket.
@@ -364,6 +385,14 @@ impl Measure {
                         "this aggregation needs a field, not a count",
                     ),
                     (Value::Field(f), _) => f.validate(&format!("{path}.value"), v),
+                    (
+                        Value::Test(t),
+                        Aggregation::Count | Aggregation::Rate { .. } | Aggregation::TrueRatio,
+                    ) => t.validate(&format!("{path}.value.test"), v),
+                    (Value::Test(_), _) => v.push(
+                        format!("{path}.value"),
+                        "a test is counted, taken as a rate or as a share of true",
+                    ),
                     _ => {}
                 }
                 match aggregation {
@@ -586,6 +615,9 @@ pub enum Dimension {
     Field(Field),
     /// The region part of `locale` (`en-US` -> `US`).
     Country,
+    /// `simulation` for an event of a simulated conversation (its
+    /// `attributes.simulation` is `true`), `production` for every other.
+    DataSource,
 }
 
 /// A metric to compute: a measure over a tenant's events in a range.

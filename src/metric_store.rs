@@ -8,9 +8,9 @@
 //! aggregate per period, and which values are kept (`valid_range_*`,
 //! `categories`).
 
-pub mod compile;
 pub mod extract;
-pub mod path;
+pub mod level;
+pub mod lower;
 pub mod values;
 
 #[cfg(test)]
@@ -330,8 +330,14 @@ pub struct MetricDef {
     pub extraction_mode: ExtractionMode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extract_path: Option<String>,
+    /// A built-in's `sql_expr` as SQL text, shown by the API; the plan
+    /// reads [`MetricDef::value`], never this text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sql_expr: Option<String>,
+    /// A built-in's value in the shared model (`queries/metric_store.json`):
+    /// a column, a column test or a JSON key test. Not shown.
+    #[serde(default, skip_serializing)]
+    pub value: Option<crate::definition::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ai_query_prompt: Option<String>,
     /// As given; AI metrics without one use `free`.
@@ -449,6 +455,7 @@ static BUILTINS: LazyLock<Vec<MetricDef>> = LazyLock::new(|| {
             .expect("queries/metric_store.json is valid (checked by tests)");
     for d in &mut defs {
         d.builtin = true;
+        d.sql_expr = d.value.as_ref().map(lower::sql_text);
     }
     defs
 });
@@ -896,7 +903,7 @@ fn check_custom(
                     "is required when extraction_mode is \"static\" (a JSON path into attributes, e.g. \"$.quality_score\")",
                 ),
                 Some(p) => {
-                    if let Err(e) = path::JsonPath::parse(p) {
+                    if let Err(e) = crate::definition::JsonPath::parse(p) {
                         c.bad(format!("{at}.extract_path"), e);
                     }
                 }
@@ -966,6 +973,7 @@ fn check_custom(
         extraction_mode: mode?,
         extract_path,
         sql_expr: None,
+        value: None,
         ai_query_prompt: prompt,
         model_tier: if model_tier_given { model_tier } else { None },
         ai_labels: labels,

@@ -23,14 +23,14 @@ use datafusion::logical_expr::{TableSource, col, lit};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::compile::ts;
+use crate::compile::batch::{sample_col, value_col};
+use crate::compile::{self, BUCKET, dimension_expr, events_predicate, ts};
+use crate::definition::Dimension;
 use crate::engine::Engine;
 use crate::engine::columns::{self, floats, ints, strings};
-use crate::metric_store::compile::{
-    self as mc, CATEGORY, DATA_SOURCE, ENTITY, Level, PERIOD, SERVICE, Selection,
-};
 use crate::metric_store::extract::Error as AiError;
 use crate::metric_store::extract::{self, Ai, Answer, Budget};
+use crate::metric_store::level::{self, Level, Selection};
 use crate::metric_store::{
     Aggregation, DataSource, Granularity, MetricDef, MetricType, Settings, Source, wire,
 };
@@ -46,7 +46,9 @@ pub enum Error {
     #[error(transparent)]
     Storage(#[from] storage::Error),
     #[error(transparent)]
-    Compile(#[from] mc::Error),
+    Compile(#[from] compile::Error),
+    #[error("{0}")]
+    Definition(String),
     #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
     #[error("{0}")]
@@ -54,6 +56,9 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The column of a conversation's data source.
+const DATA_SOURCE: &str = "data_source";
 
 /// How far back a scheduled run (no range given) looks, and the window AI
 /// metrics are computed over.
@@ -318,16 +323,17 @@ async fn day_table(
     defs: &[MetricDef],
 ) -> Result<Arc<dyn TableSource>> {
     let mut types: Vec<&str> = all_event_types();
-    for t in mc::event_types_of(defs) {
+    for t in level::event_types_of(defs) {
         if !types.contains(&t) {
             types.push(t);
         }
     }
-    let df = engine
-        .ctx
-        .table("events")
-        .await?
-        .filter(mc::selection_filter(sel, &types))?;
+    let df = engine.ctx.table("events").await?.filter(events_predicate(
+        &sel.workspace,
+        sel.range(),
+        &types,
+        &sel.filters(),
+    )?)?;
     let schema = Arc::new(df.schema().as_arrow().clone());
     let batches = engine.execute(df.logical_plan().clone()).await?;
     let table = MemTable::try_new(schema, vec![batches])?;
@@ -475,21 +481,15 @@ pub async fn compute(
     if defs.is_empty() {
         return Ok(rows);
     }
-    let hours = spec.period_ms() as f64 / 3_600_000.0;
     let numeric: Vec<&MetricDef> = defs
         .iter()
         .copied()
         .filter(|d| d.metric_type != MetricType::Categorical)
         .collect();
     if !numeric.is_empty() {
-        let plan = mc::numeric_plan(
-            &engine.ctx,
-            table.clone(),
-            spec.sel,
-            spec.level,
-            spec.granularity,
-            &numeric,
-        )?;
+        let (batch, cols) = level::batch(spec.sel, spec.level, spec.granularity, &numeric, None)
+            .map_err(Error::Definition)?;
+        let plan = compile::compile_batch(&batch, table.clone())?.plan;
         let batches = engine.execute(plan).await?;
         let whole = spec.granularity.is_none() || spec.granularity == Some(Granularity::Daily);
         if spec.level == Level::Workspace && whole && batches.iter().all(|b| b.num_rows() == 0) {
@@ -507,13 +507,13 @@ pub async fn compute(
             }
         }
         for b in batches {
-            let periods = times(&b, PERIOD)?;
-            let entities = strings(&b, ENTITY)?;
-            let services = strings(&b, SERVICE)?;
-            let sources = strings(&b, DATA_SOURCE)?;
+            let periods = times(&b, BUCKET)?;
+            let entities = maybe_strings(&b, cols.entity.as_deref())?;
+            let services = maybe_strings(&b, cols.service.as_deref())?;
+            let sources = strings(&b, &cols.data_source)?;
             for (i, def) in numeric.iter().enumerate() {
-                let v = floats(&b, &mc::value_col(i))?;
-                let n = ints(&b, &mc::sample_col(i))?;
+                let v = floats(&b, &value_col(i))?;
+                let n = ints(&b, &sample_col(i))?;
                 for r in 0..b.num_rows() {
                     if n[r] == Some(0) && spec.level != Level::Workspace {
                         continue;
@@ -525,13 +525,7 @@ pub async fn compute(
                         services[r].clone(),
                         sources[r].as_deref(),
                     );
-                    row.value = v[r].map(|x| {
-                        if def.aggregation == Aggregation::Rate {
-                            x / hours
-                        } else {
-                            x
-                        }
-                    });
+                    row.value = v[r];
                     row.sample_size = n[r].unwrap_or(0);
                     rows.push(row);
                 }
@@ -542,23 +536,25 @@ pub async fn compute(
         .iter()
         .filter(|d| d.metric_type == MetricType::Categorical)
     {
-        let plan = mc::categorical_plan(
-            &engine.ctx,
-            table.clone(),
+        let category = def.field().map_err(Error::Definition)?;
+        let (batch, cols) = level::batch(
             spec.sel,
             spec.level,
             spec.granularity,
-            def,
-        )?;
+            &[def],
+            Some(category),
+        )
+        .map_err(Error::Definition)?;
+        let plan = compile::compile_batch(&batch, table.clone())?.plan;
         type GroupKey = (i64, Option<String>, Option<String>);
         let mut groups: BTreeMap<GroupKey, CategoryGroup> = BTreeMap::new();
         for b in engine.execute(plan).await? {
-            let periods = times(&b, PERIOD)?;
-            let entities = strings(&b, ENTITY)?;
-            let services = strings(&b, SERVICE)?;
-            let sources = strings(&b, DATA_SOURCE)?;
-            let cats = strings(&b, CATEGORY)?;
-            let n = ints(&b, "n")?;
+            let periods = times(&b, BUCKET)?;
+            let entities = maybe_strings(&b, cols.entity.as_deref())?;
+            let services = maybe_strings(&b, cols.service.as_deref())?;
+            let sources = strings(&b, &cols.data_source)?;
+            let cats = maybe_strings(&b, cols.category.as_deref())?;
+            let n = ints(&b, &sample_col(0))?;
             for r in 0..b.num_rows() {
                 let g = groups
                     .entry((periods[r], entities[r].clone(), sources[r].clone()))
@@ -614,6 +610,15 @@ fn category_rows(base: ValueRow, def: &MetricDef, cats: &[(String, i64)]) -> Vec
     out
 }
 
+/// A text column, or nulls when the plan has no such column (the
+/// workspace level has no entity).
+fn maybe_strings(b: &RecordBatch, name: Option<&str>) -> Result<Vec<Option<String>>> {
+    match name {
+        Some(n) => Ok(strings(b, n)?),
+        None => Ok(vec![None; b.num_rows()]),
+    }
+}
+
 /// Epoch milliseconds of a timestamp column (never null in our plans).
 fn times(b: &RecordBatch, name: &str) -> Result<Vec<i64>> {
     Ok(columns::millis(b, name)?
@@ -654,8 +659,8 @@ pub async fn conversations(
         session_id: only.map(str::to_string),
         service_id: None,
     };
-    let mut pred =
-        mc::selection_filter(&sel, &def.event_types()).and(col("session_id").is_not_null());
+    let mut pred = events_predicate(ws, sel.range(), &def.event_types(), &sel.filters())?
+        .and(col("session_id").is_not_null());
     if let Some((column, value)) = def.channel_scope.filter() {
         pred = pred.and(col(column).eq(lit(value)));
     }
@@ -667,7 +672,7 @@ pub async fn conversations(
             vec![
                 agg::max(col("time")).alias("last"),
                 // "simulation" sorts after "production".
-                agg::max(mc::data_source_expr()).alias(DATA_SOURCE),
+                agg::max(dimension_expr(&Dimension::DataSource)).alias(DATA_SOURCE),
             ],
         )?
         .sort(vec![
@@ -705,7 +710,7 @@ pub async fn conversations(
             col("time"),
             col("event_type"),
             col("attributes"),
-            mc::service_expr().alias("service"),
+            dimension_expr(&Dimension::Field(level::service_field())).alias("service"),
         ])?
         .sort(vec![col("time").sort(true, false)])?;
     let batches = engine.execute(rows.logical_plan().clone()).await?;
@@ -1111,7 +1116,10 @@ async fn require_subject(engine: &Engine, sel: &Selection) -> Result<(), Evaluat
         .table("events")
         .await
         .map_err(|e| Error::from(crate::engine::Error::from(e)))?
-        .filter(mc::selection_filter(sel, &[]))
+        .filter(
+            events_predicate(&sel.workspace, sel.range(), &[], &sel.filters())
+                .map_err(Error::from)?,
+        )
         .and_then(|df| df.limit(0, Some(1)))
         .map_err(Error::from)?;
     let found = engine

@@ -16,7 +16,7 @@ use serde_json::Value as JsonValue;
 use super::auth::Principal;
 use super::csv::Answer;
 use super::{ApiError, AppState, JsonBody};
-use crate::metric_store::compile::{Level, Selection};
+use crate::metric_store::level::{Level, Selection};
 use crate::metric_store::values::{Lookup, lookup, newest};
 use crate::metric_store::{self as ms, Granularity, MetricDef, Settings, check_settings};
 use crate::pipeline::{self, EvaluateError};

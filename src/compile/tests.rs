@@ -3,7 +3,9 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field as ArrowField, Schema};
 
 use super::*;
-use crate::definition::{Bucket, Events, TimeRange, builtin};
+use crate::definition::{
+    Aggregation, Bucket, Dimension, Events, Field, Filter, Operator, TimeRange, Value, builtin,
+};
 use crate::storage::events;
 
 /// The events table as the engine registers it: file columns + `date`.

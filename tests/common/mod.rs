@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod metric_store_oracle;
 pub mod oracle;
 pub mod shape;
 pub mod webdriver;

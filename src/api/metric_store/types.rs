@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::api::ApiError;
 use crate::api::alexa::types::timestamp;
 use crate::api::csv::{Cell, Table};
-use crate::metric_store::compile::Level;
+use crate::metric_store::level::Level;
 use crate::metric_store::values::Lookup;
 use crate::metric_store::{
     Aggregation, DataSource, ExtractionMode, Granularity, MetricDef, MetricType, Source,
