@@ -1782,7 +1782,7 @@ fn a_killed_pipeline_resumes_and_loses_or_duplicates_nothing() {
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let resumed = rt.block_on(async {
-        let engine = Engine::new(metricstore::storage::Store::open(data).unwrap())
+        let engine = metricstore::repl::session(metricstore::storage::Store::open(data).unwrap())
             .await
             .unwrap();
         values_rows(&engine).await
@@ -1795,7 +1795,7 @@ fn a_killed_pipeline_resumes_and_loses_or_duplicates_nothing() {
     let out = pipeline().output().unwrap();
     assert!(out.status.success());
     let clean = rt.block_on(async {
-        let engine = Engine::new(metricstore::storage::Store::open(data).unwrap())
+        let engine = metricstore::repl::session(metricstore::storage::Store::open(data).unwrap())
             .await
             .unwrap();
         values_rows(&engine).await

@@ -14,7 +14,7 @@ use metricstore::definition::{
 };
 use metricstore::metric_store::level::{Level, Selection};
 use metricstore::metric_store::{Granularity, MetricDef, MetricType, Source, builtins};
-use metricstore::pipeline::{Spec, compute};
+use metricstore::metric_store::compute::{Spec, compute};
 use metricstore::storage::Store;
 use metricstore::storage::events::{EventRow, write_rows};
 use metricstore::storage::values::ValueRow;

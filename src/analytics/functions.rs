@@ -17,20 +17,22 @@ use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl};
 use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::datasource::TableProvider;
 use datafusion::logical_expr::{Expr, LogicalPlan, TableSource};
-use datafusion::prelude::SessionContext;
 
 use super::{DEFAULT_INTENT, DEFAULT_LIMIT, Intent, Range};
 
 type DfResult<T> = datafusion::error::Result<T>;
 
 /// Registers `retention`, `next_intents` and `top_paths` over `events`.
-pub fn register(ctx: &SessionContext, events: Arc<dyn TableSource>) {
+/// Registers `retention`, `next_intents` and `top_paths` over `engine`'s
+/// events table.
+pub fn register(engine: &crate::engine::Engine) {
+    let events = engine.events_source();
     for kind in [Kind::Retention, Kind::NextIntents, Kind::TopPaths] {
-        ctx.register_udtf(
+        engine.ctx.register_udtf(
             kind.name(),
             Arc::new(Analysis {
                 kind,
-                events: events.clone(),
+                events: Arc::clone(&events),
             }),
         );
     }

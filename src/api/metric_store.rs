@@ -18,8 +18,9 @@ use super::csv::Answer;
 use super::{ApiError, AppState, JsonBody};
 use crate::metric_store::level::{Level, Selection};
 use crate::metric_store::values::{Lookup, lookup, newest};
+use crate::metric_store::{self as service, EvaluateError};
 use crate::metric_store::{self as ms, Granularity, MetricDef, Settings, check_settings};
-use crate::pipeline::{self, EvaluateError};
+use crate::pipeline;
 use crate::storage::catalog::UpdateError;
 use crate::storage::values::ValueRow;
 use types::*;
@@ -59,7 +60,7 @@ fn params(
 }
 
 async fn settings(state: &AppState, ws: &str) -> Result<Settings, ApiError> {
-    pipeline::load_settings(&state.engine.store, ws)
+    service::load_settings(&state.engine.store, ws)
         .await
         .map_err(ApiError::internal)
 }
@@ -144,7 +145,7 @@ pub async fn put_settings(
         }
     })?;
     let stored = new.clone();
-    pipeline::settings_catalog(&state.engine.store)
+    service::settings_catalog(&state.engine.store)
         .update(&ws, move |doc: &mut Settings| {
             *doc = stored.clone();
             Ok::<_, ApiError>(())
@@ -500,7 +501,7 @@ pub async fn evaluate(
     let def = metric(&state, &ws, &key).await?;
     let subject = subject(&p)?;
     let now = state.clock.now_ms();
-    let (from_ms, to_ms) = range(&p, now, pipeline::LOOKBACK_MS)?;
+    let (from_ms, to_ms) = range(&p, now, service::LOOKBACK_MS)?;
     let sel = Selection {
         workspace: ws.clone(),
         from_ms,
@@ -508,7 +509,7 @@ pub async fn evaluate(
         session_id: subject.session_id.clone(),
         service_id: subject.service_id.clone(),
     };
-    let e = pipeline::evaluate(&state.engine, &state.ai, &def, subject.level, &sel, now)
+    let e = service::evaluate(&state.engine, &state.ai, &def, subject.level, &sel, now)
         .await
         .map_err(|e| match e {
             EvaluateError::NotFound(m) => ApiError::not_found("SUBJECT_NOT_FOUND", m),

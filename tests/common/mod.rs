@@ -24,7 +24,7 @@ pub async fn demo_engine(dir: &Path, rows: u64, days: u32) -> Engine {
         end: NaiveDate::from_ymd_opt(2026, 1, 10).unwrap(),
     };
     generate::generate(&store, &opts).await.unwrap();
-    Engine::new(store).await.unwrap()
+    metricstore::repl::session(store).await.unwrap()
 }
 
 /// The binary under test.
@@ -39,7 +39,7 @@ pub async fn fixture_engine(dir: &Path, fixture: &str) -> Engine {
     metricstore::storage::events::write_rows(&store, "fixture", &rows)
         .await
         .unwrap();
-    Engine::new(store).await.unwrap()
+    metricstore::repl::session(store).await.unwrap()
 }
 
 /// The events of a JSON-lines fixture.
