@@ -73,11 +73,6 @@ impl AppState {
         })
     }
 
-    /// The versioned catalog of one kind of document.
-    pub fn catalog(&self, kind: &'static str) -> crate::storage::catalog::Catalog {
-        crate::storage::catalog::Catalog::new(self.engine.store.clone(), kind)
-    }
-
     /// Whether any event names `workspace`. Positive answers are cached:
     /// a workspace with events never stops having them.
     pub async fn workspace_exists(&self, workspace: &str) -> Result<bool, ApiError> {

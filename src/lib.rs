@@ -16,6 +16,7 @@ pub mod engine;
 pub mod format;
 pub mod generate;
 pub mod ingest;
+pub mod interaction;
 pub mod metric_store;
 pub mod pipeline;
 pub mod repl;

@@ -55,11 +55,29 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// metrics are computed over, and `evaluate`'s default range.
 pub const LOOKBACK_MS: i64 = 24 * 3_600_000;
 
+/// Days one backfill (or one query of values) may span.
+pub const MAX_RANGE_DAYS: i64 = 3660;
+
 const SETTINGS_KIND: &str = "metric-store-settings";
 
 /// The settings catalog of the Metric Store.
 pub fn settings_catalog(store: &Store) -> Catalog {
     Catalog::new(store.clone(), SETTINGS_KIND)
+}
+
+/// Replaces a workspace's settings in one catalog write.
+pub async fn save_settings(store: &Store, workspace: &str, settings: &Settings) -> Result<()> {
+    let stored = settings.clone();
+    settings_catalog(store)
+        .update(workspace, move |doc: &mut Settings| {
+            *doc = stored.clone();
+            Ok::<_, std::convert::Infallible>(())
+        })
+        .await
+        .map_err(|e| match e {
+            crate::storage::catalog::UpdateError::Storage(e) => Error::Storage(e),
+            crate::storage::catalog::UpdateError::Rejected(never) => match never {},
+        })
 }
 
 /// A workspace's settings (its custom metrics, its built-ins switched off).

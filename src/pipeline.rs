@@ -17,6 +17,6 @@ mod checkpoint;
 mod run;
 mod static_values;
 
-pub use crate::metric_store::{Error, LOOKBACK_MS, Result};
-pub use run::{AI_CONVERSATIONS_PER_RUN, MAX_RANGE_DAYS, Options, Report, days, run};
+pub use crate::metric_store::{Error, LOOKBACK_MS, MAX_RANGE_DAYS, Result};
+pub use run::{AI_CONVERSATIONS_PER_RUN, Options, Report, days, run};
 pub use static_values::compute_day;

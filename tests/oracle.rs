@@ -12,9 +12,9 @@ use metricstore::definition::{
     Aggregation, Bucket, Dimension, Events, Field, Filter, Measure, Operator, Query, TimeRange,
     Value,
 };
+use metricstore::metric_store::compute::{Spec, compute};
 use metricstore::metric_store::level::{Level, Selection};
 use metricstore::metric_store::{Granularity, MetricDef, MetricType, Source, builtins};
-use metricstore::metric_store::compute::{Spec, compute};
 use metricstore::storage::Store;
 use metricstore::storage::events::{EventRow, write_rows};
 use metricstore::storage::values::ValueRow;

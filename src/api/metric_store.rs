@@ -20,8 +20,6 @@ use crate::metric_store::level::{Level, Selection};
 use crate::metric_store::values::{Lookup, lookup, newest};
 use crate::metric_store::{self as service, EvaluateError};
 use crate::metric_store::{self as ms, Granularity, MetricDef, Settings, check_settings};
-use crate::pipeline;
-use crate::storage::catalog::UpdateError;
 use crate::storage::values::ValueRow;
 use types::*;
 
@@ -94,10 +92,10 @@ fn range(p: &HashMap<String, String>, now: i64, default_span: i64) -> Result<(i6
             "date_from must be before date_to",
         ));
     }
-    if to_ms - from_ms > pipeline::MAX_RANGE_DAYS * DAY_MS {
+    if to_ms - from_ms > service::MAX_RANGE_DAYS * DAY_MS {
         return Err(ApiError::bad(
             "INVALID_DATE",
-            format!("a range spans at most {} days", pipeline::MAX_RANGE_DAYS),
+            format!("a range spans at most {} days", service::MAX_RANGE_DAYS),
         ));
     }
     Ok((from_ms, to_ms))
@@ -144,22 +142,16 @@ pub async fn put_settings(
             details: serde_json::json!({"field": first.field, "errors": problems}),
         }
     })?;
-    let stored = new.clone();
-    service::settings_catalog(&state.engine.store)
-        .update(&ws, move |doc: &mut Settings| {
-            *doc = stored.clone();
-            Ok::<_, ApiError>(())
-        })
+    service::save_settings(&state.engine.store, &ws, &new)
         .await
         .map_err(|e| match e {
-            UpdateError::Rejected(e) => e,
-            UpdateError::Storage(crate::storage::Error::Contended { key }) => {
+            service::Error::Storage(crate::storage::Error::Contended { key }) => {
                 ApiError::Unavailable {
                     message: format!("too many concurrent changes to {key}; try again"),
                     retry_after: std::time::Duration::from_secs(1),
                 }
             }
-            UpdateError::Storage(e) => ApiError::internal(e),
+            e => ApiError::internal(e),
         })?;
     Ok(Json(settings_response(&new)))
 }

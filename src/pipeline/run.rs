@@ -15,13 +15,13 @@ use crate::compile::ts;
 use crate::engine::Engine;
 use crate::engine::columns::strings;
 use crate::metric_store::extract::{Ai, Budget};
-use crate::metric_store::{Error, LOOKBACK_MS, MetricDef, Result, Source, load_settings};
+use crate::metric_store::{
+    Error, LOOKBACK_MS, MAX_RANGE_DAYS, MetricDef, Result, Source, load_settings,
+};
 use crate::storage::events::{DAY_MS, day_start_millis};
 
 /// Conversations per AI metric per run.
 pub const AI_CONVERSATIONS_PER_RUN: usize = 500;
-/// Days one backfill may span.
-pub const MAX_RANGE_DAYS: i64 = 3660;
 
 /// What to run.
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use crate::api::ApiError;
+use super::Error;
 use crate::definition::{
     Aggregation, Dimension, Events, Field, Filter, Measure, Operator, Query, TimeRange, TimeWindow,
     Value,
@@ -202,9 +202,9 @@ pub fn check_metric(
     id: uuid::Uuid,
     created_at: &str,
     updated_at: &str,
-) -> Result<InteractionMetric, ApiError> {
+) -> Result<InteractionMetric, Error> {
     let Some(obj) = body.as_object() else {
-        return Err(ApiError::bad(
+        return Err(Error::invalid(
             "INVALID_REQUEST_BODY",
             "the request body must be a JSON object",
         ));
@@ -384,7 +384,7 @@ pub fn check_metric(
         }
     };
     if !p.0.is_empty() {
-        return Err(ApiError::bad("VALIDATION_ERROR", p.0.join("; ")));
+        return Err(Error::invalid("VALIDATION_ERROR", p.0.join("; ")));
     }
     Ok(InteractionMetric {
         id,
@@ -560,7 +560,7 @@ impl InteractionMetric {
     pub fn plan_problem(
         &self,
         e: crate::compile::Error,
-    ) -> Result<ApiError, crate::compile::Error> {
+    ) -> Result<super::Error, crate::compile::Error> {
         use crate::compile::Error;
         let problems: Vec<String> = match e {
             Error::Invalid(problems) => problems
@@ -573,7 +573,10 @@ impl InteractionMetric {
             }
             other => return Err(other),
         };
-        Ok(ApiError::bad("VALIDATION_ERROR", problems.join("; ")))
+        Ok(super::Error::invalid(
+            "VALIDATION_ERROR",
+            problems.join("; "),
+        ))
     }
 }
 
@@ -642,85 +645,6 @@ impl From<Calculation> for CalculatedMetric {
 pub struct CalculateAll {
     pub calculated: usize,
     pub results: Vec<CalculatedMetric>,
-}
-
-/// One metric's calculation as the CSV form reads it.
-#[derive(Clone, Copy)]
-struct TableRows<'a> {
-    id: &'a uuid::Uuid,
-    name: &'a str,
-    kind: &'a str,
-    calculated_at: &'a str,
-    results: &'a [ResultRow],
-}
-
-/// Calculations as CSV: one row per result, a column per dimension (in
-/// order of first appearance, empty where a result lacks it).
-fn calculations_table<'a>(
-    metrics: impl Iterator<Item = TableRows<'a>> + Clone,
-) -> crate::api::csv::Table {
-    use crate::api::csv::{Cell, Table};
-    let mut dims: Vec<&str> = Vec::new();
-    for m in metrics.clone() {
-        for key in m
-            .results
-            .iter()
-            .flat_map(|r| r.dimensions.iter().flat_map(|d| d.keys()))
-        {
-            if !dims.contains(&key.as_str()) {
-                dims.push(key);
-            }
-        }
-    }
-    let mut header = vec!["metricId", "metricName", "metricType", "calculatedAt"];
-    header.extend(&dims);
-    header.push("value");
-    let mut table = Table::new(header);
-    for m in metrics {
-        for r in m.results {
-            let mut row: Vec<Cell> = vec![
-                m.id.to_string().into(),
-                m.name.into(),
-                m.kind.into(),
-                m.calculated_at.into(),
-            ];
-            row.extend(
-                dims.iter()
-                    .map(|k| match r.dimensions.as_ref().and_then(|d| d.get(*k)) {
-                        None | Some(Json::Null) => Cell::Empty,
-                        Some(Json::String(s)) => Cell::Text(s.clone()),
-                        Some(other) => Cell::Text(other.to_string()),
-                    }),
-            );
-            row.push(r.value.into());
-            table.push(row);
-        }
-    }
-    table
-}
-
-impl Calculation {
-    pub fn to_table(&self) -> crate::api::csv::Table {
-        calculations_table(std::iter::once(TableRows {
-            id: &self.metric_id,
-            name: &self.metric_name,
-            kind: &self.metric_type,
-            calculated_at: &self.calculated_at,
-            results: &self.results,
-        }))
-    }
-}
-
-impl CalculateAll {
-    pub fn to_table(&self) -> crate::api::csv::Table {
-        calculations_table(self.results.iter().map(|m| TableRows {
-            id: &m.metric_id,
-            name: &m.metric_name,
-            kind: &m.metric_type,
-            calculated_at: &m.calculated_at,
-            results: &m.results,
-        }))
-    }
 }
 
 #[cfg(test)]
