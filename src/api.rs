@@ -42,6 +42,14 @@ pub struct AppState {
     known_workspaces: Mutex<HashSet<String>>,
 }
 
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AppState {
     pub fn new(engine: Engine, auth: Arc<Auth>, clock: Clock, tokens: token::Signer) -> Arc<Self> {
         Self::with_ai(
@@ -229,6 +237,7 @@ impl FromRequestParts<Arc<AppState>> for Principal {
 
 /// A JSON body whose every failure (too large, not JSON, wrong shape) is a
 /// documented 4xx, not axum's plain-text rejection.
+#[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {

@@ -111,7 +111,7 @@ impl Engine {
             .with_cache_manager(cache)
             .build_arc()?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        ctx.register_object_store(&store.base_url, store.object_store.clone());
+        ctx.register_object_store(&store.base_url, Arc::clone(&store.object_store));
         crate::udaf::register_all(&ctx)?;
         let events = Arc::new(EventsTable::try_new(&store, events::schema())?);
         ctx.register_table("events", Arc::clone(&events) as _)?;
@@ -163,7 +163,7 @@ impl Engine {
                 Err(e) => return Some((shown, format!("cannot be read ({e})"))),
             };
             let schema = match ParquetRecordBatchReaderBuilder::try_new(bytes) {
-                Ok(b) => b.schema().clone(),
+                Ok(b) => Arc::clone(b.schema()),
                 Err(e) => return Some((shown, format!("not a readable Parquet file ({e})"))),
             };
             if let Some(reason) = events::schema_mismatch(&schema) {

@@ -76,7 +76,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .spawn_background(std::time::Duration::from_secs(1));
     if args.pipeline_interval > 0 {
         spawn_pipeline(
-            state.clone(),
+            std::sync::Arc::clone(&state),
             std::time::Duration::from_secs(args.pipeline_interval),
             demo_days,
         );

@@ -1438,8 +1438,8 @@ async fn fake_model(requests: Arc<AtomicUsize>) -> String {
     use axum::routing::post;
     let seen = Arc::new(std::sync::Mutex::new(HashSet::<String>::new()));
     let handler = move |axum::Json(body): axum::Json<Value>| {
-        let requests = requests.clone();
-        let seen = seen.clone();
+        let requests = Arc::clone(&requests);
+        let seen = Arc::clone(&seen);
         async move {
             let n = requests.fetch_add(1, Ordering::SeqCst);
             // The first question about every third conversation is
@@ -1489,7 +1489,7 @@ async fn ai_query_metric_through_a_local_protocol_server() {
     let engine = common::demo_engine(dir.path(), 150_000, 2).await;
     let now = "2026-01-10T20:00:00Z";
     let requests = Arc::new(AtomicUsize::new(0));
-    let url = fake_model(requests.clone()).await;
+    let url = fake_model(Arc::clone(&requests)).await;
     let ai = Ai {
         extractor: Some(Arc::new(
             ChatClient::new(AiConfig {
@@ -1847,11 +1847,11 @@ async fn chat_client_times_out_retries_and_gives_up() {
     use metricstore::metric_store::ModelTier;
     use metricstore::metric_store::extract::Extractor;
     let hits = Arc::new(AtomicUsize::new(0));
-    let h = hits.clone();
+    let h = Arc::clone(&hits);
     let app = axum::Router::new().route(
         "/chat/completions",
         post(move |axum::Json(body): axum::Json<Value>| {
-            let h = h.clone();
+            let h = Arc::clone(&h);
             async move {
                 let n = h.fetch_add(1, Ordering::SeqCst);
                 if body["model"] == "broken" {

@@ -160,7 +160,7 @@ impl Analysis {
                     None => "live".to_string(),
                 };
                 let stage = super::Stage::parse(&stage).map_err(|e| plan_error(kind, e))?;
-                super::retention_plan(self.events.clone(), &skill, range, stage)
+                super::retention_plan(Arc::clone(&self.events), &skill, range, stage)
             }
             Kind::NextIntents => {
                 let intent = match args.get(3) {
@@ -169,16 +169,19 @@ impl Analysis {
                 };
                 let intent = Intent::parse(&intent).map_err(|e| plan_error(kind, e))?;
                 super::next_plan(
-                    self.events.clone(),
+                    Arc::clone(&self.events),
                     &skill,
                     range,
                     &intent,
                     checked(args.get(4))?,
                 )
             }
-            Kind::TopPaths => {
-                super::paths_plan(self.events.clone(), &skill, range, checked(args.get(3))?)
-            }
+            Kind::TopPaths => super::paths_plan(
+                Arc::clone(&self.events),
+                &skill,
+                range,
+                checked(args.get(3))?,
+            ),
         };
         plan.map_err(|e| match e {
             super::Error::Plan(e) => e,

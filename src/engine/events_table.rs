@@ -131,5 +131,5 @@ fn with_date_column(
         .collect();
     let mut columns = batch.columns().to_vec();
     columns.push(Arc::new(dates));
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }

@@ -94,7 +94,7 @@ impl Ingest {
     /// Flushes every `every` (or sooner when the backlog passes a quarter
     /// of its limit) and compacts now and then, until the process ends.
     pub fn spawn_background(self: &Arc<Self>, every: Duration) {
-        let this = self.clone();
+        let this = Arc::clone(self);
         tokio::spawn(async move {
             let mut ticks = 0u64;
             loop {

@@ -19,6 +19,7 @@ use crate::metric_store::{Aggregation, DataSource, Granularity, MetricDef, Metri
 use crate::storage::values::ValueRow;
 
 /// One computation: which level, which periods.
+#[derive(Debug)]
 pub struct Spec<'a> {
     pub ws: &'a str,
     pub level: Level,
@@ -116,7 +117,7 @@ pub async fn compute(
     if !numeric.is_empty() {
         let (batch, cols) = level::batch(spec.sel, spec.level, spec.granularity, &numeric, None)
             .map_err(Error::Definition)?;
-        let plan = compile::compile_batch(&batch, table.clone())?.plan;
+        let plan = compile::compile_batch(&batch, Arc::clone(&table))?.plan;
         let batches = engine.execute(plan).await?;
         let whole = spec.granularity.is_none() || spec.granularity == Some(Granularity::Daily);
         if spec.level == Level::Workspace && whole && batches.iter().all(|b| b.num_rows() == 0) {
@@ -172,7 +173,7 @@ pub async fn compute(
             Some(category),
         )
         .map_err(Error::Definition)?;
-        let plan = compile::compile_batch(&batch, table.clone())?.plan;
+        let plan = compile::compile_batch(&batch, Arc::clone(&table))?.plan;
         type GroupKey = (i64, Option<String>, Option<String>);
         let mut groups: BTreeMap<GroupKey, CategoryGroup> = BTreeMap::new();
         for b in engine.execute(plan).await? {

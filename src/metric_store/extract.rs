@@ -119,6 +119,13 @@ pub struct ChatClient {
     http: reqwest::Client,
 }
 
+impl std::fmt::Debug for ChatClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The configuration holds the API key: not shown.
+        f.debug_struct("ChatClient").finish_non_exhaustive()
+    }
+}
+
 impl ChatClient {
     pub fn new(config: AiConfig) -> Result<Self, String> {
         let http = reqwest::Client::builder()
@@ -244,6 +251,15 @@ impl Budget {
 pub struct Ai {
     pub extractor: Option<Arc<dyn Extractor>>,
     pub budget: usize,
+}
+
+impl std::fmt::Debug for Ai {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ai")
+            .field("configured", &self.extractor.is_some())
+            .field("budget", &self.budget)
+            .finish()
+    }
 }
 
 impl Ai {

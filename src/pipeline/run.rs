@@ -156,7 +156,7 @@ pub async fn run(engine: &Engine, ai: &Ai, opts: &Options) -> Result<Report> {
             if checkpoint.done.contains(&format!("{ws}|{day}")) {
                 report.days_resumed += 1;
             } else {
-                units.push((ws.clone(), *day, defs.clone()));
+                units.push((ws.clone(), *day, Arc::clone(&defs)));
             }
         }
     }

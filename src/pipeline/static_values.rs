@@ -110,7 +110,7 @@ pub async fn compute_day(
                 sel: &sel,
                 now_ms,
             };
-            rows.extend(compute(engine, table.clone(), &spec, &defs).await?);
+            rows.extend(compute(engine, Arc::clone(&table), &spec, &defs).await?);
         }
     }
     Ok(rows)

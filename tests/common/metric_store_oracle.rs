@@ -13,11 +13,11 @@ use super::oracle::{attr, data_source};
 
 /// A value row as the oracle sees it: (period start, data source,
 /// `metric_key:entity_id`, category) -> (value, sample size).
-pub type Rows = BTreeMap<(i64, String, String, Option<String>), (Option<f64>, i64)>;
+pub(crate) type Rows = BTreeMap<(i64, String, String, Option<String>), (Option<f64>, i64)>;
 
 /// What the oracle is asked: a level (`workspace`, `service`, `call`), a
 /// period width (`None`: the whole range is one period), a range.
-pub struct Ask<'a> {
+pub(crate) struct Ask<'a> {
     pub ws: &'a str,
     pub level: &'a str,
     pub width_ms: Option<i64>,
@@ -221,7 +221,7 @@ fn value(rows: &[&EventRow], d: &MetricDef, hours: f64) -> (Option<f64>, i64) {
 
 /// The rows the pipeline stores for `defs` (all of one source; a
 /// categorical metric alone) at one level and period width.
-pub fn expected(events: &[EventRow], defs: &[&MetricDef], ask: &Ask) -> Rows {
+pub(crate) fn expected(events: &[EventRow], defs: &[&MetricDef], ask: &Ask) -> Rows {
     let types: BTreeSet<&str> = defs.iter().flat_map(|d| d.event_types()).collect();
     let categorical = defs[0].metric_type == MetricType::Categorical;
     let period = |t: i64| match ask.width_ms {

@@ -10,7 +10,7 @@ use metricstore::definition::{
 };
 use metricstore::storage::events::EventRow;
 
-pub fn attr(row: &EventRow, key: &str) -> Option<serde_json::Value> {
+pub(crate) fn attr(row: &EventRow, key: &str) -> Option<serde_json::Value> {
     let obj: serde_json::Value = serde_json::from_str(row.attributes.as_deref()?).ok()?;
     obj.get(key).cloned().filter(|v| !v.is_null())
 }
@@ -47,7 +47,7 @@ fn text(row: &EventRow, f: &Field) -> Option<String> {
 }
 
 /// The value at a path of `attributes`, walked by hand.
-pub fn path(row: &EventRow, p: &JsonPath) -> Option<serde_json::Value> {
+pub(crate) fn path(row: &EventRow, p: &JsonPath) -> Option<serde_json::Value> {
     let mut v: serde_json::Value = serde_json::from_str(row.attributes.as_deref()?).ok()?;
     for step in &p.0 {
         v = match step {
@@ -121,7 +121,7 @@ fn dim(row: &EventRow, d: &Dimension) -> Option<String> {
 }
 
 /// `simulation` when `attributes.simulation` is `true`.
-pub fn data_source(row: &EventRow) -> &'static str {
+pub(crate) fn data_source(row: &EventRow) -> &'static str {
     if attr(row, "simulation").and_then(|v| v.as_bool()) == Some(true) {
         "simulation"
     } else {
@@ -224,9 +224,9 @@ fn leaves_union(m: &Measure, row: &EventRow) -> bool {
     }
 }
 
-pub type Oracle = BTreeMap<Vec<Option<String>>, Vec<(i64, f64)>>;
+pub(crate) type Oracle = BTreeMap<Vec<Option<String>>, Vec<(i64, f64)>>;
 
-pub fn oracle(rows: &[EventRow], q: &Query) -> Oracle {
+pub(crate) fn oracle(rows: &[EventRow], q: &Query) -> Oracle {
     let width = q.bucket.width_ms();
     let origin = if q.bucket == Bucket::ByWeek {
         946_857_600_000
