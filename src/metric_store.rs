@@ -8,7 +8,7 @@
 //! aggregate per period, and which values are kept (`valid_range_*`,
 //! `categories`).
 
-pub mod ai_values;
+pub mod answers;
 pub mod check;
 pub mod compute;
 pub mod conversations;
@@ -16,7 +16,7 @@ pub mod evaluate;
 pub mod extract;
 pub mod level;
 pub mod lower;
-pub mod values;
+pub mod read;
 
 #[cfg(test)]
 mod tests;

@@ -136,7 +136,7 @@ fn functions(engine: &Engine) -> RecordBatch {
 pub async fn session(store: crate::storage::Store) -> engine::Result<Engine> {
     let engine = Engine::new(store).await?;
     crate::analytics::functions::register(&engine);
-    crate::metric_store::values::register(&engine)?;
+    crate::metric_store::read::register(&engine)?;
     Ok(engine)
 }
 

@@ -524,9 +524,9 @@ fn assert_value(check: &Check, got: &Value, rows: &[&EventRow], what: &str) {
 async fn values_rows(engine: &Engine) -> Vec<String> {
     let mut out = Vec::new();
     for ws in ["ws-demo", "ws-acme"] {
-        let rows = metricstore::metric_store::values::lookup(
+        let rows = metricstore::metric_store::read::lookup(
             engine,
-            &metricstore::metric_store::values::Lookup {
+            &metricstore::metric_store::read::Lookup {
                 workspace: ws.into(),
                 ..Default::default()
             },

@@ -17,7 +17,7 @@ use super::auth::Principal;
 use super::csv::Answer;
 use super::{ApiError, AppState, JsonBody};
 use crate::metric_store::level::{Level, Selection};
-use crate::metric_store::values::{Lookup, lookup, newest};
+use crate::metric_store::read::{Lookup, lookup, newest};
 use crate::metric_store::{self as service, EvaluateError};
 use crate::metric_store::{self as ms, Granularity, MetricDef, Settings, check_settings};
 use crate::storage::values::ValueRow;

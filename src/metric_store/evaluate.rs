@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::Serialize;
 
-use super::ai_values::answer_rows;
+use super::answers::answer_rows;
 use super::compute::{Spec, compute};
 use super::conversations::conversations;
 use super::{Error, Result};

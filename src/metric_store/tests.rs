@@ -364,7 +364,7 @@ fn duplicates_the_limit_and_builtin_toggles() {
 
 #[test]
 fn ai_answers_are_read_as_the_metric_type() {
-    use extract::{Answer, interpret};
+    use extract::{Extracted, interpret};
     let mut d = check_settings(&with(json!({
         "extraction_mode": "ai_query", "extract_path": null,
         "ai_query_prompt": "Rate 0-100", "model_tier": "fast",
@@ -373,36 +373,36 @@ fn ai_answers_are_read_as_the_metric_type() {
     .unwrap()
     .custom
     .remove(0);
-    assert_eq!(interpret(&d, " 72.5 "), Answer::Number(72.5));
-    assert_eq!(interpret(&d, "Score: 40."), Answer::Number(40.0));
-    assert!(matches!(interpret(&d, "150"), Answer::Dropped(_)));
-    assert!(matches!(interpret(&d, "great"), Answer::Dropped(_)));
+    assert_eq!(interpret(&d, " 72.5 "), Extracted::Number(72.5));
+    assert_eq!(interpret(&d, "Score: 40."), Extracted::Number(40.0));
+    assert!(matches!(interpret(&d, "150"), Extracted::Dropped(_)));
+    assert!(matches!(interpret(&d, "great"), Extracted::Dropped(_)));
     d.metric_type = MetricType::Boolean;
-    assert_eq!(interpret(&d, "Yes."), Answer::Bool(true));
-    assert_eq!(interpret(&d, "no"), Answer::Bool(false));
+    assert_eq!(interpret(&d, "Yes."), Extracted::Bool(true));
+    assert_eq!(interpret(&d, "no"), Extracted::Bool(false));
     d.metric_type = MetricType::Categorical;
     d.extraction_mode = ExtractionMode::AiClassify;
     d.ai_labels = Some(vec!["billing".into(), "sales".into()]);
     assert_eq!(
         interpret(&d, "\"Billing\""),
-        Answer::Labels(vec!["billing".into()])
+        Extracted::Labels(vec!["billing".into()])
     );
-    assert!(matches!(interpret(&d, "support"), Answer::Dropped(_)));
+    assert!(matches!(interpret(&d, "support"), Extracted::Dropped(_)));
     d.extraction_mode = ExtractionMode::AiExtract;
     assert_eq!(
         interpret(&d, "sales, billing, other"),
-        Answer::Labels(vec!["sales".into(), "billing".into()])
+        Extracted::Labels(vec!["sales".into(), "billing".into()])
     );
-    assert_eq!(interpret(&d, "none"), Answer::Labels(vec![]));
+    assert_eq!(interpret(&d, "none"), Extracted::Labels(vec![]));
     // ai_query categorical: the categories are the labels; others dropped.
     d.extraction_mode = ExtractionMode::AiQuery;
     d.ai_labels = None;
     d.categories = Some(vec!["scheduling".into(), "billing".into()]);
     assert_eq!(
         interpret(&d, "Billing."),
-        Answer::Labels(vec!["billing".into()])
+        Extracted::Labels(vec!["billing".into()])
     );
-    assert!(matches!(interpret(&d, "referral"), Answer::Dropped(_)));
+    assert!(matches!(interpret(&d, "referral"), Extracted::Dropped(_)));
     let (system, _) = extract::prompt(&d, "...");
     assert!(system.contains("scheduling, billing"), "{system}");
 }

@@ -8,10 +8,10 @@ use futures::StreamExt;
 use super::Report;
 use super::run::{AI_CONVERSATIONS_PER_RUN, day_of_ms};
 use crate::engine::Engine;
-use crate::metric_store::ai_values::{aggregate_ai, answer_rows};
+use crate::metric_store::answers::{aggregate_ai, answer_rows};
 use crate::metric_store::conversations::Conversation;
 use crate::metric_store::conversations::conversations;
-use crate::metric_store::extract::{self, Ai, Answer, Budget};
+use crate::metric_store::extract::{self, Ai, Extracted, Budget};
 use crate::metric_store::{MetricDef, Result};
 use crate::storage::events::day_start_millis;
 use crate::storage::values::{self, ValueRow};
@@ -55,7 +55,7 @@ pub(super) async fn run_ai_metric(
     if convs.is_empty() {
         return Ok(());
     }
-    let answers: Vec<(Conversation, Result<Answer, extract::Error>)> =
+    let answers: Vec<(Conversation, Result<Extracted, extract::Error>)> =
         futures::stream::iter(convs.into_iter().map(|c| async move {
             let a = extract::extract(ai, budget, def, &c.text).await;
             (c, a)
@@ -67,7 +67,7 @@ pub(super) async fn run_ai_metric(
     for (conv, answer) in answers {
         match answer {
             Ok(a) => {
-                if let Answer::Dropped(why) = &a {
+                if let Extracted::Dropped(why) = &a {
                     tracing::info!(metric = %def.key, session = %conv.session_id, reason = %why, "AI answer dropped");
                     report.ai_dropped += 1;
                 } else {

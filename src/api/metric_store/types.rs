@@ -10,7 +10,7 @@ use crate::api::ApiError;
 use crate::api::alexa::types::timestamp;
 use crate::api::csv::{Cell, Table};
 use crate::metric_store::level::Level;
-use crate::metric_store::values::Lookup;
+use crate::metric_store::read::Lookup;
 use crate::metric_store::{
     Aggregation, DataSource, ExtractionMode, Granularity, MetricDef, MetricType, Source,
 };

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::compute::{category_rows, value_row};
 use super::conversations::Conversation;
-use crate::metric_store::extract::Answer;
+use crate::metric_store::extract::Extracted;
 use crate::metric_store::level::Level;
 use crate::metric_store::{Aggregation, DataSource, Granularity, MetricDef, MetricType};
 use crate::storage::values::ValueRow;
@@ -21,7 +21,7 @@ pub fn answer_rows(
     ws: &str,
     def: &MetricDef,
     conv: &Conversation,
-    answer: &Answer,
+    answer: &Extracted,
     now_ms: i64,
 ) -> Vec<ValueRow> {
     let g = def.period_granularity;
@@ -37,23 +37,23 @@ pub fn answer_rows(
     );
     base.source = conv.source.name().to_string();
     match answer {
-        Answer::Number(v) => vec![ValueRow {
+        Extracted::Number(v) => vec![ValueRow {
             value: Some(*v),
             sample_size: 1,
             ..base
         }],
-        Answer::Bool(b) => vec![ValueRow {
+        Extracted::Bool(b) => vec![ValueRow {
             value: Some(if *b { 1.0 } else { 0.0 }),
             sample_size: 1,
             ..base
         }],
-        Answer::Labels(labels) => {
+        Extracted::Labels(labels) => {
             let cats: Vec<(String, i64)> = labels.iter().map(|l| (l.clone(), 1)).collect();
             category_rows(base, def, &cats)
         }
         // A dropped answer is kept as a valueless row, so the
         // conversation is not asked again next run.
-        Answer::Dropped(_) => vec![base],
+        Extracted::Dropped(_) => vec![base],
     }
 }
 
@@ -187,13 +187,13 @@ mod tests {
             (conv("b", 1, "s1"), 2.0),
             (conv("c", 5, "s2"), 6.0),
         ] {
-            entity.extend(answer_rows("ws", &def, &c, &Answer::Number(v), 0));
+            entity.extend(answer_rows("ws", &def, &c, &Extracted::Number(v), 0));
         }
         entity.extend(answer_rows(
             "ws",
             &def,
             &conv("d", 5, "s2"),
-            &Answer::Dropped("x".into()),
+            &Extracted::Dropped("x".into()),
             0,
         ));
         // A simulated conversation is aggregated apart from the real ones.
@@ -201,7 +201,7 @@ mod tests {
             source: DataSource::Simulation,
             ..conv("e", 1, "s1")
         };
-        entity.extend(answer_rows("ws", &def, &simulated, &Answer::Number(9.0), 0));
+        entity.extend(answer_rows("ws", &def, &simulated, &Extracted::Number(9.0), 0));
         assert!(entity.iter().all(|r| r.granularity == "hourly"));
         let agg = aggregate_ai("ws", &def, &entity, 0);
         let find_in = |source: &str, g: &str, level: &str, id: &str, start: i64| {
