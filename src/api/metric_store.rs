@@ -139,7 +139,7 @@ pub async fn put_settings(
             } else {
                 format!("{first} (and {} more problems)", problems.len() - 1)
             },
-            details: serde_json::json!({"field": first.field, "errors": problems}),
+            details: serde_json::json!({"field": first.path, "errors": problems}),
         }
     })?;
     service::save_settings(&state.engine.store, &ws, &new)

@@ -1,5 +1,8 @@
 //! Wire types of the Interaction Metrics API, their checks, and the
 //! mapping of a stored metric onto the engine's [`Query`].
+//!
+//! Longer than most files on purpose: the stored definition is also the
+//! wire shape, so its checks and its lowering sit with it.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -7,7 +10,7 @@ use serde_json::Value as Json;
 use super::Error;
 use crate::definition::{
     Aggregation, Dimension, Events, Field, Filter, Measure, Operator, Query, TimeRange, TimeWindow,
-    Value,
+    Validator, Value,
 };
 
 pub const MAX_METRICS_PER_WORKSPACE: usize = 500;
@@ -167,19 +170,11 @@ pub fn dimension_key(group_by: &str) -> String {
     group_by.replace('.', "_")
 }
 
-struct Problems(Vec<String>);
-
-impl Problems {
-    fn push(&mut self, path: &str, message: impl std::fmt::Display) {
-        self.0.push(format!("{path}: {message}"));
-    }
-}
-
 fn opt_string(
     obj: &serde_json::Map<String, Json>,
     key: &str,
     max: usize,
-    p: &mut Problems,
+    p: &mut Validator,
 ) -> Option<String> {
     match obj.get(key) {
         None | Some(Json::Null) => None,
@@ -209,7 +204,7 @@ pub fn check_metric(
             "the request body must be a JSON object",
         ));
     };
-    let mut p = Problems(Vec::new());
+    let mut p = Validator::default();
     const KNOWN: [&str; 14] = [
         "name",
         "description",
@@ -383,8 +378,8 @@ pub fn check_metric(
             true
         }
     };
-    if !p.0.is_empty() {
-        return Err(Error::invalid("VALIDATION_ERROR", p.0.join("; ")));
+    if let Err(problems) = p.finish() {
+        return Err(Error::invalid("VALIDATION_ERROR", problems.to_string()));
     }
     Ok(InteractionMetric {
         id,

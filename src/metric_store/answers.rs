@@ -201,7 +201,13 @@ mod tests {
             source: DataSource::Simulation,
             ..conv("e", 1, "s1")
         };
-        entity.extend(answer_rows("ws", &def, &simulated, &Extracted::Number(9.0), 0));
+        entity.extend(answer_rows(
+            "ws",
+            &def,
+            &simulated,
+            &Extracted::Number(9.0),
+            0,
+        ));
         assert!(entity.iter().all(|r| r.granularity == "hourly"));
         let agg = aggregate_ai("ws", &def, &entity, 0);
         let find_in = |source: &str, g: &str, level: &str, id: &str, start: i64| {

@@ -1,26 +1,17 @@
 //! Checking a `PUT settings` document: every rule of the document's
 //! definition fields, each violation named by its field path, the whole
 //! document refused on any.
+//!
+//! Longer than most files on purpose: one rule per documented field, in
+//! the document's order, so the file reads as the document's field table.
 
 use std::collections::HashSet;
 
-use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::*;
 
-/// One rule a settings document broke, naming the field.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Problem {
-    pub field: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.field, self.message)
-    }
-}
+pub use crate::definition::Problem;
 
 struct Checker {
     problems: Vec<Problem>,
@@ -29,7 +20,7 @@ struct Checker {
 impl Checker {
     fn bad(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.problems.push(Problem {
-            field: field.into(),
+            path: field.into(),
             message: message.into(),
         });
     }

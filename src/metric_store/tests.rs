@@ -32,7 +32,7 @@ fn with(changes: Value) -> Value {
 fn fields(body: Value) -> Vec<String> {
     match check_settings(&body) {
         Ok(_) => Vec::new(),
-        Err(p) => p.into_iter().map(|p| p.field).collect(),
+        Err(p) => p.into_iter().map(|p| p.path).collect(),
     }
 }
 

@@ -11,7 +11,7 @@ use crate::engine::Engine;
 use crate::metric_store::answers::{aggregate_ai, answer_rows};
 use crate::metric_store::conversations::Conversation;
 use crate::metric_store::conversations::conversations;
-use crate::metric_store::extract::{self, Ai, Extracted, Budget};
+use crate::metric_store::extract::{self, Ai, Budget, Extracted};
 use crate::metric_store::{MetricDef, Result};
 use crate::storage::events::day_start_millis;
 use crate::storage::values::{self, ValueRow};

@@ -1,5 +1,9 @@
 //! Wire types of the Metric Store API, and the parsing of its query
 //! parameters.
+//!
+//! Longer than most files on purpose: every query parameter of the four
+//! query routes and evaluate, with its documented default and error, in one
+//! place so the routes stay consistent.
 
 use std::collections::{BTreeMap, HashMap};
 
