@@ -53,8 +53,9 @@ pub struct Batch {
     /// columns `c0, c1, ..` (a call's service).
     pub carry: Vec<Field>,
     /// Aggregates (not ratios or differences): columns `v{i}` (Float64)
-    /// and `n{i}` (the sample size, Int64).
+    /// and, with `sample_sizes`, `n{i}` (how many values it read, Int64).
     pub measures: Vec<Measure>,
+    pub sample_sizes: bool,
 }
 
 /// Column names of a batch plan.
@@ -169,7 +170,9 @@ pub fn compile_batch(batch: &Batch, source: Arc<dyn TableSource>) -> Result<Batc
         }
         let a_col = format!("a{i}");
         aggs.push(value.alias(&a_col));
-        aggs.push(sample.alias(sample_col(i)));
+        if batch.sample_sizes {
+            aggs.push(sample.alias(sample_col(i)));
+        }
         values.push(cast(a.finish(col(a_col)), DataType::Float64).alias(value_col(i)));
     }
 
@@ -178,7 +181,9 @@ pub fn compile_batch(batch: &Batch, source: Arc<dyn TableSource>) -> Result<Batc
     projection.extend((0..batch.carry.len()).map(|i| col(carry_col(i))));
     for (i, v) in values.into_iter().enumerate() {
         projection.push(v);
-        projection.push(col(sample_col(i)));
+        if batch.sample_sizes {
+            projection.push(col(sample_col(i)));
+        }
     }
     let plan = LogicalPlanBuilder::scan("events", source, None)?
         .filter(predicate)?

@@ -9,7 +9,7 @@ use super::compute::{category_rows, value_row};
 use super::conversations::Conversation;
 use crate::metric_store::extract::Extracted;
 use crate::metric_store::level::Level;
-use crate::metric_store::{Aggregation, DataSource, Granularity, MetricDef, MetricType};
+use crate::metric_store::{DataSource, Granularity, MetricDef, MetricType};
 use crate::storage::values::ValueRow;
 
 fn period_of(ms: i64, g: Granularity) -> i64 {
@@ -122,39 +122,39 @@ pub fn aggregate_ai(ws: &str, def: &MetricDef, entity: &[ValueRow], now_ms: i64)
     out
 }
 
-/// An aggregation over values in memory (AI values; the oracle of tests
-/// uses its own loop).
+/// AI values of one group folded by the metric's shared aggregation
+/// ([`MetricDef::shared_aggregation`]), as a plan would aggregate them: a
+/// boolean value is 1 or 0, so a count (or rate) counts the ones and a
+/// true-ratio is the share of values other than 0. `hours` is the period.
 fn fold(def: &MetricDef, vals: &[f64], hours: f64) -> Option<f64> {
+    use crate::definition::Aggregation as A;
     let boolean = def.metric_type == MetricType::Boolean;
     let n = vals.len() as f64;
-    match def.aggregation {
-        Aggregation::Count | Aggregation::Rate => {
-            let c = if boolean {
-                vals.iter().filter(|v| **v != 0.0).count()
-            } else {
-                vals.len()
-            } as f64;
-            Some(if def.aggregation == Aggregation::Rate {
-                c / hours
-            } else {
-                c
-            })
+    let counted = || {
+        if boolean {
+            vals.iter().filter(|v| **v != 0.0).count()
+        } else {
+            vals.len()
         }
-        Aggregation::Sum => (!vals.is_empty()).then(|| vals.iter().sum()),
-        Aggregation::Avg => (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / n),
-        Aggregation::Min => vals.iter().copied().reduce(f64::min),
-        Aggregation::Max => vals.iter().copied().reduce(f64::max),
-        Aggregation::CountDistinct => {
+    } as f64;
+    match def.shared_aggregation() {
+        A::Count => Some(counted()),
+        A::Rate { .. } => Some(counted() / hours),
+        A::Sum => (!vals.is_empty()).then(|| vals.iter().sum()),
+        A::Avg => (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / n),
+        A::Min => vals.iter().copied().reduce(f64::min),
+        A::Max => vals.iter().copied().reduce(f64::max),
+        A::DistinctCount => {
             let set: BTreeSet<u64> = vals.iter().map(|v| v.to_bits()).collect();
             Some(set.len() as f64)
         }
-        Aggregation::Ratio => {
+        A::TrueRatio => {
             (!vals.is_empty()).then(|| vals.iter().filter(|v| **v != 0.0).count() as f64 / n)
         }
-        a => a.quantile().and_then(|q| {
+        A::Quantile { q } => {
             let mut v = vals.to_vec();
             crate::udaf::quantile::quantile_of(&mut v, q)
-        }),
+        }
     }
 }
 

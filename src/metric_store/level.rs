@@ -187,6 +187,7 @@ pub fn batch(
             group_by,
             carry,
             measures,
+            sample_sizes: true,
         },
         columns,
     ))

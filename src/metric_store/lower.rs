@@ -33,6 +33,28 @@ impl MetricDef {
         }
     }
 
+    /// The metric's aggregation in the shared model, which the plans of
+    /// static metrics and the folding of AI values both follow: `rate` is
+    /// per hour of the period, `ratio` the share that is true (not 0), a
+    /// boolean `count` the events where it is true, a categorical metric a
+    /// count per category.
+    pub fn shared_aggregation(&self) -> Aggregation {
+        match (self.metric_type, self.aggregation) {
+            (MetricType::Categorical, _) => Aggregation::Count,
+            (_, Agg::Ratio) => Aggregation::TrueRatio,
+            (_, Agg::Rate) => Aggregation::Rate { per_ms: HOUR_MS },
+            (MetricType::Numerical, Agg::Sum) => Aggregation::Sum,
+            (MetricType::Numerical, Agg::Avg) => Aggregation::Avg,
+            (MetricType::Numerical, Agg::Min) => Aggregation::Min,
+            (MetricType::Numerical, Agg::Max) => Aggregation::Max,
+            (MetricType::Numerical, Agg::CountDistinct) => Aggregation::DistinctCount,
+            (MetricType::Numerical, a) if a.quantile().is_some() => Aggregation::Quantile {
+                q: a.quantile().expect("a quantile"),
+            },
+            _ => Aggregation::Count,
+        }
+    }
+
     /// The metric as a measure; `Err` for AI metrics (valued outside
     /// plans) and definitions without a value.
     pub fn measure(&self) -> Result<Measure, String> {
@@ -88,42 +110,16 @@ impl MetricDef {
                 value: true.into(),
             },
         };
-        let (value, aggregation) = match (self.metric_type, self.aggregation) {
-            (MetricType::Boolean, Agg::Ratio) => (Value::Test(test()), Aggregation::TrueRatio),
-            (MetricType::Boolean, Agg::Rate) => {
-                (Value::Test(test()), Aggregation::Rate { per_ms: HOUR_MS })
-            }
-            (MetricType::Boolean, _) => (Value::Test(test()), Aggregation::Count),
-            // A category is counted per category; the metric's own value
-            // (all of them, or how many distinct) is summed from those.
-            (MetricType::Categorical, _) => (Value::Field(field), Aggregation::Count),
-            (MetricType::Numerical, a) => {
-                let aggregation = match a {
-                    Agg::Count => Aggregation::Count,
-                    Agg::Sum => Aggregation::Sum,
-                    Agg::Avg => Aggregation::Avg,
-                    Agg::Min => Aggregation::Min,
-                    Agg::Max => Aggregation::Max,
-                    Agg::CountDistinct => Aggregation::DistinctCount,
-                    Agg::Rate => Aggregation::Rate { per_ms: HOUR_MS },
-                    Agg::Ratio => {
-                        let not_zero = Filter {
-                            field: field.clone(),
-                            op: Operator::Neq,
-                            value: json!(0.0),
-                        };
-                        return Ok(Measure::Aggregate {
-                            events,
-                            value: Value::Test(not_zero),
-                            aggregation: Aggregation::TrueRatio,
-                        });
-                    }
-                    q => Aggregation::Quantile {
-                        q: q.quantile().expect("the other aggregations are quantiles"),
-                    },
-                };
-                (Value::Field(field), aggregation)
-            }
+        let aggregation = self.shared_aggregation();
+        let value = match (self.metric_type, aggregation) {
+            (MetricType::Boolean, _) => Value::Test(test()),
+            // The share of a number that is not 0.
+            (MetricType::Numerical, Aggregation::TrueRatio) => Value::Test(Filter {
+                field: field.clone(),
+                op: Operator::Neq,
+                value: json!(0.0),
+            }),
+            _ => Value::Field(field),
         };
         Ok(Measure::Aggregate {
             events,
