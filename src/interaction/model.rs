@@ -296,35 +296,35 @@ pub fn check_metric(
                 match field {
                     Some(name) => {
                         if let Err(e) = event_field(name) {
-                            p.push(&format!("{path}.field"), e);
+                            p.push(format!("{path}.field"), e);
                         }
                     }
-                    None => p.push(&format!("{path}.field"), "is required (a string)"),
+                    None => p.push(format!("{path}.field"), "is required (a string)"),
                 }
                 match op.map(|o| (o, Operator::parse(o))) {
                     Some((_, Some(Operator::In))) | Some((_, None)) => p.push(
-                        &format!("{path}.operator"),
+                        format!("{path}.operator"),
                         format!(
                             "{:?} is not one of eq, neq, gt, gte, lt, lte, contains",
                             op.unwrap_or_default()
                         ),
                     ),
                     None => p.push(
-                        &format!("{path}.operator"),
+                        format!("{path}.operator"),
                         "is required (eq, neq, gt, gte, lt, lte, contains)",
                     ),
                     Some((_, Some(Operator::Contains))) if !value.is_string() => {
-                        p.push(&format!("{path}.value"), "contains needs a string")
+                        p.push(format!("{path}.value"), "contains needs a string")
                     }
                     _ => {}
                 }
                 match &value {
                     Json::String(s) if s.chars().count() > 1024 => {
-                        p.push(&format!("{path}.value"), "at most 1024 characters")
+                        p.push(format!("{path}.value"), "at most 1024 characters")
                     }
                     Json::String(_) | Json::Number(_) | Json::Bool(_) => {}
                     _ => p.push(
-                        &format!("{path}.value"),
+                        format!("{path}.value"),
                         "must be a string, number or boolean",
                     ),
                 }
@@ -359,9 +359,9 @@ pub fn check_metric(
                 match g.as_str() {
                     Some(s) => match event_field(s) {
                         Ok(_) => group_by.push(s.to_string()),
-                        Err(e) => p.push(&format!("groupBy[{i}]"), e),
+                        Err(e) => p.push(format!("groupBy[{i}]"), e),
                     },
-                    None => p.push(&format!("groupBy[{i}]"), "must be a string"),
+                    None => p.push(format!("groupBy[{i}]"), "must be a string"),
                 }
             }
         }
