@@ -218,9 +218,12 @@ impl ExtractionMode {
     }
 }
 
+/// A definition's `aggregation` as the document names it. Only a name:
+/// what it computes is the shared [`crate::definition::Aggregation`] it
+/// lowers to ([`MetricDef::shared_aggregation`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Aggregation {
+pub enum AggregationName {
     Count,
     Sum,
     Avg,
@@ -237,24 +240,24 @@ pub enum Aggregation {
     P99,
 }
 
-impl Aggregation {
-    const CUSTOM: [(&'static str, Aggregation); 8] = [
-        ("count", Aggregation::Count),
-        ("sum", Aggregation::Sum),
-        ("avg", Aggregation::Avg),
-        ("min", Aggregation::Min),
-        ("max", Aggregation::Max),
-        ("count_distinct", Aggregation::CountDistinct),
-        ("ratio", Aggregation::Ratio),
-        ("rate", Aggregation::Rate),
+impl AggregationName {
+    const CUSTOM: [(&'static str, AggregationName); 8] = [
+        ("count", AggregationName::Count),
+        ("sum", AggregationName::Sum),
+        ("avg", AggregationName::Avg),
+        ("min", AggregationName::Min),
+        ("max", AggregationName::Max),
+        ("count_distinct", AggregationName::CountDistinct),
+        ("ratio", AggregationName::Ratio),
+        ("rate", AggregationName::Rate),
     ];
 
     pub fn quantile(self) -> Option<f64> {
         match self {
-            Aggregation::P50 => Some(0.5),
-            Aggregation::P90 => Some(0.9),
-            Aggregation::P95 => Some(0.95),
-            Aggregation::P99 => Some(0.99),
+            AggregationName::P50 => Some(0.5),
+            AggregationName::P90 => Some(0.9),
+            AggregationName::P95 => Some(0.95),
+            AggregationName::P99 => Some(0.99),
             _ => None,
         }
     }
@@ -412,7 +415,7 @@ pub struct MetricDef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub categories: Option<Vec<String>>,
     #[serde(default = "count")]
-    pub aggregation: Aggregation,
+    pub aggregation: AggregationName,
     #[serde(default = "daily", skip_serializing_if = "is_daily")]
     pub period_granularity: Granularity,
     #[serde(default, skip_serializing_if = "ChannelScope::is_all")]
@@ -437,8 +440,8 @@ fn is_daily(g: &Granularity) -> bool {
     *g == Granularity::Daily
 }
 
-fn count() -> Aggregation {
-    Aggregation::Count
+fn count() -> AggregationName {
+    AggregationName::Count
 }
 
 fn yes() -> bool {

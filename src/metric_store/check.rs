@@ -335,8 +335,8 @@ fn check_custom(
         m,
         at,
         "aggregation",
-        &Aggregation::CUSTOM,
-        Some(Aggregation::Count),
+        &AggregationName::CUSTOM,
+        Some(AggregationName::Count),
     );
     let granularity = c.choice(
         m,
@@ -406,12 +406,12 @@ fn check_custom(
         let ok = match t {
             MetricType::Numerical => true,
             MetricType::Categorical => {
-                matches!(a, Aggregation::Count | Aggregation::CountDistinct)
+                matches!(a, AggregationName::Count | AggregationName::CountDistinct)
             }
             MetricType::Boolean => {
                 matches!(
                     a,
-                    Aggregation::Ratio | Aggregation::Count | Aggregation::Rate
+                    AggregationName::Ratio | AggregationName::Count | AggregationName::Rate
                 )
             }
         };

@@ -15,7 +15,7 @@ use crate::compile::{self, BUCKET};
 use crate::engine::Engine;
 use crate::engine::columns::{self, floats, ints, strings};
 use crate::metric_store::level::{self, Level, Selection};
-use crate::metric_store::{Aggregation, DataSource, Granularity, MetricDef, MetricType};
+use crate::metric_store::{AggregationName, DataSource, Granularity, MetricDef, MetricType};
 use crate::storage::values::ValueRow;
 
 /// One computation: which level, which periods.
@@ -127,7 +127,7 @@ pub async fn compute(
                 let mut row = spec.row(def, spec.sel.from_ms, None, None, None);
                 if matches!(
                     def.aggregation,
-                    Aggregation::Count | Aggregation::Rate | Aggregation::CountDistinct
+                    AggregationName::Count | AggregationName::Rate | AggregationName::CountDistinct
                 ) {
                     row.value = Some(0.0);
                 }
@@ -225,7 +225,7 @@ pub(super) fn category_rows(
     let total: i64 = cats.iter().map(|c| c.1).sum();
     let mut out = vec![ValueRow {
         value: Some(match def.aggregation {
-            Aggregation::CountDistinct => cats.len() as f64,
+            AggregationName::CountDistinct => cats.len() as f64,
             _ => total as f64,
         }),
         sample_size: total,

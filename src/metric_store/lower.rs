@@ -16,7 +16,7 @@
 
 use serde_json::json;
 
-use super::{Aggregation as Agg, MetricDef, MetricType};
+use super::{AggregationName as Agg, MetricDef, MetricType};
 use crate::definition::{Aggregation, Events, Field, Filter, JsonPath, Measure, Operator, Value};
 
 /// Milliseconds of an hour: `rate` is per hour of the period.

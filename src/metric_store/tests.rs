@@ -118,7 +118,7 @@ fn a_good_custom_metric_is_accepted_with_defaults() {
     assert_eq!(s.all().len(), 42);
     // aggregation defaults to count.
     let s = check_settings(&with(json!({"aggregation": null}))).unwrap();
-    assert_eq!(s.custom[0].aggregation, Aggregation::Count);
+    assert_eq!(s.custom[0].aggregation, AggregationName::Count);
     // Directions are channel scopes too; world_events reads any event type.
     let s = check_settings(&with(json!({"channel_scope": "outbound"}))).unwrap();
     assert_eq!(

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use metricstore::metric_store::{Aggregation, MetricDef, MetricType};
+use metricstore::metric_store::{AggregationName, MetricDef, MetricType};
 use metricstore::storage::events::EventRow;
 
 use super::oracle::{attr, data_source};
@@ -111,7 +111,7 @@ fn raw(row: &EventRow, d: &MetricDef) -> Raw {
     let counting = d.metric_type == MetricType::Numerical
         && matches!(
             d.aggregation,
-            Aggregation::Count | Aggregation::CountDistinct | Aggregation::Rate
+            AggregationName::Count | AggregationName::CountDistinct | AggregationName::Rate
         )
         && d.valid_range_min.is_none()
         && d.valid_range_max.is_none();
@@ -193,12 +193,12 @@ fn value(rows: &[&EventRow], d: &MetricDef, hours: f64) -> (Option<f64>, i64) {
     let n = (texts.len() + nums.len() + flags.len()) as i64;
     let trues = flags.iter().filter(|f| **f).count() as f64;
     let v = match (d.metric_type, d.aggregation) {
-        (MetricType::Boolean, Aggregation::Ratio) => (n > 0).then(|| trues / n as f64),
-        (MetricType::Boolean, Aggregation::Rate) => Some(trues / hours),
+        (MetricType::Boolean, AggregationName::Ratio) => (n > 0).then(|| trues / n as f64),
+        (MetricType::Boolean, AggregationName::Rate) => Some(trues / hours),
         (MetricType::Boolean, _) => Some(trues),
-        (_, Aggregation::Count) => Some(n as f64),
-        (_, Aggregation::Rate) => Some(n as f64 / hours),
-        (_, Aggregation::CountDistinct) => Some(if texts.is_empty() {
+        (_, AggregationName::Count) => Some(n as f64),
+        (_, AggregationName::Rate) => Some(n as f64 / hours),
+        (_, AggregationName::CountDistinct) => Some(if texts.is_empty() {
             nums.iter()
                 .map(|x| x.to_bits())
                 .collect::<BTreeSet<_>>()
@@ -206,13 +206,13 @@ fn value(rows: &[&EventRow], d: &MetricDef, hours: f64) -> (Option<f64>, i64) {
         } else {
             texts.iter().collect::<BTreeSet<_>>().len() as f64
         }),
-        (_, Aggregation::Sum) => (!nums.is_empty()).then(|| nums.iter().sum()),
-        (_, Aggregation::Avg) => {
+        (_, AggregationName::Sum) => (!nums.is_empty()).then(|| nums.iter().sum()),
+        (_, AggregationName::Avg) => {
             (!nums.is_empty()).then(|| nums.iter().sum::<f64>() / nums.len() as f64)
         }
-        (_, Aggregation::Min) => nums.iter().copied().reduce(f64::min),
-        (_, Aggregation::Max) => nums.iter().copied().reduce(f64::max),
-        (_, Aggregation::Ratio) => (!nums.is_empty())
+        (_, AggregationName::Min) => nums.iter().copied().reduce(f64::min),
+        (_, AggregationName::Max) => nums.iter().copied().reduce(f64::max),
+        (_, AggregationName::Ratio) => (!nums.is_empty())
             .then(|| nums.iter().filter(|x| **x != 0.0).count() as f64 / nums.len() as f64),
         (_, a) => quantile(nums, a.quantile().unwrap()),
     };
@@ -259,7 +259,7 @@ pub(crate) fn expected(events: &[EventRow], defs: &[&MetricDef], ask: &Ask) -> R
             let zero = categorical
                 || matches!(
                     d.aggregation,
-                    Aggregation::Count | Aggregation::Rate | Aggregation::CountDistinct
+                    AggregationName::Count | AggregationName::Rate | AggregationName::CountDistinct
                 );
             let key = (
                 ask.from_ms,
@@ -281,7 +281,7 @@ pub(crate) fn expected(events: &[EventRow], defs: &[&MetricDef], ask: &Ask) -> R
                 }
             }
             let total: i64 = cats.values().sum();
-            let v = if d.aggregation == Aggregation::CountDistinct {
+            let v = if d.aggregation == AggregationName::CountDistinct {
                 cats.len() as f64
             } else {
                 total as f64

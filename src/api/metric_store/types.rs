@@ -16,7 +16,7 @@ use crate::api::csv::{Cell, Table};
 use crate::metric_store::level::Level;
 use crate::metric_store::read::Lookup;
 use crate::metric_store::{
-    Aggregation, DataSource, ExtractionMode, Granularity, MetricDef, MetricType, Source,
+    AggregationName, DataSource, ExtractionMode, Granularity, MetricDef, MetricType, Source,
 };
 use crate::storage::events::{DAY_MS, day_start_millis};
 use crate::storage::values::ValueRow;
@@ -370,7 +370,7 @@ pub struct MetricValue {
     /// `production` or `simulation`.
     pub source: String,
     pub metric_type: MetricType,
-    pub aggregation: Aggregation,
+    pub aggregation: AggregationName,
     pub unit: Option<String>,
     pub granularity: String,
     pub period_start: String,
@@ -546,7 +546,7 @@ pub struct CatalogEntry {
     /// The event types the metric reads.
     pub event_types: Vec<String>,
     pub metric_type: MetricType,
-    pub aggregation: Aggregation,
+    pub aggregation: AggregationName,
     pub extraction_mode: ExtractionMode,
     pub period_granularity: Granularity,
     pub unit: Option<String>,
