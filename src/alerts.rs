@@ -10,6 +10,7 @@
 pub mod allow;
 pub mod evaluate;
 pub mod evaluator;
+pub mod http;
 pub mod notify;
 pub mod rule;
 pub mod service;

@@ -1,7 +1,6 @@
 //! The HTTP API: one router nesting each documented API, paths exactly as
 //! in CONTRACT.md. Handlers extract, call the engine, shape the answer.
 
-pub mod alerts;
 pub mod alexa;
 pub mod analytics;
 pub mod auth;
@@ -43,6 +42,14 @@ pub struct AppState {
     known_workspaces: Mutex<HashSet<String>>,
 }
 
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
+    }
+}
+
 impl AppState {
     pub fn new(engine: Engine, auth: Arc<Auth>, clock: Clock, tokens: token::Signer) -> Arc<Self> {
         Self::with_ai(
@@ -72,11 +79,6 @@ impl AppState {
             ai,
             known_workspaces: Mutex::default(),
         })
-    }
-
-    /// The versioned catalog of one kind of document.
-    pub fn catalog(&self, kind: &'static str) -> crate::storage::catalog::Catalog {
-        crate::storage::catalog::Catalog::new(self.engine.store.clone(), kind)
     }
 
     /// Whether any event names `workspace`. Positive answers are cached:
@@ -136,7 +138,14 @@ impl Clock {
 
 /// The router of every API.
 pub fn router(state: Arc<AppState>) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The router of every API plus `extra` routes of the layers above (the
+/// metric alerts), under the same fallbacks, limits and tracing.
+pub fn router_with(state: Arc<AppState>, extra: Router<Arc<AppState>>) -> Router {
     Router::new()
+        .merge(extra)
         .route(
             "/health",
             get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
@@ -192,13 +201,6 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/interaction-metrics/{id}/calculate",
             post(interaction::calculate),
         )
-        .route("/api/metric-alerts", get(alerts::list).post(alerts::create))
-        .route(
-            "/api/metric-alerts/{id}",
-            get(alerts::get).put(alerts::update).delete(alerts::delete),
-        )
-        .route("/api/metric-alerts/{id}/history", get(alerts::history))
-        .route("/api/metric-alerts/{id}/evaluate", post(alerts::evaluate))
         .route(
             "/v1/{workspace_id}/settings/metrics",
             get(metric_store::get_settings).put(metric_store::put_settings),
@@ -242,6 +244,7 @@ impl FromRequestParts<Arc<AppState>> for Principal {
 
 /// A JSON body whose every failure (too large, not JSON, wrong shape) is a
 /// documented 4xx, not axum's plain-text rejection.
+#[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {

@@ -11,6 +11,7 @@ use crate::definition::{Bucket, Dimension, Field, Filter, Operator, Query, TimeR
 use crate::engine::{self, Engine};
 
 /// One benchmark: a compiled query and its hand-written SQL twin.
+#[derive(Debug)]
 pub struct Case {
     pub name: &'static str,
     pub query: Query,

@@ -1,40 +1,37 @@
 //! The engine: a DataFusion `SessionContext` over a [`Store`], with the
-//! `events` table and every function of the project registered.
+//! `events` table and the project's functions registered. It runs plans
+//! and SQL and knows nothing of the front ends: the services register
+//! what they add (the Metric Store's values table, the analytics table
+//! functions, the ingest's unpublished rows).
 //!
-//! The events table is a `ListingTable` wrapped in [`EventsTable`], which
-//! derives `date` partition predicates from predicates on `time`, so a query
+//! The events table ([`events_table`]) is a `ListingTable` whose `date`
+//! partitions are pruned from predicates on `time` ([`prune`]), so a query
 //! (compiled or typed in the REPL) over one day lists and opens only that
 //! day's files.
 
 pub mod columns;
+pub mod events_table;
+pub mod prune;
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::catalog::Session;
-use datafusion::common::ScalarValue;
-use datafusion::datasource::TableProvider;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::datasource::provider_as_source;
 use datafusion::error::DataFusionError;
-use datafusion::logical_expr::{
-    BinaryExpr, Expr, LogicalPlan, Operator, TableProviderFilterPushDown, TableType, col, lit,
-};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::logical_expr::{LogicalPlan, TableSource, col, lit};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use datafusion::datasource::provider_as_source;
-use datafusion::logical_expr::TableSource;
+pub use events_table::{EventsTable, Unpublished};
 
 use crate::compile::{self, Compiled};
 use crate::definition::Query;
 use crate::series::{self, Series};
-use crate::storage::events::{self, DATE_COLUMN, EVENTS_DIR};
+use crate::storage::events::{self, EVENTS_DIR};
 use crate::storage::{self, Store};
 
 /// Errors of the engine.
@@ -67,8 +64,14 @@ pub struct Engine {
     pub ctx: SessionContext,
     pub store: Store,
     events: Arc<EventsTable>,
-    /// Acknowledged events not yet in files (filled by `ingest`).
-    pub pending: Arc<Pending>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("store", &self.store.display)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The session configuration every context of the project uses.
@@ -108,23 +111,11 @@ impl Engine {
             .with_cache_manager(cache)
             .build_arc()?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        ctx.register_object_store(&store.base_url, store.object_store.clone());
+        ctx.register_object_store(&store.base_url, Arc::clone(&store.object_store));
         crate::udaf::register_all(&ctx)?;
-        let pending = Arc::new(Pending::default());
-        let events = Arc::new(EventsTable::try_new(
-            &store,
-            events::schema(),
-            pending.clone(),
-        )?);
-        ctx.register_table("events", events.clone())?;
-        ctx.register_table(crate::metric_store::values::TABLE, values_table(&store)?)?;
-        crate::analytics::functions::register(&ctx, provider_as_source(events.clone()));
-        Ok(Self {
-            ctx,
-            store,
-            events,
-            pending,
-        })
+        let events = Arc::new(EventsTable::try_new(&store, events::schema())?);
+        ctx.register_table("events", Arc::clone(&events) as _)?;
+        Ok(Self { ctx, store, events })
     }
 
     /// Runs a SQL statement and collects the result.
@@ -172,7 +163,7 @@ impl Engine {
                 Err(e) => return Some((shown, format!("cannot be read ({e})"))),
             };
             let schema = match ParquetRecordBatchReaderBuilder::try_new(bytes) {
-                Ok(b) => b.schema().clone(),
+                Ok(b) => Arc::clone(b.schema()),
                 Err(e) => return Some((shown, format!("not a readable Parquet file ({e})"))),
             };
             if let Some(reason) = events::schema_mismatch(&schema) {
@@ -184,7 +175,12 @@ impl Engine {
 
     /// The `events` table as a plan source for the compiler.
     pub fn events_source(&self) -> Arc<dyn TableSource> {
-        provider_as_source(self.events.clone())
+        provider_as_source(Arc::clone(&self.events) as _)
+    }
+
+    /// Makes rows not yet in files part of the `events` table.
+    pub fn attach_unpublished(&self, rows: Arc<dyn Unpublished>) {
+        self.events.attach(rows);
     }
 
     /// Compiles a metric query and returns its plan and how to read it.
@@ -278,7 +274,7 @@ impl Engine {
 
 /// The Parquet files under `dir` as a table with Hive-style `partitions`
 /// (text) and an explicit schema (so an empty directory is a table too).
-fn parquet_table(
+pub fn parquet_table(
     store: &Store,
     dir: &str,
     partitions: &[&str],
@@ -301,157 +297,6 @@ fn parquet_table(
     Ok(ListingTable::try_new(config)?)
 }
 
-/// The materialised Metric Store values (`storage::values`), partitioned
-/// by workspace and day.
-fn values_table(store: &Store) -> Result<Arc<ListingTable>> {
-    use crate::storage::values::{self, DAY_COLUMN, VALUES_DIR, WS_COLUMN};
-    Ok(Arc::new(parquet_table(
-        store,
-        VALUES_DIR,
-        &[WS_COLUMN, DAY_COLUMN],
-        values::schema(),
-        Vec::new(),
-    )?))
-}
-
-/// Acknowledged events not yet published as Parquet files (see
-/// `ingest`), and the lock that makes publishing atomic for readers.
-///
-/// A reader holds `publish` for reading while it lists files and takes the
-/// pending batches; the flusher holds it for writing while it publishes a
-/// file and drops the same rows from `batches`. So a query sees every
-/// acknowledged event exactly once: in memory or in a file, never both.
-#[derive(Debug, Default)]
-pub struct Pending {
-    pub publish: tokio::sync::RwLock<()>,
-    batches: std::sync::Mutex<std::collections::BTreeMap<String, RecordBatch>>,
-}
-
-impl Pending {
-    /// Adds a segment's rows (events schema) under its id.
-    pub fn insert(&self, id: &str, batch: RecordBatch) {
-        self.batches
-            .lock()
-            .expect("not poisoned")
-            .insert(id.to_string(), batch);
-    }
-
-    /// Drops published segments. Call with `publish` held for writing.
-    pub fn remove(&self, ids: &[String]) {
-        let mut b = self.batches.lock().expect("not poisoned");
-        for id in ids {
-            b.remove(id);
-        }
-    }
-
-    pub fn rows(&self) -> usize {
-        self.batches
-            .lock()
-            .expect("not poisoned")
-            .values()
-            .map(|b| b.num_rows())
-            .sum()
-    }
-
-    pub fn ids(&self) -> Vec<String> {
-        self.batches
-            .lock()
-            .expect("not poisoned")
-            .keys()
-            .cloned()
-            .collect()
-    }
-
-    pub fn get(&self, id: &str) -> Option<RecordBatch> {
-        self.batches.lock().expect("not poisoned").get(id).cloned()
-    }
-
-    fn snapshot(&self) -> Vec<RecordBatch> {
-        self.batches
-            .lock()
-            .expect("not poisoned")
-            .values()
-            .cloned()
-            .collect()
-    }
-}
-
-/// The `events` table: a hive-partitioned Parquet listing whose `date`
-/// partitions are pruned from predicates on `time` as well as on `date`,
-/// plus the pending (acknowledged, unpublished) events.
-#[derive(Debug)]
-pub struct EventsTable {
-    inner: ListingTable,
-    pending: Arc<Pending>,
-}
-
-impl EventsTable {
-    pub fn try_new(store: &Store, file_schema: SchemaRef, pending: Arc<Pending>) -> Result<Self> {
-        Ok(Self {
-            inner: parquet_table(
-                store,
-                EVENTS_DIR,
-                &[DATE_COLUMN],
-                file_schema,
-                vec![vec![col("time").sort(true, false)]],
-            )?,
-            pending,
-        })
-    }
-}
-
-#[async_trait]
-impl TableProvider for EventsTable {
-    fn schema(&self) -> SchemaRef {
-        self.inner.schema()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    fn get_logical_plan(&self) -> Option<Cow<'_, LogicalPlan>> {
-        None
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let mut all = filters.to_vec();
-        all.extend(filters.iter().flat_map(date_bounds_of));
-        let _guard = self.pending.publish.read().await;
-        let files = self.inner.scan(state, projection, &all, limit).await?;
-        let pending = self.pending.snapshot();
-        if pending.is_empty() {
-            return Ok(files);
-        }
-        let schema = self.schema();
-        let with_date = pending
-            .iter()
-            .map(|b| with_date_column(b, &schema))
-            .collect::<datafusion::error::Result<Vec<_>>>()?;
-        let memory = datafusion::datasource::memory::MemorySourceConfig::try_new_exec(
-            &[with_date],
-            schema,
-            projection.cloned(),
-        )?;
-        datafusion::physical_plan::union::UnionExec::try_new(vec![files, memory])
-    }
-
-    /// Every filter stays in the plan above the scan (Inexact), because
-    /// the pending rows are not pruned by partition the way files are.
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
-        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
-    }
-}
-
 /// Whether a query failed because a file it had listed was removed before
 /// it was read: compaction replaces small files while holding the publish
 /// lock, which readers hold only while planning. Such a query is run again
@@ -460,114 +305,4 @@ impl TableProvider for EventsTable {
 fn file_vanished(e: &DataFusionError) -> bool {
     matches!(e.find_root(), DataFusionError::ObjectStore(inner) if matches!(inner.as_ref(), object_store::Error::NotFound { .. }))
         || e.to_string().contains("No such file or directory")
-}
-
-/// An events batch with the `date` partition column the table adds.
-fn with_date_column(
-    batch: &RecordBatch,
-    schema: &SchemaRef,
-) -> datafusion::error::Result<RecordBatch> {
-    use datafusion::arrow::array::{AsArray, StringArray};
-    use datafusion::arrow::datatypes::TimestampMillisecondType;
-    let times = batch.column(0).as_primitive::<TimestampMillisecondType>();
-    let dates: StringArray = times
-        .iter()
-        .map(|t| t.map(events::date_of_millis))
-        .collect();
-    let mut columns = batch.columns().to_vec();
-    columns.push(Arc::new(dates));
-    Ok(RecordBatch::try_new(schema.clone(), columns)?)
-}
-
-/// Partition predicates on `date` implied by a predicate on `time`.
-///
-/// `date` holds the UTC day of `time` as `YYYY-MM-DD`, which orders like the
-/// day itself, so `time >= t` implies `date >= day(t)` and `time < t`
-/// implies `date <= day(t)`.
-pub fn date_bounds_of(filter: &Expr) -> Vec<Expr> {
-    let mut out = Vec::new();
-    collect_date_bounds(filter, &mut out);
-    out
-}
-
-fn collect_date_bounds(filter: &Expr, out: &mut Vec<Expr>) {
-    match filter {
-        Expr::BinaryExpr(BinaryExpr {
-            left,
-            op: Operator::And,
-            right,
-        }) => {
-            collect_date_bounds(left, out);
-            collect_date_bounds(right, out);
-        }
-        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-            let (column, op, value) = match (
-                time_column(left),
-                time_literal(right),
-                time_column(right),
-                time_literal(left),
-            ) {
-                (true, Some(v), _, _) => (true, *op, v),
-                (_, _, true, Some(v)) => match op.swap() {
-                    Some(op) => (true, op, v),
-                    None => return,
-                },
-                _ => return,
-            };
-            if !column {
-                return;
-            }
-            let (ms, exact) = value;
-            let day = |ms: i64| lit(events::date_of_millis(ms));
-            match op {
-                // `time > t` is `time >= t + 1ms` when t is whole milliseconds.
-                Operator::Gt if exact => {
-                    out.push(col(DATE_COLUMN).gt_eq(day(ms.saturating_add(1))))
-                }
-                Operator::Gt | Operator::GtEq => out.push(col(DATE_COLUMN).gt_eq(day(ms))),
-                // `time < midnight` must not reach into the day that starts there.
-                Operator::Lt if exact => {
-                    out.push(col(DATE_COLUMN).lt_eq(day(ms.saturating_sub(1))))
-                }
-                Operator::Lt | Operator::LtEq => out.push(col(DATE_COLUMN).lt_eq(day(ms))),
-                Operator::Eq => out.push(col(DATE_COLUMN).eq(day(ms))),
-                _ => {}
-            }
-        }
-        Expr::Between(b) if !b.negated && time_column(&b.expr) => {
-            if let (Some(lo), Some(hi)) = (time_literal(&b.low), time_literal(&b.high)) {
-                out.push(col(DATE_COLUMN).gt_eq(lit(events::date_of_millis(lo.0))));
-                out.push(col(DATE_COLUMN).lt_eq(lit(events::date_of_millis(hi.0))));
-            }
-        }
-        _ => {}
-    }
-}
-
-fn time_column(e: &Expr) -> bool {
-    match e {
-        Expr::Column(c) => c.name == "time",
-        Expr::Cast(c) => time_column(&c.expr),
-        _ => false,
-    }
-}
-
-/// The epoch milliseconds of a timestamp literal (any unit), rounded down,
-/// and whether that was exact (no sub-millisecond part).
-fn time_literal(e: &Expr) -> Option<(i64, bool)> {
-    match e {
-        Expr::Literal(v, _) => match v {
-            ScalarValue::TimestampMillisecond(Some(v), _) => Some((*v, true)),
-            ScalarValue::TimestampSecond(Some(v), _) => Some((v.saturating_mul(1000), true)),
-            ScalarValue::TimestampMicrosecond(Some(v), _) => {
-                Some((v.div_euclid(1000), v % 1000 == 0))
-            }
-            ScalarValue::TimestampNanosecond(Some(v), _) => {
-                Some((v.div_euclid(1_000_000), v % 1_000_000 == 0))
-            }
-            _ => None,
-        },
-        Expr::Cast(c) => time_literal(&c.expr),
-        _ => None,
-    }
 }

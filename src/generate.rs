@@ -5,6 +5,11 @@
 //! parallel and the same seed always gives the same rows. Users are drawn
 //! from a Zipf distribution per workspace and each has a join and a leave
 //! day, so cohorts and retention look like a real product's.
+//!
+//! Longer than most files on purpose: the weights, distributions and
+//! event shapes of every namespace are tuned together (their shares are
+//! checked by the tests), and reading them side by side is how they stay
+//! consistent.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

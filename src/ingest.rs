@@ -4,7 +4,8 @@
 //!
 //! - **Acknowledge** only after the batch is a WAL segment
 //!   (`wal/seg-{id}.parquet`, fsynced on a local store; a completed put on
-//!   S3) and in the engine's [`Pending`] set, so queries see it at once.
+//!   S3) and in the [`Pending`] set attached to the engine's events table, so
+//!   queries see it at once.
 //! - **Flush**: write a manifest naming the segments and the file to make,
 //!   publish one Parquet file per day (under the publish lock, dropping the
 //!   same rows from memory), then delete the segments and the manifest.
@@ -14,13 +15,18 @@
 //!   under the same lock, so no reader ever counts a row twice.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use datafusion::arrow::array::RecordBatch;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Engine, Pending};
-use crate::storage::events::{self, DATE_COLUMN, EVENTS_DIR, EventRow};
+mod compact;
+mod flush;
+pub mod pending;
+mod recover;
+
+pub use pending::Pending;
+
+use crate::engine::Engine;
+use crate::storage::events::{self, EventRow};
 use crate::storage::{self, Store};
 
 /// Limits of one request and of the unflushed backlog.
@@ -101,10 +107,14 @@ fn new_id() -> String {
 }
 
 impl Ingest {
+    /// The ingest of `engine`'s store; its unpublished events become part
+    /// of the engine's `events` table.
     pub fn new(engine: &Engine, limits: Limits) -> Arc<Self> {
+        let pending = Arc::new(Pending::default());
+        engine.attach_unpublished(Arc::clone(&pending) as _);
         Arc::new(Self {
             store: engine.store.clone(),
-            pending: engine.pending.clone(),
+            pending,
             limits,
             flushing: Default::default(),
         })
@@ -226,201 +236,5 @@ impl Ingest {
             .await?;
         self.pending.insert(&id, batch);
         Ok(rows.len())
-    }
-
-    fn segment_path(&self, id: &str) -> object_store::path::Path {
-        self.store.path(&format!("wal/seg-{id}.parquet"))
-    }
-
-    async fn read_segment(&self, id: &str) -> Result<Option<RecordBatch>> {
-        let Some(batches) = self.store.read_parquet(&self.segment_path(id)).await? else {
-            return Ok(None);
-        };
-        let batch = datafusion::arrow::compute::concat_batches(&events::schema(), &batches)
-            .map_err(storage::Error::from)?;
-        Ok(Some(batch))
-    }
-
-    /// Publishes `batches` (the segments `ids`) as `ingest-{name}.parquet`
-    /// in each day they touch, then forgets them in memory, atomically for
-    /// readers.
-    async fn publish(&self, name: &str, ids: &[String], batches: &[RecordBatch]) -> Result<()> {
-        let merged = datafusion::arrow::compute::concat_batches(&events::schema(), batches)
-            .map_err(storage::Error::from)?;
-        let days = events::split_by_day(&merged)?;
-        let mut encoded = Vec::with_capacity(days.len());
-        for (date, day) in days {
-            encoded.push((date, events::encode_parquet(&[day])?));
-        }
-        let _guard = self.pending.publish.write().await;
-        for (date, bytes) in encoded {
-            let path = self.store.path(&format!(
-                "{EVENTS_DIR}/{DATE_COLUMN}={date}/ingest-{name}.parquet"
-            ));
-            self.store.put_durable(&path, bytes).await?;
-        }
-        self.pending.remove(ids);
-        Ok(())
-    }
-
-    async fn retire(&self, manifest: &object_store::path::Path, ids: &[String]) -> Result<()> {
-        for id in ids {
-            self.store.delete_if_exists(&self.segment_path(id)).await?;
-        }
-        self.store.delete_if_exists(manifest).await?;
-        Ok(())
-    }
-
-    /// Publishes every pending segment; returns the rows published.
-    pub async fn flush(&self) -> Result<usize> {
-        let _one = self.flushing.lock().await;
-        let ids = self.pending.ids();
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let batches: Vec<RecordBatch> = ids.iter().filter_map(|id| self.pending.get(id)).collect();
-        let rows = batches.iter().map(|b| b.num_rows()).sum();
-        let name = new_id();
-        let manifest_path = self.store.path(&format!("wal/flush-{name}.json"));
-        let manifest = Manifest {
-            segments: ids.clone(),
-            name: name.clone(),
-        };
-        self.store
-            .put_durable(
-                &manifest_path,
-                serde_json::to_vec(&manifest).expect("serialisable"),
-            )
-            .await?;
-        self.publish(&name, &ids, &batches).await?;
-        self.retire(&manifest_path, &ids).await?;
-        Ok(rows)
-    }
-
-    /// Finishes what a previous process left in the log: manifests first,
-    /// then segments never flushed. Run before serving.
-    pub async fn recover(&self) -> Result<usize> {
-        let mut listed = self.store.list("wal").await?;
-        listed.sort_by(|a, b| a.location.as_ref().cmp(b.location.as_ref()));
-        let mut in_manifest = std::collections::HashSet::new();
-        for meta in listed
-            .iter()
-            .filter(|m| m.location.as_ref().ends_with(".json"))
-        {
-            let Some(bytes) = self.store.get_opt(&meta.location).await? else {
-                continue;
-            };
-            let manifest: Manifest =
-                serde_json::from_slice(&bytes).map_err(|e| storage::Error::Corrupt {
-                    path: meta.location.to_string(),
-                    reason: e.to_string(),
-                })?;
-            let mut batches = Vec::new();
-            for id in &manifest.segments {
-                in_manifest.insert(id.clone());
-                if let Some(b) = self.read_segment(id).await? {
-                    batches.push(b);
-                }
-            }
-            // Segments are deleted only after every file is published, so
-            // if one is gone the publish finished; otherwise redo it (the
-            // same names, so it overwrites rather than duplicates).
-            if batches.len() == manifest.segments.len() {
-                self.publish(&manifest.name, &manifest.segments, &batches)
-                    .await?;
-            }
-            self.retire(&meta.location, &manifest.segments).await?;
-        }
-        for meta in listed.iter() {
-            let name = meta
-                .location
-                .as_ref()
-                .rsplit('/')
-                .next()
-                .unwrap_or_default();
-            let Some(id) = name
-                .strip_prefix("seg-")
-                .and_then(|n| n.strip_suffix(".parquet"))
-            else {
-                continue;
-            };
-            if in_manifest.contains(id) {
-                continue;
-            }
-            if let Some(b) = self.read_segment(id).await? {
-                self.pending.insert(id, b);
-            }
-        }
-        let rows = self.pending.rows();
-        self.flush().await?;
-        Ok(rows)
-    }
-
-    /// Merges the ingest files of every partition holding more than
-    /// `threshold` of them into one file. Returns the partitions compacted.
-    pub async fn compact(&self, threshold: usize) -> Result<usize> {
-        let _one = self.flushing.lock().await;
-        let files = self.store.list(EVENTS_DIR).await?;
-        let mut by_day: std::collections::BTreeMap<String, Vec<object_store::path::Path>> =
-            Default::default();
-        for m in files {
-            let loc = m.location.as_ref();
-            let name = loc.rsplit('/').next().unwrap_or_default();
-            if !(name.starts_with("ingest-") && name.ends_with(".parquet")) {
-                continue;
-            }
-            if let Some(day) = loc.split('/').find_map(|p| p.strip_prefix("date=")) {
-                by_day
-                    .entry(day.to_string())
-                    .or_default()
-                    .push(m.location.clone());
-            }
-        }
-        let mut compacted = 0;
-        for (day, paths) in by_day.into_iter().filter(|(_, p)| p.len() > threshold) {
-            let mut batches = Vec::new();
-            for p in &paths {
-                if let Some(b) = self.store.read_parquet(p).await? {
-                    batches.extend(b);
-                }
-            }
-            let bytes = events::encode_parquet(&batches)?;
-            let target = self.store.path(&format!(
-                "{EVENTS_DIR}/{DATE_COLUMN}={day}/compact-{}.parquet",
-                new_id()
-            ));
-            let _guard = self.pending.publish.write().await;
-            self.store.put_durable(&target, bytes).await?;
-            for p in &paths {
-                self.store.delete_if_exists(p).await?;
-            }
-            compacted += 1;
-        }
-        Ok(compacted)
-    }
-
-    /// Flushes every `every` (or sooner when the backlog passes a quarter
-    /// of its limit) and compacts now and then, until the process ends.
-    pub fn spawn_background(self: &Arc<Self>, every: Duration) {
-        let this = self.clone();
-        tokio::spawn(async move {
-            let mut ticks = 0u64;
-            loop {
-                let mut waited = Duration::ZERO;
-                while waited < every && this.pending.rows() < this.limits.max_pending_rows / 4 {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    waited += Duration::from_millis(50);
-                }
-                if let Err(e) = this.flush().await {
-                    tracing::error!(error = %e, "flushing ingested events failed; will retry");
-                }
-                ticks += 1;
-                if ticks.is_multiple_of(60)
-                    && let Err(e) = this.compact(32).await
-                {
-                    tracing::error!(error = %e, "compaction failed; will retry");
-                }
-            }
-        });
     }
 }

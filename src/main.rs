@@ -31,7 +31,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Serve(args) => metricstore::server::run(args).await,
         Command::Sql(args) => {
             let store = Store::open(&args.storage.data).map_err(|e| e.to_string())?;
-            let engine = Engine::new(store).await.map_err(|e| e.to_string())?;
+            let engine = repl::session(store).await.map_err(|e| e.to_string())?;
             match args.command {
                 Some(sql) => repl::run_once(&engine, &sql, args.format)
                     .await

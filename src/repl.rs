@@ -131,6 +131,15 @@ fn functions(engine: &Engine) -> RecordBatch {
 }
 
 /// Runs `-c SQL`: prints the result, or returns the error for a non-zero exit.
+/// A session for SQL users: the engine over `store` with the analytics
+/// table functions and the `metric_values` table registered.
+pub async fn session(store: crate::storage::Store) -> engine::Result<Engine> {
+    let engine = Engine::new(store).await?;
+    crate::analytics::functions::register(&engine);
+    crate::metric_store::read::register(&engine)?;
+    Ok(engine)
+}
+
 pub async fn run_once(engine: &Engine, sql: &str, format: Format) -> Result<(), Error> {
     match run_input(engine, sql).await? {
         Outcome::Batches(b) => println!("{}", render(&b, format)?),

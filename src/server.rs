@@ -5,7 +5,7 @@ use rand::Rng;
 
 use crate::api::auth::Auth;
 use crate::api::token::Signer;
-use crate::api::{self, AppState, Clock};
+use crate::api::{AppState, Clock};
 use crate::cli::ServeArgs;
 use crate::engine::Engine;
 use crate::generate;
@@ -78,13 +78,13 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .spawn_background(std::time::Duration::from_secs(1));
     if args.pipeline_interval > 0 {
         spawn_pipeline(
-            state.clone(),
+            std::sync::Arc::clone(&state),
             std::time::Duration::from_secs(args.pipeline_interval),
             demo_days,
         );
     }
-    crate::alerts::evaluator::spawn(state.clone(), alerts);
-    let app = api::router(state);
+    crate::alerts::evaluator::spawn(std::sync::Arc::clone(&state), alerts);
+    let app = crate::alerts::http::router(state);
 
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

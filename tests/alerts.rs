@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Request, StatusCode};
+use metricstore::alerts::http::router;
 use metricstore::api::auth::Auth;
 use metricstore::api::token::Signer;
-use metricstore::api::{AppState, Clock, router};
+use metricstore::api::{AppState, Clock};
 use metricstore::engine::Engine;
 use metricstore::storage::Store;
 use serde_json::{Value, json};
@@ -149,7 +150,7 @@ async fn node(dir: &std::path::Path, clock: Clock) -> Node {
         Signer::from_secret(TOKENS),
     );
     Node {
-        app: router(state.clone()),
+        app: router(std::sync::Arc::clone(&state)),
         state,
     }
 }
@@ -159,7 +160,7 @@ impl Node {
     fn start(&self, name: &str) {
         self.state.ingest.spawn_background(Duration::from_secs(1));
         metricstore::alerts::evaluator::spawn(
-            self.state.clone(),
+            std::sync::Arc::clone(&self.state),
             metricstore::alerts::Config {
                 allow: metricstore::alerts::allow::AllowList::loopback(),
                 node_id: name.to_string(),

@@ -141,7 +141,7 @@ const DEFINITION_FIELDS: [&str; 21] = [
 async fn fake_model(requests: Arc<AtomicUsize>) -> String {
     use axum::routing::post;
     let handler = move |axum::Json(body): axum::Json<Value>| {
-        let requests = requests.clone();
+        let requests = Arc::clone(&requests);
         async move {
             requests.fetch_add(1, Ordering::SeqCst);
             if body["model"] != "good" {
@@ -196,7 +196,7 @@ async fn the_documents_examples_work_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let engine = common::demo_engine(dir.path(), 5_000, 1).await;
     let requests = Arc::new(AtomicUsize::new(0));
-    let url = fake_model(requests.clone()).await;
+    let url = fake_model(Arc::clone(&requests)).await;
     let app = app(engine.clone(), ai(url));
     // A real (production) call of the last 24 hours stands for the
     // document's CallSid.

@@ -26,7 +26,7 @@ async fn setup() -> (tempfile::TempDir, std::sync::Arc<AppState>, axum::Router) 
         Clock::system(),
         Signer::from_secret(TOKENS),
     );
-    let app = router(state.clone());
+    let app = router(std::sync::Arc::clone(&state));
     (dir, state, app)
 }
 

@@ -34,8 +34,8 @@ async fn every_acknowledged_event_survives_kill_cycles() {
             let (client, base, acked, stop) = (
                 client.clone(),
                 server.base.clone(),
-                acked.clone(),
-                stop.clone(),
+                Arc::clone(&acked),
+                Arc::clone(&stop),
             );
             let first = next_batch;
             next_batch += 1_000;

@@ -524,9 +524,9 @@ fn assert_value(check: &Check, got: &Value, rows: &[&EventRow], what: &str) {
 async fn values_rows(engine: &Engine) -> Vec<String> {
     let mut out = Vec::new();
     for ws in ["ws-demo", "ws-acme"] {
-        let rows = metricstore::metric_store::values::lookup(
+        let rows = metricstore::metric_store::read::lookup(
             engine,
-            &metricstore::metric_store::values::Lookup {
+            &metricstore::metric_store::read::Lookup {
                 workspace: ws.into(),
                 ..Default::default()
             },
@@ -1451,8 +1451,8 @@ async fn fake_model(requests: Arc<AtomicUsize>) -> String {
     use axum::routing::post;
     let seen = Arc::new(std::sync::Mutex::new(HashSet::<String>::new()));
     let handler = move |axum::Json(body): axum::Json<Value>| {
-        let requests = requests.clone();
-        let seen = seen.clone();
+        let requests = Arc::clone(&requests);
+        let seen = Arc::clone(&seen);
         async move {
             let n = requests.fetch_add(1, Ordering::SeqCst);
             // The first question about every third conversation is
@@ -1502,7 +1502,7 @@ async fn ai_query_metric_through_a_local_protocol_server() {
     let engine = common::demo_engine(dir.path(), 150_000, 2).await;
     let now = "2026-01-10T20:00:00Z";
     let requests = Arc::new(AtomicUsize::new(0));
-    let url = fake_model(requests.clone()).await;
+    let url = fake_model(Arc::clone(&requests)).await;
     let ai = Ai {
         extractor: Some(Arc::new(
             ChatClient::new(AiConfig {
@@ -1795,7 +1795,7 @@ fn a_killed_pipeline_resumes_and_loses_or_duplicates_nothing() {
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let resumed = rt.block_on(async {
-        let engine = Engine::new(metricstore::storage::Store::open(data).unwrap())
+        let engine = metricstore::repl::session(metricstore::storage::Store::open(data).unwrap())
             .await
             .unwrap();
         values_rows(&engine).await
@@ -1808,7 +1808,7 @@ fn a_killed_pipeline_resumes_and_loses_or_duplicates_nothing() {
     let out = pipeline().output().unwrap();
     assert!(out.status.success());
     let clean = rt.block_on(async {
-        let engine = Engine::new(metricstore::storage::Store::open(data).unwrap())
+        let engine = metricstore::repl::session(metricstore::storage::Store::open(data).unwrap())
             .await
             .unwrap();
         values_rows(&engine).await
@@ -1860,11 +1860,11 @@ async fn chat_client_times_out_retries_and_gives_up() {
     use metricstore::metric_store::ModelTier;
     use metricstore::metric_store::extract::Extractor;
     let hits = Arc::new(AtomicUsize::new(0));
-    let h = hits.clone();
+    let h = Arc::clone(&hits);
     let app = axum::Router::new().route(
         "/chat/completions",
         post(move |axum::Json(body): axum::Json<Value>| {
-            let h = h.clone();
+            let h = Arc::clone(&h);
             async move {
                 let n = h.fetch_add(1, Ordering::SeqCst);
                 if body["model"] == "broken" {

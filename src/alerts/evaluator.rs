@@ -54,6 +54,7 @@ pub fn wall_ms() -> i64 {
 }
 
 /// One server's evaluator.
+#[derive(Debug)]
 pub struct Evaluator {
     state: Arc<AppState>,
     config: Config,
@@ -157,7 +158,7 @@ impl Evaluator {
                 {
                     continue;
                 }
-                let (this, ws, rule) = (self.clone(), ws.clone(), rule.clone());
+                let (this, ws, rule) = (Arc::clone(&self), ws.clone(), rule.clone());
                 tokio::spawn(async move {
                     let next = {
                         let _permit = this.permits.acquire().await.expect("never closed");

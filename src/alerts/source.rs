@@ -35,7 +35,7 @@ pub type Refusal = (String, String);
 pub async fn check(state: &AppState, ws: &str, rule: &AlertRule) -> Result<Option<i64>, Refusal> {
     match rule.source() {
         Source::Interaction(id) => {
-            let metric = crate::api::interaction::service::get(state, ws, id)
+            let metric = crate::interaction::get(&state.engine, ws, id)
                 .await
                 .map_err(|e| ("metricId".to_string(), e.to_string()))?;
             Ok(metric
@@ -98,18 +98,18 @@ pub async fn sample(
         Source::Store(m) => {
             let window_ms = parse_duration(&m.look_back).map_err(|e| e.to_string())?;
             let def = store_metric(state, ws, m).await.map_err(|(_, m)| m)?;
-            let sel = crate::metric_store::compile::Selection {
+            let sel = crate::metric_store::level::Selection {
                 workspace: ws.to_string(),
                 from_ms: end_ms - window_ms,
                 to_ms: end_ms,
                 session_id: None,
                 service_id: None,
             };
-            let value = match crate::pipeline::evaluate(
+            let value = match crate::metric_store::evaluate(
                 &state.engine,
                 &state.ai,
                 &def,
-                crate::metric_store::compile::Level::Workspace,
+                crate::metric_store::level::Level::Workspace,
                 &sel,
                 end_ms,
             )
@@ -117,7 +117,7 @@ pub async fn sample(
             {
                 Ok(e) => e.value,
                 // No events of the workspace in the window: no value.
-                Err(crate::pipeline::EvaluateError::NotFound(_)) => None,
+                Err(crate::metric_store::EvaluateError::NotFound(_)) => None,
                 Err(e) => return Err(e.to_string()),
             };
             Ok(Sample {
@@ -147,7 +147,7 @@ async fn interaction(
     id: uuid::Uuid,
     end_ms: i64,
 ) -> Result<Sample, String> {
-    let metric = crate::api::interaction::service::get(state, ws, id)
+    let metric = crate::interaction::get(&state.engine, ws, id)
         .await
         .map_err(|e| e.to_string())?;
     let window_ms = metric
@@ -173,7 +173,7 @@ async fn interaction(
                     .zip(s.group)
                     .map(|(g, v)| {
                         (
-                            crate::api::interaction::types::dimension_key(g),
+                            crate::interaction::dimension_key(g),
                             v.map_or(Json::Null, Json::String),
                         )
                     })
@@ -241,7 +241,7 @@ async fn store_metric(
     m: &MetricStoreMetric,
 ) -> Result<crate::metric_store::MetricDef, Refusal> {
     let field = || "metricStore.metricKey".to_string();
-    let settings = crate::pipeline::load_settings(&state.engine.store, ws)
+    let settings = crate::metric_store::load_settings(&state.engine.store, ws)
         .await
         .map_err(|e| {
             (

@@ -17,20 +17,22 @@ use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl};
 use datafusion::common::{DataFusionError, ScalarValue};
 use datafusion::datasource::TableProvider;
 use datafusion::logical_expr::{Expr, LogicalPlan, TableSource};
-use datafusion::prelude::SessionContext;
 
 use super::{DEFAULT_INTENT, DEFAULT_LIMIT, Intent, Range};
 
 type DfResult<T> = datafusion::error::Result<T>;
 
 /// Registers `retention`, `next_intents` and `top_paths` over `events`.
-pub fn register(ctx: &SessionContext, events: Arc<dyn TableSource>) {
+/// Registers `retention`, `next_intents` and `top_paths` over `engine`'s
+/// events table.
+pub fn register(engine: &crate::engine::Engine) {
+    let events = engine.events_source();
     for kind in [Kind::Retention, Kind::NextIntents, Kind::TopPaths] {
-        ctx.register_udtf(
+        engine.ctx.register_udtf(
             kind.name(),
             Arc::new(Analysis {
                 kind,
-                events: events.clone(),
+                events: Arc::clone(&events),
             }),
         );
     }
@@ -158,7 +160,7 @@ impl Analysis {
                     None => "live".to_string(),
                 };
                 let stage = super::Stage::parse(&stage).map_err(|e| plan_error(kind, e))?;
-                super::retention_plan(self.events.clone(), &skill, range, stage)
+                super::retention_plan(Arc::clone(&self.events), &skill, range, stage)
             }
             Kind::NextIntents => {
                 let intent = match args.get(3) {
@@ -167,16 +169,19 @@ impl Analysis {
                 };
                 let intent = Intent::parse(&intent).map_err(|e| plan_error(kind, e))?;
                 super::next_plan(
-                    self.events.clone(),
+                    Arc::clone(&self.events),
                     &skill,
                     range,
                     &intent,
                     checked(args.get(4))?,
                 )
             }
-            Kind::TopPaths => {
-                super::paths_plan(self.events.clone(), &skill, range, checked(args.get(3))?)
-            }
+            Kind::TopPaths => super::paths_plan(
+                Arc::clone(&self.events),
+                &skill,
+                range,
+                checked(args.get(3))?,
+            ),
         };
         plan.map_err(|e| match e {
             super::Error::Plan(e) => e,

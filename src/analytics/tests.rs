@@ -79,14 +79,20 @@ fn names(plan: &LogicalPlan) -> Vec<String> {
 fn plans_build_without_a_store_and_name_their_columns() {
     let source = schema_source(events::schema());
     let range = Range::new(MONDAY, MONDAY + 28 * DAY).unwrap();
-    let plan = retention_plan(source.clone(), "skill-a", range, super::Stage::Live).unwrap();
+    let plan = retention_plan(
+        std::sync::Arc::clone(&source),
+        "skill-a",
+        range,
+        super::Stage::Live,
+    )
+    .unwrap();
     assert_eq!(
         names(&plan),
         ["cohort_week", "cohort_users", "week", "users", "percentage"]
     );
     let intent = Intent::parse(DEFAULT_INTENT).unwrap();
     let ranked_columns = ["rank", "name", "sessions", "percentage", "folded"];
-    let plan = next_plan(source.clone(), "skill-a", range, &intent, 5).unwrap();
+    let plan = next_plan(std::sync::Arc::clone(&source), "skill-a", range, &intent, 5).unwrap();
     assert_eq!(names(&plan), ranked_columns);
     let plan = paths_plan(source, "skill-a", range, 5).unwrap();
     assert_eq!(names(&plan), ranked_columns);

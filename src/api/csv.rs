@@ -204,6 +204,7 @@ pub fn wants_csv(headers: &HeaderMap) -> bool {
 }
 
 /// An answer as JSON or, if the request prefers it, as CSV.
+#[derive(Debug)]
 pub enum Answer<T> {
     Json(T),
     Csv(Table),

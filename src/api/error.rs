@@ -183,3 +183,20 @@ impl From<crate::analytics::Error> for ApiError {
         }
     }
 }
+
+impl From<crate::interaction::Error> for ApiError {
+    fn from(e: crate::interaction::Error) -> Self {
+        use crate::interaction::Error;
+        match e {
+            Error::Invalid { code, message } => ApiError::bad(code, message),
+            e @ Error::NotFound(_) => ApiError::not_found("METRIC_NOT_FOUND", e.to_string()),
+            Error::NotCalculable(message) => ApiError::Unprocessable(message),
+            e @ Error::Contended(_) => ApiError::Unavailable {
+                message: e.to_string(),
+                retry_after: std::time::Duration::from_secs(1),
+            },
+            Error::Storage(e) => ApiError::internal(e),
+            Error::Engine(e) => e.into(),
+        }
+    }
+}

@@ -1,10 +1,10 @@
 //! The Interaction Metrics API: definitions persisted per workspace in the
 //! object store (a versioned catalog), calculated through the compiler
 //! over `interaction` events with the window ending at "now". Handlers
-//! parse the request, call one function of [`service`], shape the answer.
+//! parse the request, call one function of the service
+//! ([`crate::interaction`]), shape the answer.
 
-pub mod service;
-pub mod types;
+mod table;
 
 use std::sync::Arc;
 
@@ -17,7 +17,10 @@ use serde_json::Value as JsonValue;
 use super::auth::Principal;
 use super::csv::Answer;
 use super::{ApiError, AppState, JsonBody};
-use types::*;
+use crate::interaction::{
+    self as service, CalculateAll, Calculation, InteractionMetric, MetricType, TYPES,
+};
+use table::ToTable;
 
 fn metric_id(path: Result<Path<String>, PathRejection>) -> Result<uuid::Uuid, ApiError> {
     let Path(id) = path.map_err(|e| ApiError::bad("INVALID_ID", format!("id: {e}")))?;
@@ -32,7 +35,7 @@ pub async fn list(
     headers: HeaderMap,
 ) -> Result<Json<Vec<InteractionMetric>>, ApiError> {
     let ws = principal.workspace_from(&headers)?;
-    Ok(Json(service::list(&state, &ws).await?))
+    Ok(Json(service::list(&state.engine, &ws).await?))
 }
 
 /// `POST /api/interaction-metrics`: 201 with the stored metric.
@@ -44,7 +47,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<InteractionMetric>), ApiError> {
     let ws = principal.workspace_from(&headers)?;
     principal.require_admin()?;
-    let metric = service::create(&state, &ws, &body).await?;
+    let metric = service::create(&state.engine, &ws, &body, state.clock.now_ms()).await?;
     Ok((StatusCode::CREATED, Json(metric)))
 }
 
@@ -57,7 +60,7 @@ pub async fn get(
 ) -> Result<Json<InteractionMetric>, ApiError> {
     let ws = principal.workspace_from(&headers)?;
     let id = metric_id(path)?;
-    Ok(Json(service::get(&state, &ws, id).await?))
+    Ok(Json(service::get(&state.engine, &ws, id).await?))
 }
 
 /// `PUT /api/interaction-metrics/{id}`: fields given replace the stored
@@ -72,7 +75,9 @@ pub async fn update(
     let ws = principal.workspace_from(&headers)?;
     principal.require_admin()?;
     let id = metric_id(path)?;
-    Ok(Json(service::update(&state, &ws, id, &body).await?))
+    Ok(Json(
+        service::update(&state.engine, &ws, id, &body, state.clock.now_ms()).await?,
+    ))
 }
 
 /// `DELETE /api/interaction-metrics/{id}`: 204.
@@ -85,7 +90,7 @@ pub async fn delete(
     let ws = principal.workspace_from(&headers)?;
     principal.require_admin()?;
     let id = metric_id(path)?;
-    service::delete(&state, &ws, id).await?;
+    service::delete(&state.engine, &ws, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -112,7 +117,7 @@ pub async fn discover(
     let ws = principal.workspace_from(&headers)?;
     let Query(p) = params.map_err(|e| ApiError::bad("INVALID_PARAMETER", e.body_text()))?;
     let fields = service::discover(
-        &state,
+        &state.engine,
         &ws,
         p.resource_type_id.as_deref(),
         p.action_id.as_deref(),
@@ -130,7 +135,7 @@ pub async fn calculate(
 ) -> Result<Answer<Calculation>, ApiError> {
     let ws = principal.workspace_from(&headers)?;
     let id = metric_id(path)?;
-    let calculation = service::calculate(&state, &ws, id).await?;
+    let calculation = service::calculate(&state.engine, &ws, id, state.clock.now_ms()).await?;
     Ok(Answer::negotiate(
         &headers,
         calculation,
@@ -145,6 +150,6 @@ pub async fn calculate_all(
     headers: HeaderMap,
 ) -> Result<Answer<CalculateAll>, ApiError> {
     let ws = principal.workspace_from(&headers)?;
-    let all = service::calculate_all(&state, &ws).await?;
+    let all = service::calculate_all(&state.engine, &ws, state.clock.now_ms()).await?;
     Ok(Answer::negotiate(&headers, all, CalculateAll::to_table))
 }

@@ -16,11 +16,10 @@ use serde_json::Value as JsonValue;
 use super::auth::Principal;
 use super::csv::Answer;
 use super::{ApiError, AppState, JsonBody};
-use crate::metric_store::compile::{Level, Selection};
-use crate::metric_store::values::{Lookup, lookup, newest};
+use crate::metric_store::level::{Level, Selection};
+use crate::metric_store::read::{Lookup, lookup, newest};
+use crate::metric_store::{self as service, EvaluateError};
 use crate::metric_store::{self as ms, Granularity, MetricDef, Settings, check_settings};
-use crate::pipeline::{self, EvaluateError};
-use crate::storage::catalog::UpdateError;
 use crate::storage::values::ValueRow;
 use types::*;
 
@@ -59,7 +58,7 @@ fn params(
 }
 
 async fn settings(state: &AppState, ws: &str) -> Result<Settings, ApiError> {
-    pipeline::load_settings(&state.engine.store, ws)
+    service::load_settings(&state.engine.store, ws)
         .await
         .map_err(ApiError::internal)
 }
@@ -93,10 +92,10 @@ fn range(p: &HashMap<String, String>, now: i64, default_span: i64) -> Result<(i6
             "date_from must be before date_to",
         ));
     }
-    if to_ms - from_ms > pipeline::MAX_RANGE_DAYS * DAY_MS {
+    if to_ms - from_ms > service::MAX_RANGE_DAYS * DAY_MS {
         return Err(ApiError::bad(
             "INVALID_DATE",
-            format!("a range spans at most {} days", pipeline::MAX_RANGE_DAYS),
+            format!("a range spans at most {} days", service::MAX_RANGE_DAYS),
         ));
     }
     Ok((from_ms, to_ms))
@@ -140,30 +139,19 @@ pub async fn put_settings(
             } else {
                 format!("{first} (and {} more problems)", problems.len() - 1)
             },
-            details: serde_json::json!({"field": first.field, "errors": problems}),
+            details: serde_json::json!({"field": first.path, "errors": problems}),
         }
     })?;
-    // The custom set is replaced; built-ins the body does not name keep
-    // their `active` flag ("built-in metrics are preserved automatically").
-    let new = pipeline::settings_catalog(&state.engine.store)
-        .update(&ws, move |doc: &mut Settings| {
-            let mut next = new.clone();
-            for (key, active) in &doc.builtin_active {
-                next.builtin_active.entry(key.clone()).or_insert(*active);
-            }
-            *doc = next.clone();
-            Ok::<_, ApiError>(next)
-        })
+    let new = service::save_settings(&state.engine.store, &ws, &new)
         .await
         .map_err(|e| match e {
-            UpdateError::Rejected(e) => e,
-            UpdateError::Storage(crate::storage::Error::Contended { key }) => {
+            service::Error::Storage(crate::storage::Error::Contended { key }) => {
                 ApiError::Unavailable {
                     message: format!("too many concurrent changes to {key}; try again"),
                     retry_after: std::time::Duration::from_secs(1),
                 }
             }
-            UpdateError::Storage(e) => ApiError::internal(e),
+            e => ApiError::internal(e),
         })?;
     Ok(Json(settings_response(&new)))
 }
@@ -507,7 +495,7 @@ pub async fn evaluate(
     let def = metric(&state, &ws, &key).await?;
     let subject = subject(&p)?;
     let now = state.clock.now_ms();
-    let (from_ms, to_ms) = range(&p, now, pipeline::LOOKBACK_MS)?;
+    let (from_ms, to_ms) = range(&p, now, service::LOOKBACK_MS)?;
     let sel = Selection {
         workspace: ws.clone(),
         from_ms,
@@ -515,7 +503,7 @@ pub async fn evaluate(
         session_id: subject.session_id.clone(),
         service_id: subject.service_id.clone(),
     };
-    let e = pipeline::evaluate(&state.engine, &state.ai, &def, subject.level, &sel, now)
+    let e = service::evaluate(&state.engine, &state.ai, &def, subject.level, &sel, now)
         .await
         .map_err(|e| match e {
             EvaluateError::NotFound(m) => ApiError::not_found("SUBJECT_NOT_FOUND", m),

@@ -3,7 +3,9 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field as ArrowField, Schema};
 
 use super::*;
-use crate::definition::{Bucket, Events, TimeRange, builtin};
+use crate::definition::{
+    Aggregation, Bucket, Dimension, Events, Field, Filter, Operator, TimeRange, Value, builtin,
+};
 use crate::storage::events;
 
 /// The events table as the engine registers it: file columns + `date`.
@@ -148,4 +150,90 @@ fn invalid_queries_are_errors_not_panics() {
         end_ms: 5,
     };
     assert!(compile(&q, source()).is_err());
+}
+
+/// A batch: measures with different selections get their own `FILTER`s,
+/// a JSON path becomes `json_get_*` arguments, a test is a comparison that
+/// stays null where its field is absent, a rate is a count scaled after
+/// the aggregate; without sample sizes there are no `n{i}` columns.
+#[test]
+fn plan_of_a_batch_without_sample_sizes() {
+    let path = Field::parse(r#"$["summary"]["scores"][0]"#).unwrap();
+    let events = |filters: Vec<Filter>| Events {
+        event_types: vec!["call_intelligence.row".into()],
+        filters,
+    };
+    let batch = Batch {
+        workspace_id: "ws".into(),
+        range: TimeRange {
+            start_ms: 1_767_571_200_000,
+            end_ms: 1_767_657_600_000,
+        },
+        filters: vec![],
+        bucket: Bucket::ByHour,
+        group_by: vec![Grouping {
+            dimension: Dimension::Field(Field::Column("session_id".into())),
+            required: true,
+        }],
+        carry: vec![],
+        measures: vec![
+            Measure::Aggregate {
+                events: events(vec![Filter {
+                    field: path.clone(),
+                    op: Operator::Gte,
+                    value: 0.into(),
+                }]),
+                value: Value::Field(path),
+                aggregation: Aggregation::Avg,
+            },
+            Measure::Aggregate {
+                events: events(vec![]),
+                value: Value::Test(Filter {
+                    field: Field::Attribute("status".into()),
+                    op: Operator::Neq,
+                    value: "ok".into(),
+                }),
+                aggregation: Aggregation::TrueRatio,
+            },
+            Measure::Aggregate {
+                events: events(vec![]),
+                value: Value::Count,
+                aggregation: Aggregation::Rate { per_ms: 60_000 },
+            },
+        ],
+        sample_sizes: false,
+    };
+    let plan = compile_batch(&batch, source()).unwrap();
+    insta::assert_snapshot!(plan.plan.display_indent_schema().to_string());
+}
+
+/// A batch holds aggregates only: a ratio is refused with its path.
+#[test]
+fn a_batch_refuses_combinations() {
+    let leaf = Measure::Aggregate {
+        events: Events::default(),
+        value: Value::Count,
+        aggregation: Aggregation::Count,
+    };
+    let batch = Batch {
+        workspace_id: "ws".into(),
+        range: TimeRange {
+            start_ms: 0,
+            end_ms: 3_600_000,
+        },
+        filters: vec![],
+        bucket: Bucket::Single,
+        group_by: vec![],
+        carry: vec![],
+        measures: vec![Measure::Ratio {
+            numerator: Box::new(leaf.clone()),
+            denominator: Box::new(leaf),
+        }],
+        sample_sizes: true,
+    };
+    let e = compile_batch(&batch, source()).unwrap_err().to_string();
+    assert!(
+        e.contains("measures[0]: a batch computes aggregates"),
+        "{e}"
+    );
 }

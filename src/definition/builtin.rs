@@ -251,5 +251,6 @@ pub fn dimension_filter(name: &str, value: &str) -> Filter {
                 },
             }
         }
+        Dimension::DataSource => unreachable!("no skill metrics dimension is a data source"),
     }
 }

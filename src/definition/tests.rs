@@ -131,3 +131,45 @@ fn builtin_catalog_loads_and_validates() {
     let custom = builtin::namespace("Alexa.Custom").unwrap();
     assert_eq!(custom.metrics.len(), 18);
 }
+
+#[test]
+fn json_paths_parse_and_print_back() {
+    let f = Field::parse(r#"$["summary"]["a b"][0]"#).unwrap();
+    let Field::Path(p) = &f else {
+        panic!("not a path: {f:?}")
+    };
+    assert_eq!(p, &JsonPath::parse("$.summary['a b'][0]").unwrap());
+    assert_eq!(Field::parse(&f.to_string()).unwrap(), f);
+    // `$.key` stays one key taken whole, as before paths.
+    assert_eq!(
+        Field::parse("$.Alexa.SluConfidence"),
+        Ok(Field::Attribute("Alexa.SluConfidence".into()))
+    );
+}
+
+#[test]
+fn a_test_is_counted_or_shared_not_summed() {
+    let test = Filter {
+        field: Field::Column("outcome".into()),
+        op: Operator::Eq,
+        value: "escalated".into(),
+    };
+    let measure = |aggregation| Measure::Aggregate {
+        events: Events::default(),
+        value: Value::Test(test.clone()),
+        aggregation,
+    };
+    for ok in [
+        Aggregation::Count,
+        Aggregation::TrueRatio,
+        Aggregation::Rate { per_ms: 3_600_000 },
+    ] {
+        let mut v = Validator::default();
+        measure(ok).validate("m", &mut v);
+        assert!(v.finish().is_ok(), "{ok:?}");
+    }
+    let mut v = Validator::default();
+    measure(Aggregation::Sum).validate("m", &mut v);
+    let e = v.finish().unwrap_err().to_string();
+    assert!(e.starts_with("m.value: "), "{e}");
+}

@@ -29,7 +29,7 @@ pub enum Error {
 /// What a model said, read as the metric's type. `Dropped` answers (not a
 /// number, not a label, out of the valid range) are not values.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Answer {
+pub enum Extracted {
     Number(f64),
     Bool(bool),
     Labels(Vec<String>),
@@ -131,6 +131,13 @@ impl AiConfig {
 pub struct ChatClient {
     config: AiConfig,
     http: reqwest::Client,
+}
+
+impl std::fmt::Debug for ChatClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The configuration holds the API key: not shown.
+        f.debug_struct("ChatClient").finish_non_exhaustive()
+    }
 }
 
 impl ChatClient {
@@ -260,6 +267,15 @@ pub struct Ai {
     pub budget: usize,
 }
 
+impl std::fmt::Debug for Ai {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ai")
+            .field("configured", &self.extractor.is_some())
+            .field("budget", &self.budget)
+            .finish()
+    }
+}
+
 impl Ai {
     pub fn none() -> Self {
         Self {
@@ -299,23 +315,23 @@ pub fn prompt(def: &MetricDef, conversation: &str) -> (String, String) {
     let task = def.ai_query_prompt.clone().unwrap_or_default();
     let system = match def.extraction_mode {
         ExtractionMode::AiClassify => format!(
-            "You classify customer conversations. Answer with exactly one of these labels and nothing else: {labels}."
+            "You classify customer conversations. Extracted with exactly one of these labels and nothing else: {labels}."
         ),
         ExtractionMode::AiExtract => format!(
-            "You read customer conversations. Answer with every label that applies, separated by commas, from: {labels}. Answer none if none applies."
+            "You read customer conversations. Extracted with every label that applies, separated by commas, from: {labels}. Extracted none if none applies."
         ),
         _ => match def.metric_type {
             MetricType::Numerical => {
-                "You measure customer conversations. Answer with a single number and nothing else.".to_string()
+                "You measure customer conversations. Extracted with a single number and nothing else.".to_string()
             }
             MetricType::Boolean => {
-                "You judge customer conversations. Answer yes or no and nothing else.".to_string()
+                "You judge customer conversations. Extracted yes or no and nothing else.".to_string()
             }
             MetricType::Categorical if !labels.is_empty() => format!(
-                "You classify customer conversations. Answer with exactly one of: {labels}."
+                "You classify customer conversations. Extracted with exactly one of: {labels}."
             ),
             MetricType::Categorical => {
-                "You classify customer conversations. Answer with a short label of one to three words.".to_string()
+                "You classify customer conversations. Extracted with a short label of one to three words.".to_string()
             }
         },
     };
@@ -328,7 +344,7 @@ pub fn prompt(def: &MetricDef, conversation: &str) -> (String, String) {
 }
 
 /// Reads a model's answer as the metric's value.
-pub fn interpret(def: &MetricDef, text: &str) -> Answer {
+pub fn interpret(def: &MetricDef, text: &str) -> Extracted {
     let clean = text
         .trim()
         .trim_matches(|c: char| c == '"' || c == '\'' || c == '`' || c == '.' || c.is_whitespace());
@@ -342,7 +358,7 @@ pub fn interpret(def: &MetricDef, text: &str) -> Answer {
     match (def.extraction_mode, def.metric_type) {
         (ExtractionMode::AiExtract, _) => {
             if clean.eq_ignore_ascii_case("none") {
-                return Answer::Labels(Vec::new());
+                return Extracted::Labels(Vec::new());
             }
             let mut found: Vec<String> = Vec::new();
             for part in clean.split([',', '\n', ';']) {
@@ -353,29 +369,29 @@ pub fn interpret(def: &MetricDef, text: &str) -> Answer {
                 }
             }
             if found.is_empty() {
-                Answer::Dropped(format!("no known label in {clean:?}"))
+                Extracted::Dropped(format!("no known label in {clean:?}"))
             } else {
-                Answer::Labels(found)
+                Extracted::Labels(found)
             }
         }
         (_, MetricType::Categorical) => {
             if labels.is_empty() {
                 if clean.is_empty() || clean.chars().count() > 100 {
-                    Answer::Dropped(format!("not a short label: {clean:?}"))
+                    Extracted::Dropped(format!("not a short label: {clean:?}"))
                 } else {
-                    Answer::Labels(vec![clean.to_lowercase()])
+                    Extracted::Labels(vec![clean.to_lowercase()])
                 }
             } else {
                 match find_label(clean) {
-                    Some(l) => Answer::Labels(vec![l]),
-                    None => Answer::Dropped(format!("{clean:?} is not one of the labels")),
+                    Some(l) => Extracted::Labels(vec![l]),
+                    None => Extracted::Dropped(format!("{clean:?} is not one of the labels")),
                 }
             }
         }
         (_, MetricType::Boolean) => match clean.to_ascii_lowercase().as_str() {
-            "yes" | "true" | "1" | "y" => Answer::Bool(true),
-            "no" | "false" | "0" | "n" => Answer::Bool(false),
-            other => Answer::Dropped(format!("{other:?} is not yes or no")),
+            "yes" | "true" | "1" | "y" => Extracted::Bool(true),
+            "no" | "false" | "0" | "n" => Extracted::Bool(false),
+            other => Extracted::Dropped(format!("{other:?} is not yes or no")),
         },
         (_, MetricType::Numerical) => {
             let number = clean
@@ -383,11 +399,11 @@ pub fn interpret(def: &MetricDef, text: &str) -> Answer {
                 .map(|w| w.trim_matches(|c: char| !(c.is_ascii_digit() || c == '-' || c == '.')))
                 .find_map(|w| w.parse::<f64>().ok().filter(|v| v.is_finite()));
             match number {
-                None => Answer::Dropped(format!("no number in {clean:?}")),
+                None => Extracted::Dropped(format!("no number in {clean:?}")),
                 Some(v) if !def.in_range(v) => {
-                    Answer::Dropped(format!("{v} is outside the valid range"))
+                    Extracted::Dropped(format!("{v} is outside the valid range"))
                 }
-                Some(v) => Answer::Number(v),
+                Some(v) => Extracted::Number(v),
             }
         }
     }
@@ -399,7 +415,7 @@ pub async fn extract(
     budget: &Budget,
     def: &MetricDef,
     conversation: &str,
-) -> Result<Answer, Error> {
+) -> Result<Extracted, Error> {
     let extractor = ai.extractor.as_ref().ok_or(Error::NotConfigured)?;
     budget.take()?;
     let (system, user) = prompt(def, conversation);

@@ -1,6 +1,7 @@
 use serde_json::{Value, json};
 
 use super::*;
+use level::{Level, Selection};
 
 fn good() -> Value {
     json!({
@@ -31,7 +32,7 @@ fn with(changes: Value) -> Value {
 fn fields(body: Value) -> Vec<String> {
     match check_settings(&body) {
         Ok(_) => Vec::new(),
-        Err(p) => p.into_iter().map(|p| p.field).collect(),
+        Err(p) => p.into_iter().map(|p| p.path).collect(),
     }
 }
 
@@ -55,7 +56,7 @@ fn builtins_are_41_valid_and_cover_every_source() {
             m => panic!("{}: built-ins are static or sql_expr, not {m:?}", d.key),
         }
         if let Some(p) = &d.extract_path {
-            path::JsonPath::parse(p).unwrap();
+            crate::definition::JsonPath::parse(p).unwrap();
         }
     }
     for s in Source::ALL {
@@ -117,7 +118,7 @@ fn a_good_custom_metric_is_accepted_with_defaults() {
     assert_eq!(s.all().len(), 42);
     // aggregation defaults to count.
     let s = check_settings(&with(json!({"aggregation": null}))).unwrap();
-    assert_eq!(s.custom[0].aggregation, Aggregation::Count);
+    assert_eq!(s.custom[0].aggregation, AggregationName::Count);
     // Directions are channel scopes too; world_events reads any event type.
     let s = check_settings(&with(json!({"channel_scope": "outbound"}))).unwrap();
     assert_eq!(
@@ -363,7 +364,7 @@ fn duplicates_the_limit_and_builtin_toggles() {
 
 #[test]
 fn ai_answers_are_read_as_the_metric_type() {
-    use extract::{Answer, interpret};
+    use extract::{Extracted, interpret};
     let mut d = check_settings(&with(json!({
         "extraction_mode": "ai_query", "extract_path": null,
         "ai_query_prompt": "Rate 0-100", "model_tier": "fast",
@@ -372,48 +373,47 @@ fn ai_answers_are_read_as_the_metric_type() {
     .unwrap()
     .custom
     .remove(0);
-    assert_eq!(interpret(&d, " 72.5 "), Answer::Number(72.5));
-    assert_eq!(interpret(&d, "Score: 40."), Answer::Number(40.0));
-    assert!(matches!(interpret(&d, "150"), Answer::Dropped(_)));
-    assert!(matches!(interpret(&d, "great"), Answer::Dropped(_)));
+    assert_eq!(interpret(&d, " 72.5 "), Extracted::Number(72.5));
+    assert_eq!(interpret(&d, "Score: 40."), Extracted::Number(40.0));
+    assert!(matches!(interpret(&d, "150"), Extracted::Dropped(_)));
+    assert!(matches!(interpret(&d, "great"), Extracted::Dropped(_)));
     d.metric_type = MetricType::Boolean;
-    assert_eq!(interpret(&d, "Yes."), Answer::Bool(true));
-    assert_eq!(interpret(&d, "no"), Answer::Bool(false));
+    assert_eq!(interpret(&d, "Yes."), Extracted::Bool(true));
+    assert_eq!(interpret(&d, "no"), Extracted::Bool(false));
     d.metric_type = MetricType::Categorical;
     d.extraction_mode = ExtractionMode::AiClassify;
     d.ai_labels = Some(vec!["billing".into(), "sales".into()]);
     assert_eq!(
         interpret(&d, "\"Billing\""),
-        Answer::Labels(vec!["billing".into()])
+        Extracted::Labels(vec!["billing".into()])
     );
-    assert!(matches!(interpret(&d, "support"), Answer::Dropped(_)));
+    assert!(matches!(interpret(&d, "support"), Extracted::Dropped(_)));
     d.extraction_mode = ExtractionMode::AiExtract;
     assert_eq!(
         interpret(&d, "sales, billing, other"),
-        Answer::Labels(vec!["sales".into(), "billing".into()])
+        Extracted::Labels(vec!["sales".into(), "billing".into()])
     );
-    assert_eq!(interpret(&d, "none"), Answer::Labels(vec![]));
+    assert_eq!(interpret(&d, "none"), Extracted::Labels(vec![]));
     // ai_query categorical: the categories are the labels; others dropped.
     d.extraction_mode = ExtractionMode::AiQuery;
     d.ai_labels = None;
     d.categories = Some(vec!["scheduling".into(), "billing".into()]);
     assert_eq!(
         interpret(&d, "Billing."),
-        Answer::Labels(vec!["billing".into()])
+        Extracted::Labels(vec!["billing".into()])
     );
-    assert!(matches!(interpret(&d, "referral"), Answer::Dropped(_)));
+    assert!(matches!(interpret(&d, "referral"), Extracted::Dropped(_)));
     let (system, _) = extract::prompt(&d, "...");
     assert!(system.contains("scheduling, billing"), "{system}");
 }
 
-/// The plan of one source's metrics: one filter, one aggregate with two
-/// columns per metric, JSON paths as `json_get_*` calls, literals only.
+/// The plan of one source's metrics for a level: one filter, one
+/// aggregate with a value and a sample size per metric (each with its own
+/// selection as a `FILTER` where it differs), JSON paths as `json_get_*`
+/// calls, literals only. Compiled from the definitions and the schema,
+/// without a session.
 #[test]
 fn plan_of_a_source_snapshot() {
-    use compile::{Level, Selection, numeric_plan};
-    let ctx = datafusion::prelude::SessionContext::new();
-    crate::udaf::register_all(&ctx).unwrap();
-    let source = crate::compile::schema_source(crate::storage::events::schema());
     let defs: Vec<&MetricDef> = builtins()
         .iter()
         .filter(|d| {
@@ -426,21 +426,68 @@ fn plan_of_a_source_snapshot() {
             .contains(&d.key.as_str())
         })
         .collect();
-    let sel = Selection {
+    let (batch, _) = level::batch(
+        &day_selection(),
+        Level::Call,
+        Some(Granularity::Daily),
+        &defs,
+        None,
+    )
+    .unwrap();
+    let plan = crate::compile::compile_batch(&batch, events_source()).unwrap();
+    insta::assert_snapshot!(plan.plan.display_indent_schema().to_string());
+}
+
+fn day_selection() -> Selection {
+    Selection {
         workspace: "ws-demo".into(),
         from_ms: 1_767_830_400_000,
         to_ms: 1_767_916_800_000,
         session_id: None,
         service_id: None,
-    };
-    let plan = numeric_plan(
-        &ctx,
-        source,
-        &sel,
-        Level::Call,
-        Some(Granularity::Daily),
-        &defs,
-    )
+    }
+}
+
+fn events_source() -> std::sync::Arc<dyn datafusion::logical_expr::TableSource> {
+    crate::compile::schema_source(crate::storage::events::schema())
+}
+
+/// Every built-in's plan (the workspace's values per period of its
+/// granularity), one snapshot each: the `sql_expr` built-ins read
+/// ordinary fields and tests, nothing is parsed at run time.
+#[test]
+fn plan_of_every_builtin_snapshot() {
+    for d in builtins() {
+        let category = (d.metric_type == MetricType::Categorical).then(|| d.field().unwrap());
+        let (batch, _) = level::batch(
+            &day_selection(),
+            Level::Workspace,
+            Some(d.period_granularity),
+            &[d],
+            category,
+        )
+        .unwrap();
+        let plan = crate::compile::compile_batch(&batch, events_source())
+            .unwrap_or_else(|e| panic!("{}: {e}", d.key));
+        insta::assert_snapshot!(
+            format!("builtin_{}", d.key),
+            plan.plan.display_indent_schema().to_string()
+        );
+    }
+}
+
+/// The SQL text shown for `sql_expr` built-ins is the text they were
+/// defined with; the plans read the structured value behind it.
+#[test]
+fn builtin_sql_text_is_unchanged() {
+    let want: BTreeMap<String, String> = serde_json::from_str(include_str!(
+        "../../fixtures/metric_store/builtin_sql_expr.json"
+    ))
     .unwrap();
-    insta::assert_snapshot!(plan.display_indent_schema().to_string());
+    let got: BTreeMap<String, String> = builtins()
+        .iter()
+        .filter_map(|d| Some((d.key.clone(), d.sql_expr.clone()?)))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(got.len(), 20);
 }

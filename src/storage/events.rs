@@ -118,7 +118,7 @@ fn writer_properties() -> WriterProperties {
 
 /// Sorts `batch` by `time`.
 pub fn sort_by_time(batch: &RecordBatch) -> Result<RecordBatch> {
-    let time = batch.column(0).clone();
+    let time = Arc::clone(batch.column(0));
     let idx = lexsort_to_indices(
         &[SortColumn {
             values: time,

@@ -144,7 +144,7 @@ pub fn to_batch(rows: &[ValueRow]) -> Result<RecordBatch> {
         .iter()
         .filter_map(|name| batch.column_by_name(name))
         .map(|c| SortColumn {
-            values: c.clone(),
+            values: Arc::clone(c),
             options: None,
         })
         .collect();

@@ -1,9 +1,10 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-pub mod oracle;
-pub mod shape;
-pub mod webdriver;
+pub(crate) mod metric_store_oracle;
+pub(crate) mod oracle;
+pub(crate) mod shape;
+pub(crate) mod webdriver;
 
 use std::path::Path;
 
@@ -14,7 +15,7 @@ use metricstore::storage::Store;
 
 /// Generates `rows` demo events over `days` days ending 2026-01-10 into
 /// `dir` and opens an engine on it.
-pub async fn demo_engine(dir: &Path, rows: u64, days: u32) -> Engine {
+pub(crate) async fn demo_engine(dir: &Path, rows: u64, days: u32) -> Engine {
     let store = Store::open(dir.to_str().unwrap()).unwrap();
     let opts = Options {
         rows,
@@ -23,26 +24,26 @@ pub async fn demo_engine(dir: &Path, rows: u64, days: u32) -> Engine {
         end: NaiveDate::from_ymd_opt(2026, 1, 10).unwrap(),
     };
     generate::generate(&store, &opts).await.unwrap();
-    Engine::new(store).await.unwrap()
+    metricstore::repl::session(store).await.unwrap()
 }
 
 /// The binary under test.
-pub fn bin() -> std::process::Command {
+pub(crate) fn bin() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_metricstore"))
 }
 
 /// Loads a JSON-lines event fixture into `dir` and opens an engine on it.
-pub async fn fixture_engine(dir: &Path, fixture: &str) -> Engine {
+pub(crate) async fn fixture_engine(dir: &Path, fixture: &str) -> Engine {
     let store = Store::open(dir.to_str().unwrap()).unwrap();
     let rows = read_fixture(fixture);
     metricstore::storage::events::write_rows(&store, "fixture", &rows)
         .await
         .unwrap();
-    Engine::new(store).await.unwrap()
+    metricstore::repl::session(store).await.unwrap()
 }
 
 /// The events of a JSON-lines fixture.
-pub fn read_fixture(fixture: &str) -> Vec<metricstore::storage::events::EventRow> {
+pub(crate) fn read_fixture(fixture: &str) -> Vec<metricstore::storage::events::EventRow> {
     std::fs::read_to_string(fixture)
         .unwrap()
         .lines()
@@ -56,7 +57,7 @@ pub fn read_fixture(fixture: &str) -> Vec<metricstore::storage::events::EventRow
 
 /// Every event row under `dir`, read straight from the Parquet files (not
 /// through the engine), for independent computations.
-pub fn read_events(dir: &Path) -> Vec<metricstore::storage::events::EventRow> {
+pub(crate) fn read_events(dir: &Path) -> Vec<metricstore::storage::events::EventRow> {
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::{Float64Type, TimestampMillisecondType};
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -119,7 +120,7 @@ pub fn read_events(dir: &Path) -> Vec<metricstore::storage::events::EventRow> {
 }
 
 /// A `metricstore serve` child process, killed on drop.
-pub struct Server {
+pub(crate) struct Server {
     pub child: std::process::Child,
     pub base: String,
 }
@@ -132,12 +133,12 @@ impl Drop for Server {
 }
 
 /// Starts `metricstore serve` on a free loopback port over `data`.
-pub fn serve(data: &str, tokens: &str, now: &str) -> Server {
+pub(crate) fn serve(data: &str, tokens: &str, now: &str) -> Server {
     serve_with_env(data, tokens, now, &[])
 }
 
 /// As [`serve`], with extra environment variables (e.g. `AWS_*`).
-pub fn serve_with_env(data: &str, tokens: &str, now: &str, env: &[(&str, &str)]) -> Server {
+pub(crate) fn serve_with_env(data: &str, tokens: &str, now: &str, env: &[(&str, &str)]) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -3,12 +3,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use metricstore::definition::path::Step;
 use metricstore::definition::{
-    Aggregation, Bucket, Dimension, Events, Field, Filter, Measure, Operator, Query, Value,
+    Aggregation, Bucket, Dimension, Events, Field, Filter, JsonPath, Measure, Operator, Query,
+    Value,
 };
 use metricstore::storage::events::EventRow;
 
-fn attr(row: &EventRow, key: &str) -> Option<serde_json::Value> {
+pub(crate) fn attr(row: &EventRow, key: &str) -> Option<serde_json::Value> {
     let obj: serde_json::Value = serde_json::from_str(row.attributes.as_deref()?).ok()?;
     obj.get(key).cloned().filter(|v| !v.is_null())
 }
@@ -37,13 +39,30 @@ fn text(row: &EventRow, f: &Field) -> Option<String> {
             serde_json::Value::String(s) => s,
             other => other.to_string(),
         }),
+        Field::Path(p) => path(row, p).map(|v| match v {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        }),
     }
+}
+
+/// The value at a path of `attributes`, walked by hand.
+pub(crate) fn path(row: &EventRow, p: &JsonPath) -> Option<serde_json::Value> {
+    let mut v: serde_json::Value = serde_json::from_str(row.attributes.as_deref()?).ok()?;
+    for step in &p.0 {
+        v = match step {
+            Step::Key(k) => v.get(k)?.clone(),
+            Step::Index(i) => v.get(*i as usize)?.clone(),
+        };
+    }
+    (!v.is_null()).then_some(v)
 }
 
 fn number(row: &EventRow, f: &Field) -> Option<f64> {
     match f {
         Field::Column(c) if c == "latency_ms" => row.latency_ms,
         Field::Attribute(k) => attr(row, k).and_then(|v| v.as_f64()),
+        Field::Path(p) => path(row, p).and_then(|v| v.as_f64()),
         _ => None,
     }
 }
@@ -97,6 +116,16 @@ fn dim(row: &EventRow, d: &Dimension) -> Option<String> {
             .as_ref()
             .and_then(|l| l.split('-').nth(1))
             .map(String::from),
+        Dimension::DataSource => Some(data_source(row).to_string()),
+    }
+}
+
+/// `simulation` when `attributes.simulation` is `true`.
+pub(crate) fn data_source(row: &EventRow) -> &'static str {
+    if attr(row, "simulation").and_then(|v| v.as_bool()) == Some(true) {
+        "simulation"
+    } else {
+        "production"
     }
 }
 
@@ -123,6 +152,7 @@ fn aggregate(rows: &[&EventRow], m: &Measure) -> Option<f64> {
             let field = match value {
                 Value::Field(f) => Some(f),
                 Value::Count => None,
+                Value::Test(_) => unreachable!("not generated"),
             };
             let nums = || {
                 rows.iter()
@@ -197,9 +227,9 @@ fn leaves_union(m: &Measure, row: &EventRow) -> bool {
     }
 }
 
-pub type Oracle = BTreeMap<Vec<Option<String>>, Vec<(i64, f64)>>;
+pub(crate) type Oracle = BTreeMap<Vec<Option<String>>, Vec<(i64, f64)>>;
 
-pub fn oracle(rows: &[EventRow], q: &Query) -> Oracle {
+pub(crate) fn oracle(rows: &[EventRow], q: &Query) -> Oracle {
     let width = q.bucket.width_ms();
     let origin = if q.bucket == Bucket::ByWeek {
         946_857_600_000

@@ -20,7 +20,7 @@ fn kind(v: &Value) -> &'static str {
 /// are compared element by element (the document's `results` differ one
 /// from another); otherwise every element of `got` is compared with the
 /// document's first. `null` stands for a string that has no value.
-pub fn check(got: &Value, doc: &Value, path: &str) -> Result<(), String> {
+pub(crate) fn check(got: &Value, doc: &Value, path: &str) -> Result<(), String> {
     match (got, doc) {
         (Value::Object(g), Value::Object(d)) => {
             let gk: Vec<&String> = g.keys().collect();

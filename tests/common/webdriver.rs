@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-pub struct Browser {
+pub(crate) struct Browser {
     http: reqwest::Client,
     session: String,
     base: String,
@@ -36,7 +36,7 @@ fn find(program: &str) -> String {
 impl Browser {
     /// Starts chromedriver and a headless Chromium with a fresh profile in
     /// `profile`.
-    pub async fn start(profile: &Path) -> Self {
+    pub(crate) async fn start(profile: &Path) -> Self {
         let chromium = find("chromium");
         let port = free_port();
         let driver = Command::new(find("chromedriver"))
@@ -108,13 +108,13 @@ impl Browser {
         format!("/session/{}{path}", self.session)
     }
 
-    pub async fn goto(&self, url: &str) {
+    pub(crate) async fn goto(&self, url: &str) {
         self.command("POST", &self.at("/url"), Some(json!({"url": url})))
             .await;
     }
 
     /// Runs a script (a function body; `arguments` holds `args`).
-    pub async fn execute(&self, script: &str, args: Vec<Value>) -> Value {
+    pub(crate) async fn execute(&self, script: &str, args: Vec<Value>) -> Value {
         self.command(
             "POST",
             &self.at("/execute/sync"),
@@ -124,7 +124,7 @@ impl Browser {
     }
 
     /// Runs an asynchronous script: it ends by calling the last argument.
-    pub async fn execute_async(&self, script: &str, args: Vec<Value>) -> Value {
+    pub(crate) async fn execute_async(&self, script: &str, args: Vec<Value>) -> Value {
         self.command(
             "POST",
             &self.at("/execute/async"),
@@ -134,7 +134,7 @@ impl Browser {
     }
 
     /// A PNG of the window.
-    pub async fn screenshot(&self) -> Vec<u8> {
+    pub(crate) async fn screenshot(&self) -> Vec<u8> {
         use base64::Engine as _;
         let v = self.command("GET", &self.at("/screenshot"), None).await;
         base64::engine::general_purpose::STANDARD
@@ -143,7 +143,7 @@ impl Browser {
     }
 
     /// Ends the session (closing Chromium) and stops chromedriver.
-    pub async fn quit(mut self) {
+    pub(crate) async fn quit(mut self) {
         let path = format!("/session/{}", self.session);
         let _ = self
             .http

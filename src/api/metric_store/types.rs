@@ -1,5 +1,9 @@
 //! Wire types of the Metric Store API, and the parsing of its query
 //! parameters.
+//!
+//! Longer than most files on purpose: every query parameter of the four
+//! query routes and evaluate, with its documented default and error, in one
+//! place so the routes stay consistent.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -9,10 +13,10 @@ use serde::Serialize;
 use crate::api::ApiError;
 use crate::api::alexa::types::timestamp;
 use crate::api::csv::{Cell, Table};
-use crate::metric_store::compile::Level;
-use crate::metric_store::values::Lookup;
+use crate::metric_store::level::Level;
+use crate::metric_store::read::Lookup;
 use crate::metric_store::{
-    Aggregation, DataSource, ExtractionMode, Granularity, MetricDef, MetricType, Source,
+    AggregationName, DataSource, ExtractionMode, Granularity, MetricDef, MetricType, Source,
 };
 use crate::storage::events::{DAY_MS, day_start_millis};
 use crate::storage::values::ValueRow;
@@ -366,7 +370,7 @@ pub struct MetricValue {
     /// `production` or `simulation`.
     pub source: String,
     pub metric_type: MetricType,
-    pub aggregation: Aggregation,
+    pub aggregation: AggregationName,
     pub unit: Option<String>,
     pub granularity: String,
     pub period_start: String,
@@ -542,7 +546,7 @@ pub struct CatalogEntry {
     /// The event types the metric reads.
     pub event_types: Vec<String>,
     pub metric_type: MetricType,
-    pub aggregation: Aggregation,
+    pub aggregation: AggregationName,
     pub extraction_mode: ExtractionMode,
     pub period_granularity: Granularity,
     pub unit: Option<String>,

@@ -1,58 +1,86 @@
-//! What the Interaction Metrics handlers ask for: definitions read and
+//! The Interaction Metrics service: definitions ([`model`]) read and
 //! changed in the workspace's catalog document, each checked whole and
 //! compiled against the events table before it is saved, and
 //! calculations over `interaction` events with the window ending at "now".
+//! The HTTP API (`api::interaction`) and metric alerts call these.
+
+pub mod model;
 
 use futures::StreamExt;
 use serde_json::Value as JsonValue;
 
-use super::types::*;
-use crate::api::{ApiError, AppState};
-use crate::engine::Engine;
-use crate::storage::catalog::UpdateError;
+pub use model::*;
+
+use crate::engine::{self, Engine};
+use crate::storage;
+use crate::storage::catalog::{Catalog, UpdateError};
+
+/// What the service refuses or fails at.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request or definition the API refuses (a 400 with `code`).
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    #[error("no interaction metric {0} in this workspace")]
+    NotFound(uuid::Uuid),
+    /// A stored metric that does not lower or compile (saved by an older
+    /// version).
+    #[error("{0}")]
+    NotCalculable(String),
+    #[error("too many concurrent changes to {0}; try again")]
+    Contended(String),
+    #[error(transparent)]
+    Storage(storage::Error),
+    #[error(transparent)]
+    Engine(#[from] engine::Error),
+}
+
+impl Error {
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn catalog(engine: &Engine) -> Catalog {
+    Catalog::new(engine.store.clone(), KIND)
+}
 
 const KIND: &str = "interaction-metrics";
 
 /// How many metrics `calculate-all` computes at once.
 const CONCURRENT_CALCULATIONS: usize = 4;
 
-fn storage_error<E: Into<ApiError>>(e: UpdateError<E>) -> ApiError {
+fn storage_error(e: UpdateError<Error>) -> Error {
     match e {
-        UpdateError::Rejected(e) => e.into(),
-        UpdateError::Storage(crate::storage::Error::Contended { key }) => ApiError::Unavailable {
-            message: format!("too many concurrent changes to {key}; try again"),
-            retry_after: std::time::Duration::from_secs(1),
-        },
-        UpdateError::Storage(e) => ApiError::internal(e),
+        UpdateError::Rejected(e) => e,
+        UpdateError::Storage(storage::Error::Contended { key }) => Error::Contended(key),
+        UpdateError::Storage(e) => Error::Storage(e),
     }
 }
 
-fn not_found(id: uuid::Uuid) -> ApiError {
-    ApiError::not_found(
-        "METRIC_NOT_FOUND",
-        format!("no interaction metric {id} in this workspace"),
-    )
+fn not_found(id: uuid::Uuid) -> Error {
+    Error::NotFound(id)
 }
 
 /// Every metric of `ws`, `metricTypeId` reported as the canonical id.
-pub async fn list(state: &AppState, ws: &str) -> Result<Vec<InteractionMetric>, ApiError> {
-    let (_, mut doc) = state
-        .catalog(KIND)
+pub async fn list(engine: &Engine, ws: &str) -> Result<Vec<InteractionMetric>> {
+    let (_, mut doc) = catalog(engine)
         .load::<WorkspaceMetrics>(ws)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(Error::Storage)?;
     doc.metrics
         .iter_mut()
         .for_each(InteractionMetric::canonicalize);
     Ok(doc.metrics)
 }
 
-pub async fn get(
-    state: &AppState,
-    ws: &str,
-    id: uuid::Uuid,
-) -> Result<InteractionMetric, ApiError> {
-    list(state, ws)
+pub async fn get(engine: &Engine, ws: &str, id: uuid::Uuid) -> Result<InteractionMetric> {
+    list(engine, ws)
         .await?
         .into_iter()
         .find(|m| m.id == id)
@@ -67,8 +95,8 @@ pub fn ensure_calculable(
     ws: &str,
     now_ms: i64,
     metric: &InteractionMetric,
-) -> Result<(), ApiError> {
-    let invalid = |m: String| ApiError::bad("VALIDATION_ERROR", m);
+) -> Result<()> {
+    let invalid = |m: String| Error::invalid("VALIDATION_ERROR", m);
     let query = metric.to_query(ws, now_ms).map_err(invalid)?;
     let compiled = crate::compile::compile(&query, engine.events_source()).map_err(|e| {
         metric
@@ -85,20 +113,19 @@ pub fn ensure_calculable(
 
 /// `POST`: checks `body` whole and stores it under a new id.
 pub async fn create(
-    state: &AppState,
+    engine: &Engine,
     ws: &str,
     body: &JsonValue,
-) -> Result<InteractionMetric, ApiError> {
-    let now_ms = state.clock.now_ms();
+    now_ms: i64,
+) -> Result<InteractionMetric> {
     let now = timestamp(now_ms);
     let metric = check_metric(body, uuid::Uuid::new_v4(), &now, &now)?;
-    ensure_calculable(&state.engine, ws, now_ms, &metric)?;
+    ensure_calculable(engine, ws, now_ms, &metric)?;
     let stored = metric.clone();
-    state
-        .catalog(KIND)
+    catalog(engine)
         .update(ws, move |doc: &mut WorkspaceMetrics| {
             if doc.metrics.len() >= MAX_METRICS_PER_WORKSPACE {
-                return Err(ApiError::bad(
+                return Err(Error::invalid(
                     "LIMIT_EXCEEDED",
                     format!("a workspace holds at most {MAX_METRICS_PER_WORKSPACE} metrics"),
                 ));
@@ -114,21 +141,20 @@ pub async fn create(
 /// `PUT`: the fields given replace the stored ones, the fields left out
 /// keep their values; the result is checked (and compiled) whole.
 pub async fn update(
-    state: &AppState,
+    engine: &Engine,
     ws: &str,
     id: uuid::Uuid,
     body: &JsonValue,
-) -> Result<InteractionMetric, ApiError> {
+    now_ms: i64,
+) -> Result<InteractionMetric> {
     let Some(changes) = body.as_object().cloned() else {
-        return Err(ApiError::bad(
+        return Err(Error::invalid(
             "INVALID_REQUEST_BODY",
             "the request body must be a JSON object",
         ));
     };
-    let now_ms = state.clock.now_ms();
     let now = timestamp(now_ms);
-    state
-        .catalog(KIND)
+    catalog(engine)
         .update(ws, move |doc: &mut WorkspaceMetrics| {
             let slot = doc
                 .metrics
@@ -144,17 +170,16 @@ pub async fn update(
                 }
             }
             let updated = check_metric(&merged, id, &slot.created_at, &now)?;
-            ensure_calculable(&state.engine, ws, now_ms, &updated)?;
+            ensure_calculable(engine, ws, now_ms, &updated)?;
             *slot = updated.clone();
             Ok(updated)
         })
         .await
-        .map_err(storage_error::<ApiError>)
+        .map_err(storage_error)
 }
 
-pub async fn delete(state: &AppState, ws: &str, id: uuid::Uuid) -> Result<(), ApiError> {
-    state
-        .catalog(KIND)
+pub async fn delete(engine: &Engine, ws: &str, id: uuid::Uuid) -> Result<()> {
+    catalog(engine)
         .update(ws, move |doc: &mut WorkspaceMetrics| {
             let before = doc.metrics.len();
             doc.metrics.retain(|m| m.id != id);
@@ -170,21 +195,20 @@ pub async fn delete(state: &AppState, ws: &str, id: uuid::Uuid) -> Result<(), Ap
 
 /// The `interaction.{key}` paths that occur in matching events, sorted.
 pub async fn discover(
-    state: &AppState,
+    engine: &Engine,
     ws: &str,
     resource_type: Option<&str>,
     action: Option<&str>,
-) -> Result<Vec<String>, ApiError> {
+) -> Result<Vec<String>> {
     for v in [resource_type, action].into_iter().flatten() {
         if v.chars().count() > 256 {
-            return Err(ApiError::bad(
+            return Err(Error::invalid(
                 "INVALID_PARAMETER",
                 "resourceTypeId and actionId are at most 256 characters",
             ));
         }
     }
-    let keys = state
-        .engine
+    let keys = engine
         .attribute_keys(ws, "interaction", resource_type, action)
         .await?;
     Ok(keys
@@ -196,19 +220,19 @@ pub async fn discover(
 /// Runs one metric with the window ending at `now_ms`. A definition that
 /// does not lower or compile (stored by an older version) is a 422.
 async fn run(
-    state: &AppState,
+    engine: &Engine,
     ws: &str,
     metric: &InteractionMetric,
     now_ms: i64,
-) -> Result<Calculation, ApiError> {
+) -> Result<Calculation> {
     let not_calculable = |m: String| {
-        ApiError::Unprocessable(format!(
+        Error::NotCalculable(format!(
             "metric {} cannot be calculated; update it: {m}",
             metric.id
         ))
     };
     let query = metric.to_query(ws, now_ms).map_err(not_calculable)?;
-    let series = match state.engine.run(&query).await {
+    let series = match engine.run(&query).await {
         Ok(series) => series,
         Err(crate::engine::Error::Compile(e)) => {
             return Err(not_calculable(match metric.plan_problem(e) {
@@ -266,29 +290,30 @@ async fn run(
     })
 }
 
+/// Calculates one metric with the window ending at `now_ms`.
 pub async fn calculate(
-    state: &AppState,
+    engine: &Engine,
     ws: &str,
     id: uuid::Uuid,
-) -> Result<Calculation, ApiError> {
-    let metric = get(state, ws, id).await?;
-    run(state, ws, &metric, state.clock.now_ms()).await
+    now_ms: i64,
+) -> Result<Calculation> {
+    let metric = get(engine, ws, id).await?;
+    run(engine, ws, &metric, now_ms).await
 }
 
 /// Every enabled metric, a few at once, all with the same "now". A metric
 /// that cannot be calculated (stored by an older version) is logged and
 /// left out, so one bad definition does not fail the workspace; other
 /// failures (storage, engine) fail the request.
-pub async fn calculate_all(state: &AppState, ws: &str) -> Result<CalculateAll, ApiError> {
-    let now_ms = state.clock.now_ms();
-    let metrics: Vec<InteractionMetric> = list(state, ws)
+pub async fn calculate_all(engine: &Engine, ws: &str, now_ms: i64) -> Result<CalculateAll> {
+    let metrics: Vec<InteractionMetric> = list(engine, ws)
         .await?
         .into_iter()
         .filter(|m| m.enabled)
         .collect();
-    let runs: Vec<(InteractionMetric, Result<Calculation, ApiError>)> =
+    let runs: Vec<(InteractionMetric, Result<Calculation>)> =
         futures::stream::iter(metrics.into_iter().map(|m| async move {
-            let run = run(state, ws, &m, now_ms).await;
+            let run = run(engine, ws, &m, now_ms).await;
             (m, run)
         }))
         .buffered(CONCURRENT_CALCULATIONS)
@@ -298,7 +323,7 @@ pub async fn calculate_all(state: &AppState, ws: &str) -> Result<CalculateAll, A
     for (metric, run) in runs {
         match run {
             Ok(c) => results.push(CalculatedMetric::from(c)),
-            Err(ApiError::Unprocessable(reason)) => {
+            Err(Error::NotCalculable(reason)) => {
                 tracing::warn!(workspace = ws, metric_id = %metric.id, %reason, "calculate-all left out a metric");
             }
             Err(e) => return Err(e),

@@ -14,10 +14,30 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value as JsonValue;
 
-use super::auth::Principal;
-use super::{ApiError, AppState, JsonBody};
+use axum::Router;
+use axum::routing;
+
 use crate::alerts::service;
+use crate::api::auth::Principal;
+use crate::api::{ApiError, AppState, JsonBody};
 use types::*;
+
+/// The routes of the metric alerts API, for [`crate::api::router_with`].
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/api/metric-alerts", routing::get(list).post(create))
+        .route(
+            "/api/metric-alerts/{id}",
+            routing::get(get).put(update).delete(delete),
+        )
+        .route("/api/metric-alerts/{id}/history", routing::get(history))
+        .route("/api/metric-alerts/{id}/evaluate", routing::post(evaluate))
+}
+
+/// Every API of the server, the metric alerts included.
+pub fn router(state: Arc<AppState>) -> Router {
+    crate::api::router_with(state, routes())
+}
 
 fn rule_id(path: Result<Path<String>, PathRejection>) -> Result<uuid::Uuid, ApiError> {
     let Path(id) = path.map_err(|e| ApiError::bad("INVALID_ID", format!("id: {e}")))?;

@@ -5,7 +5,7 @@ use crate::compile::{compile, schema_source};
 
 const NOW_MS: i64 = 1_768_046_400_000; // 2026-01-10T12:00:00Z
 
-fn checked(body: Json) -> Result<InteractionMetric, ApiError> {
+fn checked(body: Json) -> Result<InteractionMetric, Error> {
     check_metric(&body, uuid::Uuid::nil(), "t0", "t1")
 }
 

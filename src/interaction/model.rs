@@ -1,13 +1,16 @@
 //! Wire types of the Interaction Metrics API, their checks, and the
 //! mapping of a stored metric onto the engine's [`Query`].
+//!
+//! Longer than most files on purpose: the stored definition is also the
+//! wire shape, so its checks and its lowering sit with it.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
-use crate::api::ApiError;
+use super::Error;
 use crate::definition::{
     Aggregation, Dimension, Events, Field, Filter, Measure, Operator, Query, TimeRange, TimeWindow,
-    Value,
+    Validator, Value,
 };
 
 pub const MAX_METRICS_PER_WORKSPACE: usize = 500;
@@ -167,19 +170,11 @@ pub fn dimension_key(group_by: &str) -> String {
     group_by.replace('.', "_")
 }
 
-struct Problems(Vec<String>);
-
-impl Problems {
-    fn push(&mut self, path: &str, message: impl std::fmt::Display) {
-        self.0.push(format!("{path}: {message}"));
-    }
-}
-
 fn opt_string(
     obj: &serde_json::Map<String, Json>,
     key: &str,
     max: usize,
-    p: &mut Problems,
+    p: &mut Validator,
 ) -> Option<String> {
     match obj.get(key) {
         None | Some(Json::Null) => None,
@@ -202,14 +197,14 @@ pub fn check_metric(
     id: uuid::Uuid,
     created_at: &str,
     updated_at: &str,
-) -> Result<InteractionMetric, ApiError> {
+) -> Result<InteractionMetric, Error> {
     let Some(obj) = body.as_object() else {
-        return Err(ApiError::bad(
+        return Err(Error::invalid(
             "INVALID_REQUEST_BODY",
             "the request body must be a JSON object",
         ));
     };
-    let mut p = Problems(Vec::new());
+    let mut p = Validator::default();
     const KNOWN: [&str; 14] = [
         "name",
         "description",
@@ -301,35 +296,35 @@ pub fn check_metric(
                 match field {
                     Some(name) => {
                         if let Err(e) = event_field(name) {
-                            p.push(&format!("{path}.field"), e);
+                            p.push(format!("{path}.field"), e);
                         }
                     }
-                    None => p.push(&format!("{path}.field"), "is required (a string)"),
+                    None => p.push(format!("{path}.field"), "is required (a string)"),
                 }
                 match op.map(|o| (o, Operator::parse(o))) {
                     Some((_, Some(Operator::In))) | Some((_, None)) => p.push(
-                        &format!("{path}.operator"),
+                        format!("{path}.operator"),
                         format!(
                             "{:?} is not one of eq, neq, gt, gte, lt, lte, contains",
                             op.unwrap_or_default()
                         ),
                     ),
                     None => p.push(
-                        &format!("{path}.operator"),
+                        format!("{path}.operator"),
                         "is required (eq, neq, gt, gte, lt, lte, contains)",
                     ),
                     Some((_, Some(Operator::Contains))) if !value.is_string() => {
-                        p.push(&format!("{path}.value"), "contains needs a string")
+                        p.push(format!("{path}.value"), "contains needs a string")
                     }
                     _ => {}
                 }
                 match &value {
                     Json::String(s) if s.chars().count() > 1024 => {
-                        p.push(&format!("{path}.value"), "at most 1024 characters")
+                        p.push(format!("{path}.value"), "at most 1024 characters")
                     }
                     Json::String(_) | Json::Number(_) | Json::Bool(_) => {}
                     _ => p.push(
-                        &format!("{path}.value"),
+                        format!("{path}.value"),
                         "must be a string, number or boolean",
                     ),
                 }
@@ -366,13 +361,13 @@ pub fn check_metric(
                     // make the same key would overwrite each other.
                     Some(s) => match event_field(s) {
                         Ok(_) if group_by.iter().any(|g: &String| dimension_key(g) == dimension_key(s)) => p.push(
-                            &format!("groupBy[{i}]"),
+                            format!("groupBy[{i}]"),
                             format!("{s:?} repeats a field, or names the same result key {:?} as another", dimension_key(s)),
                         ),
                         Ok(_) => group_by.push(s.to_string()),
-                        Err(e) => p.push(&format!("groupBy[{i}]"), e),
+                        Err(e) => p.push(format!("groupBy[{i}]"), e),
                     },
-                    None => p.push(&format!("groupBy[{i}]"), "must be a string"),
+                    None => p.push(format!("groupBy[{i}]"), "must be a string"),
                 }
             }
         }
@@ -389,8 +384,8 @@ pub fn check_metric(
             true
         }
     };
-    if !p.0.is_empty() {
-        return Err(ApiError::bad("VALIDATION_ERROR", p.0.join("; ")));
+    if let Err(problems) = p.finish() {
+        return Err(Error::invalid("VALIDATION_ERROR", problems.to_string()));
     }
     Ok(InteractionMetric {
         id,
@@ -569,7 +564,7 @@ impl InteractionMetric {
     pub fn plan_problem(
         &self,
         e: crate::compile::Error,
-    ) -> Result<ApiError, crate::compile::Error> {
+    ) -> Result<super::Error, crate::compile::Error> {
         use crate::compile::Error;
         let problems: Vec<String> = match e {
             Error::Invalid(problems) => problems
@@ -582,7 +577,10 @@ impl InteractionMetric {
             }
             other => return Err(other),
         };
-        Ok(ApiError::bad("VALIDATION_ERROR", problems.join("; ")))
+        Ok(super::Error::invalid(
+            "VALIDATION_ERROR",
+            problems.join("; "),
+        ))
     }
 }
 
@@ -651,85 +649,6 @@ impl From<Calculation> for CalculatedMetric {
 pub struct CalculateAll {
     pub calculated: usize,
     pub results: Vec<CalculatedMetric>,
-}
-
-/// One metric's calculation as the CSV form reads it.
-#[derive(Clone, Copy)]
-struct TableRows<'a> {
-    id: &'a uuid::Uuid,
-    name: &'a str,
-    kind: &'a str,
-    calculated_at: &'a str,
-    results: &'a [ResultRow],
-}
-
-/// Calculations as CSV: one row per result, a column per dimension (in
-/// order of first appearance, empty where a result lacks it).
-fn calculations_table<'a>(
-    metrics: impl Iterator<Item = TableRows<'a>> + Clone,
-) -> crate::api::csv::Table {
-    use crate::api::csv::{Cell, Table};
-    let mut dims: Vec<&str> = Vec::new();
-    for m in metrics.clone() {
-        for key in m
-            .results
-            .iter()
-            .flat_map(|r| r.dimensions.iter().flat_map(|d| d.keys()))
-        {
-            if !dims.contains(&key.as_str()) {
-                dims.push(key);
-            }
-        }
-    }
-    let mut header = vec!["metricId", "metricName", "metricType", "calculatedAt"];
-    header.extend(&dims);
-    header.push("value");
-    let mut table = Table::new(header);
-    for m in metrics {
-        for r in m.results {
-            let mut row: Vec<Cell> = vec![
-                m.id.to_string().into(),
-                m.name.into(),
-                m.kind.into(),
-                m.calculated_at.into(),
-            ];
-            row.extend(
-                dims.iter()
-                    .map(|k| match r.dimensions.as_ref().and_then(|d| d.get(*k)) {
-                        None | Some(Json::Null) => Cell::Empty,
-                        Some(Json::String(s)) => Cell::Text(s.clone()),
-                        Some(other) => Cell::Text(other.to_string()),
-                    }),
-            );
-            row.push(r.value.into());
-            table.push(row);
-        }
-    }
-    table
-}
-
-impl Calculation {
-    pub fn to_table(&self) -> crate::api::csv::Table {
-        calculations_table(std::iter::once(TableRows {
-            id: &self.metric_id,
-            name: &self.metric_name,
-            kind: &self.metric_type,
-            calculated_at: &self.calculated_at,
-            results: &self.results,
-        }))
-    }
-}
-
-impl CalculateAll {
-    pub fn to_table(&self) -> crate::api::csv::Table {
-        calculations_table(self.results.iter().map(|m| TableRows {
-            id: &m.metric_id,
-            name: &m.metric_name,
-            kind: &m.metric_type,
-            calculated_at: &m.calculated_at,
-            results: &m.results,
-        }))
-    }
 }
 
 #[cfg(test)]

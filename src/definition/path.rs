@@ -1,4 +1,5 @@
-//! The JSON paths of `static` metrics (`$.quality_score`,
+//! JSON paths into `attributes`, as the Metric Store's `static` metrics
+//! write them (`$.quality_score`,
 //! `$.summary.scores[0]`, `$['key with spaces']`).
 //!
 //! Written here rather than taken from a JSONPath crate: a path must become
@@ -10,14 +11,14 @@
 use std::fmt;
 
 /// One step of a path.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Step {
     Key(String),
     Index(i64),
 }
 
 /// A parsed path: the steps after `$`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct JsonPath(pub Vec<Step>);
 
 impl JsonPath {

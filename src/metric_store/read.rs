@@ -1,6 +1,6 @@
 //! Reading materialised values back: the `metric_values` table (a
-//! `ListingTable` over `storage::values`, also queryable in the REPL)
-//! filtered by workspace, metrics, entity and dates.
+//! `ListingTable` over `storage::values`, registered by [`register`], also
+//! queryable in the REPL) filtered by workspace, metrics, entity and dates.
 
 use std::sync::Arc;
 
@@ -15,6 +15,22 @@ use crate::storage::values::{self, DAY_COLUMN, ValueRow, WS_COLUMN};
 
 /// The name of the values table in every session.
 pub const TABLE: &str = "metric_values";
+
+/// Registers the `metric_values` table in `engine`'s session (once).
+pub fn register(engine: &Engine) -> Result<()> {
+    if engine.ctx.table_exist(TABLE)? {
+        return Ok(());
+    }
+    let table = crate::engine::parquet_table(
+        &engine.store,
+        values::VALUES_DIR,
+        &[WS_COLUMN, DAY_COLUMN],
+        values::schema(),
+        Vec::new(),
+    )?;
+    engine.ctx.register_table(TABLE, Arc::new(table))?;
+    Ok(())
+}
 
 /// Which stored values to read.
 #[derive(Debug, Clone, Default)]
@@ -75,6 +91,7 @@ pub async fn lookup(engine: &Engine, q: &Lookup) -> Result<Vec<ValueRow>> {
     }
     let schema = values::schema();
     let names: Vec<Expr> = schema.fields().iter().map(|f| col(f.name())).collect();
+    register(engine)?;
     let df = engine.ctx.table(TABLE).await?.filter(pred)?.select(names)?;
     let batches = engine.execute(df.logical_plan().clone()).await?;
     let mut out = Vec::new();
