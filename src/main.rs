@@ -85,6 +85,12 @@ async fn run(cli: Cli) -> Result<(), String> {
                     report.from, report.to
                 );
             }
+            if !report.failed.is_empty() {
+                return Err(format!(
+                    "{} (workspace, day) units failed; the others are stored, and the next run retries these",
+                    report.failed.len()
+                ));
+            }
             Ok(())
         }
         Command::Generate(args) => {

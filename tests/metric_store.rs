@@ -2008,3 +2008,43 @@ async fn builtins_keep_their_switch_and_long_workspace_ids_store() {
             .any(|d| d["builtin"] == false)
     );
 }
+
+/// One tenant whose values cannot be stored does not stop the others: its
+/// units are reported as failed, the rest are stored, and the next run
+/// retries only the failed ones.
+#[tokio::test]
+async fn a_failing_workspace_does_not_stop_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::demo_engine(dir.path(), 20_000, 2).await;
+    // A file where ws-acme's value partitions would go: its puts fail.
+    let values = dir.path().join("metrics/values");
+    std::fs::create_dir_all(&values).unwrap();
+    let blocked = values.join(format!(
+        "ws={}",
+        metricstore::storage::values::ws_partition("ws-acme")
+    ));
+    std::fs::write(&blocked, b"not a directory").unwrap();
+    let opts = pipeline::Options {
+        from: Some("2026-01-09".parse().unwrap()),
+        to: Some("2026-01-10".parse().unwrap()),
+        now_ms: ms("2026-01-11T06:00:00Z"),
+    };
+    let report = pipeline::run(&engine, &Ai::none(), &opts).await.unwrap();
+    assert_eq!(report.workspaces, 2, "{report:?}");
+    assert_eq!(report.days_computed, 2, "{report:?}");
+    assert_eq!(report.failed.len(), 2, "{report:?}");
+    assert!(
+        report.failed.iter().all(|f| f.starts_with("ws-acme|")),
+        "{report:?}"
+    );
+    assert!(report.values_written > 0);
+    // Unblocked, the same range resumes: only ws-acme's days are computed.
+    std::fs::remove_file(&blocked).unwrap();
+    let report = pipeline::run(&engine, &Ai::none(), &opts).await.unwrap();
+    assert!(report.failed.is_empty(), "{report:?}");
+    assert_eq!(
+        (report.days_resumed, report.days_computed),
+        (2, 2),
+        "{report:?}"
+    );
+}

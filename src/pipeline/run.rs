@@ -46,6 +46,9 @@ pub struct Report {
     pub ai_failed: usize,
     /// Metrics not computed, with the reason.
     pub skipped: Vec<String>,
+    /// (workspace, day) units that failed, with the error: one tenant's
+    /// failure does not stop the others; the next run retries them.
+    pub failed: Vec<String>,
 }
 
 pub(super) fn day_of_ms(ms: i64) -> NaiveDate {
@@ -167,12 +170,22 @@ pub async fn run(engine: &Engine, ai: &Ai, opts: &Options) -> Result<Report> {
         .unwrap_or(2)
         .clamp(1, 4);
     let mut done = futures::stream::iter(units.into_iter().map(|(ws, day, defs)| async move {
-        let n = compute_and_store_day(engine, &ws, day, &defs, opts.now_ms).await?;
-        Ok::<_, Error>((format!("{ws}|{day}"), n))
+        let unit = format!("{ws}|{day}");
+        let result = compute_and_store_day(engine, &ws, day, &defs, opts.now_ms)
+            .await
+            .map(|n| (unit.clone(), n));
+        (unit, result)
     }))
     .buffer_unordered(parallel);
-    while let Some(result) = done.next().await {
-        let (mark, n) = result?;
+    while let Some((unit, result)) = done.next().await {
+        let (mark, n) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(unit = %unit, error = %e, "pipeline unit failed; the others go on");
+                report.failed.push(format!("{unit}: {e}"));
+                continue;
+            }
+        };
         report.values_written += n;
         report.days_computed += 1;
         checkpoint.done.insert(mark);
@@ -214,7 +227,9 @@ pub async fn run(engine: &Engine, ai: &Ai, opts: &Options) -> Result<Report> {
         }
     }
     report.ai_requests = budget.used();
-    checkpoint.finished = true;
+    // With failed units the run stays unfinished: the next run of the
+    // same range resumes and retries only those.
+    checkpoint.finished = report.failed.is_empty();
     checkpoint.save(store).await?;
     tracing::info!(?report, "pipeline run finished");
     Ok(report)
