@@ -13,6 +13,8 @@
 //!   under the same name is idempotent), then flush the segments left.
 //! - **Compact** partitions holding many small ingest files into one,
 //!   under the same lock, so no reader ever counts a row twice.
+//! - **Once**: a body sent with an `Idempotency-Key` is counted once
+//!   however often a client resends it ([`once`]).
 
 use std::sync::Arc;
 
@@ -20,9 +22,11 @@ use serde::{Deserialize, Serialize};
 
 mod compact;
 mod flush;
+mod once;
 pub mod pending;
 mod recover;
 
+pub use once::{MAX_KEY_CHARS, check_key};
 pub use pending::Pending;
 
 use crate::engine::Engine;
@@ -76,6 +80,8 @@ pub enum Error {
     Empty,
     #[error("ingest is behind: {pending} events wait to be written; retry shortly")]
     Backpressure { pending: usize },
+    #[error("Idempotency-Key {0:?} was used for another body; use a new key for new events")]
+    KeyReused(String),
     #[error(transparent)]
     Storage(#[from] storage::Error),
 }

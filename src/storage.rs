@@ -190,6 +190,37 @@ impl Store {
                 path: path.to_string(),
                 source,
             })?;
+        self.sync(path)
+    }
+
+    /// As [`Store::put_durable`], but only if nothing is at `path` yet
+    /// (a create-only put): `false` when something already was.
+    pub async fn put_durable_new(&self, path: &Path, bytes: Vec<u8>) -> Result<bool> {
+        let opts = object_store::PutOptions {
+            mode: object_store::PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .object_store
+            .put_opts(path, object_store::PutPayload::from(bytes), opts)
+            .await
+        {
+            Ok(_) => {}
+            Err(object_store::Error::AlreadyExists { .. }) => return Ok(false),
+            Err(source) => {
+                return Err(Error::Io {
+                    action: "writing",
+                    path: path.to_string(),
+                    source,
+                });
+            }
+        }
+        self.sync(path)?;
+        Ok(true)
+    }
+
+    /// On a local store, fsyncs the file at `path` and its directory.
+    fn sync(&self, path: &Path) -> Result<()> {
         if self.base_url.scheme() == "file" {
             let file = PathBuf::from(format!("/{path}"));
             let sync = |p: &std::path::Path| std::fs::File::open(p).and_then(|f| f.sync_all());

@@ -336,3 +336,98 @@ async fn bad_input_is_a_clear_4xx_and_nothing_is_stored() {
         "nothing from a rejected body is stored"
     );
 }
+
+async fn send_keyed(app: &axum::Router, key: &str, body: Vec<u8>) -> (StatusCode, Value) {
+    let req = Request::builder()
+        .method("POST")
+        .uri("/v1/ws-live/events")
+        .header("authorization", "Bearer ingest-admin-1")
+        .header("idempotency-key", key)
+        .body(Body::from(body))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// Every file under `dir` whose path contains `part`.
+fn files_with(dir: &std::path::Path, part: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().contains(part) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// A body resent with its `Idempotency-Key` is counted once, before and
+/// after a flush, and whichever step of the first attempt a crash cut
+/// short (the key's record lost after the events were durable).
+#[tokio::test]
+async fn a_resent_body_with_its_idempotency_key_is_counted_once() {
+    let (dir, state, app) = setup().await;
+    let (s, v) = send_keyed(&app, "batch-1", lines(10, "k1")).await;
+    assert_eq!(
+        (s, v["accepted"].as_u64()),
+        (StatusCode::OK, Some(10)),
+        "{v}"
+    );
+    let (s, v) = send_keyed(&app, "batch-1", lines(10, "k1")).await;
+    assert_eq!(
+        (s, v["accepted"].as_u64()),
+        (StatusCode::OK, Some(10)),
+        "{v}"
+    );
+    assert_eq!(count(&state).await, 10);
+    // Another body under a used key is refused; nothing is stored.
+    let (s, v) = send_keyed(&app, "batch-1", lines(3, "other")).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(count(&state).await, 10);
+    state.ingest.flush().await.unwrap();
+    let (s, _) = send_keyed(&app, "batch-1", lines(10, "k1")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(count(&state).await, 10);
+
+    // The record lost after the segment was written: the segment answers.
+    let (s, _) = send_keyed(&app, "batch-2", lines(7, "k2")).await;
+    assert_eq!(s, StatusCode::OK);
+    for record in files_with(&dir.path().join("ingest/keys"), ".json") {
+        std::fs::remove_file(record).unwrap();
+    }
+    let (s, v) = send_keyed(&app, "batch-2", lines(7, "k2")).await;
+    assert_eq!(
+        (s, v["accepted"].as_u64()),
+        (StatusCode::OK, Some(7)),
+        "{v}"
+    );
+    assert_eq!(count(&state).await, 17);
+    // Lost again, then flushed: the flush stores it before retiring.
+    for record in files_with(&dir.path().join("ingest/keys"), ".json") {
+        std::fs::remove_file(record).unwrap();
+    }
+    state.ingest.flush().await.unwrap();
+    assert!(files_with(&dir.path().join("wal"), ".key.json").is_empty());
+    let (s, _) = send_keyed(&app, "batch-2", lines(7, "k2")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(count(&state).await, 17);
+
+    // Bad keys are a 400.
+    let (s, v) = send_keyed(&app, &"x".repeat(256), lines(1, "k3")).await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("INVALID_IDEMPOTENCY_KEY"))
+    );
+}

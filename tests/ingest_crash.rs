@@ -107,3 +107,139 @@ async fn every_acknowledged_event_survives_kill_cycles() {
         counts.len()
     );
 }
+
+/// A sender's next batch, and the one sent but not yet answered.
+type SenderState = (u64, Option<u64>);
+
+/// Senders that resend an unanswered batch with its `Idempotency-Key`
+/// after each kill, until it is answered: at the end every batch is there
+/// exactly once, however the kill cut its first attempt.
+#[tokio::test]
+async fn resent_batches_with_idempotency_keys_count_once_across_kill_cycles() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_string();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    // Per sender: the next batch, and the one sent but not yet answered.
+    let senders_state: Arc<Mutex<Vec<SenderState>>> =
+        Arc::new(Mutex::new((0..3).map(|s| (s * 100_000, None)).collect()));
+    let resent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for _cycle in 0..20 {
+        let server = common::serve(&data, TOKENS, "2026-01-10T12:00:00Z");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for s in 0..3usize {
+            let (client, base, state, stop, resent) = (
+                client.clone(),
+                server.base.clone(),
+                Arc::clone(&senders_state),
+                Arc::clone(&stop),
+                Arc::clone(&resent),
+            );
+            tasks.push(tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let b = {
+                        let mut st = state.lock().unwrap();
+                        match st[s].1 {
+                            Some(b) => {
+                                resent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                b
+                            }
+                            None => {
+                                let b = st[s].0;
+                                st[s] = (b + 1, Some(b));
+                                b
+                            }
+                        }
+                    };
+                    let body: String = (0..BATCH)
+                        .map(|i| format!("{{\"time\":{},\"event_type\":\"crash.key\",\"session_id\":\"b{b}\",\"user_id\":\"e{i}\"}}\n", 1_767_600_000_000u64 + b * 1_000 + i as u64))
+                        .collect();
+                    let r = client
+                        .post(format!("{base}/v1/ws-crash/events"))
+                        .bearer_auth("crash-admin-1")
+                        .header("idempotency-key", format!("batch-{b}"))
+                        .body(body)
+                        .send()
+                        .await;
+                    match r {
+                        Ok(r) if r.status() == 200 => state.lock().unwrap()[s].1 = None,
+                        Ok(r) if r.status() == 503 => tokio::time::sleep(Duration::from_millis(50)).await,
+                        Ok(r) => panic!("unexpected status {}", r.status()),
+                        Err(_) => break, // the server is gone: resend next cycle
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(150..700))).await;
+        drop(server); // SIGKILL
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in tasks {
+            t.await.unwrap();
+        }
+    }
+    // A last cycle answers what is still unanswered.
+    let server = common::serve(&data, TOKENS, "2026-01-10T12:00:00Z");
+    let pending: Vec<u64> = senders_state
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s.1)
+        .collect();
+    for b in &pending {
+        let body: String = (0..BATCH)
+            .map(|i| format!("{{\"time\":{},\"event_type\":\"crash.key\",\"session_id\":\"b{b}\",\"user_id\":\"e{i}\"}}\n", 1_767_600_000_000u64 + b * 1_000 + i as u64))
+            .collect();
+        let r = client
+            .post(format!("{}/v1/ws-crash/events", server.base))
+            .bearer_auth("crash-admin-1")
+            .header("idempotency-key", format!("batch-{b}"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    drop(server);
+    drop(common::serve(&data, TOKENS, "2026-01-10T12:00:00Z"));
+
+    let store = metricstore::storage::Store::open(&data).unwrap();
+    let engine = metricstore::engine::Engine::new(store).await.unwrap();
+    let b = engine
+        .sql("SELECT session_id, count(*) AS n, count(DISTINCT user_id) AS d FROM events WHERE event_type = 'crash.key' GROUP BY 1")
+        .await
+        .unwrap();
+    let mut counts: BTreeMap<u64, (i64, i64)> = BTreeMap::new();
+    for batch in &b {
+        let s = batch.column(0).as_string::<i32>();
+        let n = batch.column(1).as_primitive::<Int64Type>();
+        let d = batch.column(2).as_primitive::<Int64Type>();
+        for i in 0..batch.num_rows() {
+            counts.insert(s.value(i)[1..].parse().unwrap(), (n.value(i), d.value(i)));
+        }
+    }
+    let sent: Vec<u64> = senders_state
+        .lock()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .flat_map(|(s, st)| (s as u64 * 100_000)..st.0)
+        .collect();
+    assert!(sent.len() > 100, "too few batches sent: {}", sent.len());
+    for b in &sent {
+        assert_eq!(
+            counts.get(b),
+            Some(&(BATCH as i64, BATCH as i64)),
+            "batch {b}"
+        );
+    }
+    assert_eq!(counts.len(), sent.len());
+    eprintln!(
+        "{} batches sent, {} resent after a kill, each stored once",
+        sent.len(),
+        resent.load(std::sync::atomic::Ordering::Relaxed)
+    );
+}

@@ -57,9 +57,25 @@ pub async fn ingest_events(
                 .map_err(|_| ApiError::Unsupported("Content-Encoding must be text".into()))?,
         ),
     };
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let k = v.to_str().map_err(|_| {
+                ApiError::bad(
+                    "INVALID_IDEMPOTENCY_KEY",
+                    "Idempotency-Key must be visible ASCII",
+                )
+            })?;
+            ingest::check_key(k).map_err(|m| ApiError::bad("INVALID_IDEMPOTENCY_KEY", m))?;
+            Some(k.to_string())
+        }
+    };
     let decoded = ingest.decode(&body, encoding)?;
     let rows = ingest.parse(&ws, &decoded)?;
-    let accepted = ingest.append(&rows).await?;
+    let accepted = match key {
+        Some(key) => ingest.append_once(&ws, &key, &decoded, &rows).await?,
+        None => ingest.append(&rows).await?,
+    };
     Ok(Json(Accepted { accepted }))
 }
 
@@ -87,6 +103,7 @@ impl From<ingest::Error> for ApiError {
                 message: e.to_string(),
                 retry_after: std::time::Duration::from_secs(1),
             },
+            E::KeyReused(_) => ApiError::Unprocessable(e.to_string()),
             E::Storage(s) => ApiError::internal(s),
         }
     }

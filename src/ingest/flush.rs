@@ -59,7 +59,16 @@ impl Ingest {
         ids: &[String],
     ) -> Result<()> {
         for id in ids {
+            // A keyed segment's record is stored before the segment goes,
+            // so a resent body still finds its answer.
+            let keyed = id.starts_with('k');
+            if keyed {
+                self.settle_key(id).await?;
+            }
             self.store.delete_if_exists(&self.segment_path(id)).await?;
+            if keyed {
+                self.store.delete_if_exists(&self.sidecar_path(id)).await?;
+            }
         }
         self.store.delete_if_exists(manifest).await?;
         Ok(())

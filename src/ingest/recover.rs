@@ -11,10 +11,18 @@ impl Ingest {
         let mut listed = self.store.list("wal").await?;
         listed.sort_by(|a, b| a.location.as_ref().cmp(b.location.as_ref()));
         let mut in_manifest = std::collections::HashSet::new();
-        for meta in listed
-            .iter()
-            .filter(|m| m.location.as_ref().ends_with(".json"))
-        {
+        let file_name = |m: &object_store::ObjectMeta| {
+            m.location
+                .as_ref()
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        };
+        for meta in listed.iter().filter(|m| {
+            let name = file_name(m);
+            name.starts_with("flush-") && name.ends_with(".json")
+        }) {
             let Some(bytes) = self.store.get_opt(&meta.location).await? else {
                 continue;
             };
@@ -57,6 +65,18 @@ impl Ingest {
             }
             if let Some(b) = self.read_segment(id).await? {
                 self.pending.insert(id, b);
+            }
+        }
+        // Sidecars of keyed bodies whose segment never landed (or is
+        // retired, its record stored): nothing to keep.
+        for meta in &listed {
+            let name = file_name(meta);
+            if let Some(id) = name
+                .strip_prefix("seg-")
+                .and_then(|n| n.strip_suffix(".key.json"))
+                && self.store.get_opt(&self.segment_path(id)).await?.is_none()
+            {
+                self.store.delete_if_exists(&meta.location).await?;
             }
         }
         let rows = self.pending.rows();
