@@ -88,7 +88,7 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Manifest {
     segments: Vec<String>,
     name: String,
@@ -100,8 +100,10 @@ pub struct Ingest {
     store: Store,
     pending: Arc<Pending>,
     pub limits: Limits,
-    /// One flush or compaction at a time.
-    flushing: tokio::sync::Mutex<()>,
+    /// One flush or compaction at a time; holds the manifest of a flush
+    /// that failed half-way, retried under the same names (so a day
+    /// already published is overwritten, never published twice).
+    flushing: tokio::sync::Mutex<Option<Manifest>>,
 }
 
 fn new_id() -> String {

@@ -154,6 +154,17 @@ impl Store {
         Path::from_iter(parts)
     }
 
+    /// `path` relative to the root (the inverse of [`Store::path`]), for
+    /// records that must outlive where the store is mounted.
+    pub fn relative(&self, path: &Path) -> String {
+        let skip = self.root.parts().count();
+        path.parts()
+            .skip(skip)
+            .map(|p| p.as_ref().to_string())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
     /// The URL of a directory under the root, as DataFusion lists it
     /// (with a trailing slash, so it is read as a collection).
     pub fn dir_url(&self, rel: &str) -> String {

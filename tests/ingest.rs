@@ -431,3 +431,80 @@ async fn a_resent_body_with_its_idempotency_key_is_counted_once() {
         (StatusCode::BAD_REQUEST, Some("INVALID_IDEMPOTENCY_KEY"))
     );
 }
+
+/// A flush whose second day cannot be written is retried under the same
+/// names: the first day, already written, is overwritten, not doubled.
+#[tokio::test]
+async fn a_half_failed_flush_does_not_double_the_days_it_wrote() {
+    let (dir, state, app) = setup().await;
+    // 12 events 7 hours apart: three or four UTC days.
+    let (s, _) = send(&app, "ws-live", "ingest-admin-1", lines(12, "h"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    // The last day's partition cannot be made: a file stands in its way.
+    let last = chrono::DateTime::from_timestamp_millis(1_767_600_000_000 + 11 * 3_600_000 * 7)
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string();
+    let events = dir.path().join("events");
+    std::fs::create_dir_all(&events).unwrap();
+    let blocker = events.join(format!("date={last}"));
+    std::fs::write(&blocker, b"in the way").unwrap();
+    assert!(state.ingest.flush().await.is_err());
+    std::fs::remove_file(&blocker).unwrap();
+    assert_eq!(
+        state.ingest.flush().await.unwrap(),
+        0,
+        "the retry is not new rows"
+    );
+    assert_eq!(count(&state).await, 12);
+    // A restart's recovery finds nothing left to do twice.
+    state.ingest.recover().await.unwrap();
+    assert_eq!(count(&state).await, 12);
+}
+
+/// A compaction killed after its merged file was written and before its
+/// sources were deleted is finished by recovery: every row once.
+#[tokio::test]
+async fn recovery_finishes_a_compaction_cut_short() {
+    let (dir, state, app) = setup().await;
+    for tag in ["c1", "c2"] {
+        let (s, _) = send(&app, "ws-live", "ingest-admin-1", lines(1, tag), None).await;
+        assert_eq!(s, StatusCode::OK);
+        state.ingest.flush().await.unwrap();
+    }
+    assert_eq!(count(&state).await, 2);
+    // The state a kill leaves: the intent, the merged file, the sources.
+    let sources = files_with(&dir.path().join("events"), "ingest-");
+    assert_eq!(sources.len(), 2);
+    let day_dir = sources[0].parent().unwrap().to_path_buf();
+    let target = day_dir.join("compact-crashed.parquet");
+    std::fs::copy(&sources[0], &target).unwrap();
+    let rel = |p: &std::path::Path| {
+        p.strip_prefix(dir.path())
+            .unwrap()
+            .to_string_lossy()
+            .to_string()
+    };
+    let intent = json!({"target": rel(&target), "sources": [rel(&sources[0])]});
+    std::fs::create_dir_all(dir.path().join("wal")).unwrap();
+    std::fs::write(
+        dir.path().join("wal/compact-crashed.json"),
+        intent.to_string(),
+    )
+    .unwrap();
+    // Before recovery a reader sees the row twice (count asserts once).
+    let b = state
+        .engine
+        .sql("SELECT count(*) FROM events")
+        .await
+        .unwrap();
+    use datafusion::arrow::array::AsArray;
+    let n = b[0]
+        .column(0)
+        .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+        .value(0);
+    assert_eq!(n, 3);
+    state.ingest.recover().await.unwrap();
+    assert_eq!(count(&state).await, 2);
+    assert!(files_with(&dir.path().join("wal"), "compact-").is_empty());
+}

@@ -76,7 +76,22 @@ impl Ingest {
 
     /// Publishes every pending segment; returns the rows published.
     pub async fn flush(&self) -> Result<usize> {
-        let _one = self.flushing.lock().await;
+        let mut unfinished = self.flushing.lock().await;
+        // A flush that failed half-way first, under its own names: the
+        // days it published are overwritten, not published again.
+        if let Some(m) = unfinished.clone() {
+            let manifest_path = self.store.path(&format!("wal/flush-{}.json", m.name));
+            let batches: Vec<RecordBatch> = m
+                .segments
+                .iter()
+                .filter_map(|id| self.pending.get(id))
+                .collect();
+            if batches.len() == m.segments.len() {
+                self.publish(&m.name, &m.segments, &batches).await?;
+            }
+            self.retire(&manifest_path, &m.segments).await?;
+            *unfinished = None;
+        }
         let ids = self.pending.ids();
         if ids.is_empty() {
             return Ok(0);
@@ -95,8 +110,10 @@ impl Ingest {
                 serde_json::to_vec(&manifest).expect("serialisable"),
             )
             .await?;
+        *unfinished = Some(manifest);
         self.publish(&name, &ids, &batches).await?;
         self.retire(&manifest_path, &ids).await?;
+        *unfinished = None;
         Ok(rows)
     }
 

@@ -8,6 +8,7 @@ impl Ingest {
     /// Finishes what a previous process left in the log: manifests first,
     /// then segments never flushed. Run before serving.
     pub async fn recover(&self) -> Result<usize> {
+        self.recover_compactions().await?;
         let mut listed = self.store.list("wal").await?;
         listed.sort_by(|a, b| a.location.as_ref().cmp(b.location.as_ref()));
         let mut in_manifest = std::collections::HashSet::new();
