@@ -47,6 +47,57 @@ pub enum Error {
     BadFile { path: String, reason: String },
     #[error("reading a result: column {0} missing or of the wrong type")]
     Column(String),
+    /// The server is at its limit of queries at once, or a query needed
+    /// more memory than the pool could give (spilling included): try again.
+    #[error("the server is busy: {0}; retry shortly")]
+    Busy(String),
+    #[error("the query ran longer than {} s and was stopped; narrow the range or the grouping", .0.as_secs())]
+    Timeout(std::time::Duration),
+}
+
+/// What one server lets its queries use: memory (a pool that DataFusion's
+/// sorts and aggregates spill from when full), time, and how many run at
+/// once (the rest wait a little, then are refused as busy).
+#[derive(Debug, Clone)]
+pub struct QueryLimits {
+    pub memory_bytes: usize,
+    pub timeout: std::time::Duration,
+    pub max_concurrent: usize,
+    /// How long a query waits for a turn before it is refused.
+    pub queue_wait: std::time::Duration,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 4 << 30,
+            timeout: std::time::Duration::from_secs(120),
+            max_concurrent: 16,
+            queue_wait: std::time::Duration::from_secs(10),
+        }
+    }
+}
+
+impl QueryLimits {
+    /// `METRICSTORE_MEMORY_LIMIT_MB` (default 4096),
+    /// `METRICSTORE_QUERY_TIMEOUT_S` (120), `METRICSTORE_MAX_QUERIES` (16).
+    pub fn from_env() -> Self {
+        let num = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|n| *n > 0)
+        };
+        let d = Self::default();
+        Self {
+            memory_bytes: num("METRICSTORE_MEMORY_LIMIT_MB")
+                .map_or(d.memory_bytes, |mb| (mb as usize).saturating_mul(1 << 20)),
+            timeout: num("METRICSTORE_QUERY_TIMEOUT_S")
+                .map_or(d.timeout, std::time::Duration::from_secs),
+            max_concurrent: num("METRICSTORE_MAX_QUERIES").map_or(d.max_concurrent, |n| n as usize),
+            queue_wait: d.queue_wait,
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -64,6 +115,8 @@ pub struct Engine {
     pub ctx: SessionContext,
     pub store: Store,
     events: Arc<EventsTable>,
+    limits: QueryLimits,
+    turns: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -103,19 +156,38 @@ impl Engine {
     /// As [`Engine::new`], with a given session configuration (tests pin
     /// `target_partitions` for stable plans).
     pub async fn with_config(store: Store, config: SessionConfig) -> Result<Self> {
+        Self::with_limits(store, config, QueryLimits::from_env()).await
+    }
+
+    /// As [`Engine::with_config`], with given query limits.
+    pub async fn with_limits(
+        store: Store,
+        config: SessionConfig,
+        limits: QueryLimits,
+    ) -> Result<Self> {
         // DataFusion caches file listings forever by default; files arrive
         // (ingest, other writers) and go (compaction), so list every time.
         let cache = datafusion::execution::cache::cache_manager::CacheManagerConfig::default()
             .with_list_files_cache_limit(0);
         let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
             .with_cache_manager(cache)
+            .with_memory_pool(Arc::new(
+                datafusion::execution::memory_pool::FairSpillPool::new(limits.memory_bytes),
+            ))
             .build_arc()?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         ctx.register_object_store(&store.base_url, Arc::clone(&store.object_store));
         crate::udaf::register_all(&ctx)?;
         let events = Arc::new(EventsTable::try_new(&store, events::schema())?);
         ctx.register_table("events", Arc::clone(&events) as _)?;
-        Ok(Self { ctx, store, events })
+        let turns = Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent));
+        Ok(Self {
+            ctx,
+            store,
+            events,
+            limits,
+            turns,
+        })
     }
 
     /// Runs a SQL statement and collects the result.
@@ -257,6 +329,29 @@ impl Engine {
 
     /// Executes a logical plan and collects the result.
     pub async fn execute(&self, plan: LogicalPlan) -> Result<Vec<RecordBatch>> {
+        let _turn = tokio::time::timeout(self.limits.queue_wait, self.turns.acquire())
+            .await
+            .map_err(|_| {
+                Error::Busy(format!(
+                    "{} queries are running",
+                    self.limits.max_concurrent
+                ))
+            })?
+            .expect("the semaphore is never closed");
+        match tokio::time::timeout(self.limits.timeout, self.execute_now(plan)).await {
+            Err(_) => Err(Error::Timeout(self.limits.timeout)),
+            Ok(Err(Error::DataFusion(e)))
+                if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) =>
+            {
+                Err(Error::Busy(format!(
+                    "the query needs more memory than is free ({e})"
+                )))
+            }
+            Ok(other) => other,
+        }
+    }
+
+    async fn execute_now(&self, plan: LogicalPlan) -> Result<Vec<RecordBatch>> {
         let mut result = async {
             self.ctx
                 .execute_logical_plan(plan.clone())

@@ -78,10 +78,11 @@ async fn wait_ready(browser: &Browser) {
         if state == "ready" {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the page did not finish (state {state})"
-        );
+        if Instant::now() >= deadline {
+            // Which chart is still waiting, and on what request.
+            let charts = charts(browser).await;
+            panic!("the page did not finish (state {state}): {charts:#}");
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -247,3 +247,42 @@ async fn concurrent_catalog_updates_land_exactly_once() {
     assert_eq!(doc, (0..64).collect::<Vec<u32>>());
     assert_eq!(version, 64);
 }
+
+/// Queries past the server's limits are refused with a clear "busy" or
+/// "timeout" error (answered 503 with `Retry-After` over HTTP), never a
+/// crash: a memory pool too small for a large distinct count, and a
+/// timeout shorter than any query.
+#[tokio::test]
+async fn queries_past_their_limits_are_refused_not_fatal() {
+    use metricstore::engine::{Engine, Error, QueryLimits, session_config};
+    let dir = tempfile::tempdir().unwrap();
+    drop(common::demo_engine(dir.path(), 200_000, 3).await);
+    let open = |limits: QueryLimits| {
+        let store = metricstore::storage::Store::open(dir.path().to_str().unwrap()).unwrap();
+        Engine::with_limits(store, session_config(), limits)
+    };
+    let sql =
+        "SELECT user_id, session_id, count(*) FROM events GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2";
+    let tiny = open(QueryLimits {
+        memory_bytes: 64 << 10,
+        ..QueryLimits::default()
+    })
+    .await
+    .unwrap();
+    match tiny.sql(sql).await {
+        Err(Error::Busy(m)) => assert!(m.contains("memory"), "{m}"),
+        other => panic!("expected busy, got {:?}", other.map(|b| b.len())),
+    }
+    let hasty = open(QueryLimits {
+        timeout: std::time::Duration::from_micros(1),
+        ..QueryLimits::default()
+    })
+    .await
+    .unwrap();
+    assert!(matches!(hasty.sql(sql).await, Err(Error::Timeout(_))));
+    // With room, the same query answers.
+    let roomy = open(QueryLimits::default()).await.unwrap();
+    assert!(!roomy.sql(sql).await.unwrap().is_empty());
+    let e: metricstore::api::ApiError = Error::Timeout(std::time::Duration::from_secs(1)).into();
+    assert!(matches!(e, metricstore::api::ApiError::Unavailable { .. }));
+}

@@ -169,6 +169,14 @@ impl From<crate::engine::Error> for ApiError {
             crate::engine::Error::Compile(crate::compile::Error::Field { path, message }) => {
                 ApiError::bad("INVALID_ARGUMENT", format!("{path}: {message}"))
             }
+            e @ crate::engine::Error::Busy(_) => ApiError::Unavailable {
+                message: e.to_string(),
+                retry_after: Duration::from_secs(2),
+            },
+            e @ crate::engine::Error::Timeout(_) => ApiError::Unavailable {
+                message: e.to_string(),
+                retry_after: Duration::from_secs(30),
+            },
             other => ApiError::internal(other),
         }
     }
