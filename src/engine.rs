@@ -107,7 +107,13 @@ impl Engine {
         let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
             .with_cache_manager(cache)
             .build_arc()?;
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        Self::with_context(store, SessionContext::new_with_config_rt(config, runtime)).await
+    }
+
+    /// As [`Engine::new`], over a context built elsewhere (e.g. one whose
+    /// plans run on a cluster): registers the store, the project's
+    /// functions and tables in it.
+    pub async fn with_context(store: Store, ctx: SessionContext) -> Result<Self> {
         ctx.register_object_store(&store.base_url, store.object_store.clone());
         crate::udaf::register_all(&ctx)?;
         let pending = Arc::new(Pending::default());
