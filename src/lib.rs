@@ -4,12 +4,14 @@
 //! definitions ([`definition`]) compile to DataFusion logical plans
 //! ([`compile`]) that the [`engine`] runs, with our aggregate functions
 //! ([`udaf`]) registered everywhere. Front ends: the HTTP [`api`], the SQL
-//! [`repl`], the demo data [`generate`]or.
+//! [`repl`], the demo data [`generate`]or. The same plans can run on an
+//! Apache Ballista [`cluster`].
 
 pub mod analytics;
 pub mod api;
 pub mod bench;
 pub mod cli;
+pub mod cluster;
 pub mod compile;
 pub mod definition;
 pub mod engine;
