@@ -30,8 +30,11 @@ async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve(args) => metricstore::server::run(args).await,
         Command::Sql(args) => {
-            let store = Store::open(&args.storage.data).map_err(|e| e.to_string())?;
-            let engine = Engine::new(store).await.map_err(|e| e.to_string())?;
+            let engine = metricstore::cluster::open_engine(
+                &args.storage.data,
+                args.cluster.cluster.as_deref(),
+            )
+            .await?;
             match args.command {
                 Some(sql) => repl::run_once(&engine, &sql, args.format)
                     .await
@@ -63,8 +66,11 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Pipeline(args) => {
-            let store = Store::open(&args.storage.data).map_err(|e| e.to_string())?;
-            let engine = Engine::new(store).await.map_err(|e| e.to_string())?;
+            let engine = metricstore::cluster::open_engine(
+                &args.storage.data,
+                args.cluster.cluster.as_deref(),
+            )
+            .await?;
             let ai = metricstore::metric_store::extract::Ai::from_env()?;
             let now_ms = metricstore::api::Clock::from_env()?.now_ms();
             let opts = metricstore::pipeline::Options {
@@ -87,6 +93,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
+        Command::Scheduler(args) => metricstore::cluster::process::run_scheduler(args).await,
+        Command::Executor(args) => metricstore::cluster::process::run_executor(args).await,
         Command::Generate(args) => {
             let store = Store::open(&args.storage.data).map_err(|e| e.to_string())?;
             let end = args.end.unwrap_or_else(|| chrono::Utc::now().date_naive());

@@ -43,7 +43,10 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         let first = opts.end - chrono::Days::new(u64::from(DEMO_DAYS) - 1);
         demo_days = Some((first, opts.end));
     }
-    let engine = Engine::new(store).await.map_err(|e| e.to_string())?;
+    let engine = match &args.cluster.cluster {
+        Some(addr) => crate::cluster::connect(addr, store).await?,
+        None => Engine::new(store).await.map_err(|e| e.to_string())?,
+    };
     let clock = Clock::from_env()?;
 
     let mut spec = std::env::var("METRICSTORE_TOKENS").unwrap_or_default();
@@ -81,7 +84,11 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             demo_days,
         );
     }
-    let app = api::router(state);
+    let mut app = api::router(state);
+    if let Some(addr) = &args.cluster.cluster {
+        let deadline = std::time::Duration::from_secs(args.cluster.cluster_timeout.max(1));
+        app = crate::cluster::http::layer(app, addr.clone(), deadline);
+    }
 
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

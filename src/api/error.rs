@@ -117,6 +117,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        // On a cluster, a query the cluster could not run is a 503.
+        if let Self::Internal(detail) | Self::BadGateway(detail) = &self
+            && crate::cluster::is_unavailable(detail)
+        {
+            tracing::error!(error = %detail, "the cluster failed a request");
+            return crate::cluster::http::unavailable().into_response();
+        }
         let status = self.status();
         let message = match &self {
             Self::Internal(detail) => {
