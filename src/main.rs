@@ -9,9 +9,11 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            // Ballista's client logs every job's progress; with
+            // --cluster that would drown the REPL's output.
+            EnvFilter::new("info,ballista::extension=warn,ballista_core::execution_plans=warn")
+        }))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();

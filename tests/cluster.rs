@@ -468,6 +468,30 @@ async fn a_lost_executor_gives_a_correct_answer_or_a_clear_error() {
     assert!(expected.lines().count() > 5);
 
     let mut cluster = start_cluster(data, &env, 2);
+
+    // EXPLAIN shows the stages the scheduler made.
+    let explain = bin(&env)
+        .args([
+            "sql",
+            "--data",
+            data,
+            "--cluster",
+            &cluster.addr,
+            "--format",
+            "csv",
+        ])
+        .args(["-c", &format!("EXPLAIN {sql}")])
+        .output()
+        .unwrap();
+    assert!(
+        explain.status.success(),
+        "{}",
+        String::from_utf8_lossy(&explain.stderr)
+    );
+    let explain = String::from_utf8_lossy(&explain.stdout);
+    assert!(explain.contains("distributed_plan"), "{explain}");
+    assert!(explain.contains("ShuffleWriterExec"), "{explain}");
+
     let started = Instant::now();
     let client = run(Some(&cluster.addr)).spawn().unwrap();
     // The query takes several seconds on two executors: lose one midway.
