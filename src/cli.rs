@@ -27,6 +27,66 @@ pub enum Command {
     Bench(BenchArgs),
     /// Run the Metric Store batch pipeline once (materialise metric values).
     Pipeline(PipelineArgs),
+    /// A Ballista scheduler that runs the project's plans on executors.
+    Scheduler(SchedulerArgs),
+    /// A Ballista executor that runs the tasks a scheduler gives it.
+    Executor(ExecutorArgs),
+}
+
+/// Where plans run: in this process, or on a Ballista scheduler.
+#[derive(Debug, Args, Clone)]
+pub struct ClusterArgs {
+    /// Send plans to the Ballista scheduler at this HOST:PORT instead of
+    /// running them in this process.
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// With --cluster: seconds an HTTP request may wait for the cluster
+    /// before it is answered 503.
+    #[arg(long, default_value_t = 300)]
+    pub cluster_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    /// Address to listen on (gRPC for clients and executors).
+    #[arg(long, default_value = "127.0.0.1:50050")]
+    pub listen: String,
+    /// Host name executors and clients reach this scheduler by (defaults
+    /// to the host of --listen).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Data location opened at start, so a bad location or bad AWS_*
+    /// settings fail here rather than in the first query.
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Seconds without a heartbeat after which an executor is taken for
+    /// lost and its tasks run elsewhere.
+    #[arg(long, default_value_t = 10)]
+    pub executor_timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecutorArgs {
+    /// The scheduler's HOST:PORT.
+    #[arg(long)]
+    pub scheduler: String,
+    /// Address for Arrow Flight (shuffle and results); the gRPC task
+    /// service listens on the next port.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub listen: String,
+    /// Host name the scheduler and other executors reach this executor by
+    /// (defaults to the host of --listen).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Data location opened at start (the same as the clients').
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Tasks run at once (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub concurrency: usize,
+    /// Directory for shuffle files (defaults to a temporary directory).
+    #[arg(long)]
+    pub work_dir: Option<String>,
 }
 
 /// Where the data lives.
@@ -47,6 +107,8 @@ pub struct SqlArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -87,6 +149,8 @@ pub struct ServeArgs {
     /// run starts right after the server does).
     #[arg(long, env = "METRICSTORE_PIPELINE_INTERVAL", default_value_t = 3600)]
     pub pipeline_interval: u64,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +164,8 @@ pub struct PipelineArgs {
     /// Last day to compute (inclusive).
     #[arg(long)]
     pub to: Option<chrono::NaiveDate>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Debug, Args)]

@@ -176,6 +176,21 @@ impl Engine {
             ))
             .build_arc()?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
+        Self::with_context_and_limits(store, ctx, limits).await
+    }
+
+    /// As [`Engine::new`], over a context built elsewhere (e.g. one whose
+    /// plans run on a cluster): registers the store, the project's
+    /// functions and tables in it.
+    pub async fn with_context(store: Store, ctx: SessionContext) -> Result<Self> {
+        Self::with_context_and_limits(store, ctx, QueryLimits::from_env()).await
+    }
+
+    async fn with_context_and_limits(
+        store: Store,
+        ctx: SessionContext,
+        limits: QueryLimits,
+    ) -> Result<Self> {
         ctx.register_object_store(&store.base_url, Arc::clone(&store.object_store));
         crate::udaf::register_all(&ctx)?;
         let events = Arc::new(EventsTable::try_new(&store, events::schema())?);

@@ -11,7 +11,10 @@
 //!   partition pruning, running plans and SQL;
 //! - services: [`metric_store`], [`interaction`], [`analytics`],
 //!   [`pipeline`], [`ingest`], [`generate`], [`bench`];
-//! - front ends: [`api`], [`repl`], [`cli`], [`server`].
+//! - front ends: [`api`], [`repl`], [`cli`]; [`alerts`] above the APIs;
+//!   [`server`];
+//! - [`cluster`]: the same plans on an Apache Ballista scheduler and
+//!   executors.
 //!
 //! Beside them: [`udaf`] (our aggregate functions), [`series`] (reading a
 //! compiled plan's answer), [`format`] (tables, CSV, JSON for the REPL).
@@ -21,6 +24,7 @@ pub mod analytics; // skill analytics (retention, paths) as plans and SQL table 
 pub mod api; // axum routes of every API: handlers parse, call a service, shape the answer
 pub mod bench; // the metric query suite, compiled and as hand-written SQL
 pub mod cli; // command-line arguments shared by the subcommands
+pub mod cluster; // Apache Ballista: codecs, object stores, scheduler and executor processes
 pub mod compile; // definition -> LogicalPlan: one query, or a batch in one scan
 pub mod definition; // the one definition model, validation, built-in catalogs
 pub mod engine; // SessionContext over the store: events table, pruning, execution

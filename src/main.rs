@@ -9,9 +9,11 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            // Ballista's client logs every job's progress; with
+            // --cluster that would drown the REPL's output.
+            EnvFilter::new("info,ballista::extension=warn,ballista_core::execution_plans=warn")
+        }))
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
@@ -30,8 +32,12 @@ async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Serve(args) => metricstore::server::run(args).await,
         Command::Sql(args) => {
-            let store = Store::open(&args.storage.data).map_err(|e| e.to_string())?;
-            let engine = repl::session(store).await.map_err(|e| e.to_string())?;
+            let engine = metricstore::cluster::open_engine(
+                &args.storage.data,
+                args.cluster.cluster.as_deref(),
+            )
+            .await?;
+            repl::register(&engine).map_err(|e| e.to_string())?;
             match args.command {
                 Some(sql) => repl::run_once(&engine, &sql, args.format)
                     .await
@@ -63,8 +69,11 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Pipeline(args) => {
-            let store = Store::open(&args.storage.data).map_err(|e| e.to_string())?;
-            let engine = Engine::new(store).await.map_err(|e| e.to_string())?;
+            let engine = metricstore::cluster::open_engine(
+                &args.storage.data,
+                args.cluster.cluster.as_deref(),
+            )
+            .await?;
             let ai = metricstore::metric_store::extract::Ai::from_env()?;
             let now_ms = metricstore::api::Clock::from_env()?.now_ms();
             let opts = metricstore::pipeline::Options {
@@ -93,6 +102,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
+        Command::Scheduler(args) => metricstore::cluster::process::run_scheduler(args).await,
+        Command::Executor(args) => metricstore::cluster::process::run_executor(args).await,
         Command::Generate(args) => {
             let store = Store::open(&args.storage.data).map_err(|e| e.to_string())?;
             let end = args.end.unwrap_or_else(|| chrono::Utc::now().date_naive());

@@ -135,9 +135,17 @@ fn functions(engine: &Engine) -> RecordBatch {
 /// table functions and the `metric_values` table registered.
 pub async fn session(store: crate::storage::Store) -> engine::Result<Engine> {
     let engine = Engine::new(store).await?;
-    crate::analytics::functions::register(&engine);
-    crate::metric_store::read::register(&engine)?;
+    register(&engine)?;
     Ok(engine)
+}
+
+/// Registers what the shell offers besides the events table (the
+/// analyses' table functions, `metric_values`) on an engine, in process or
+/// on a cluster.
+pub fn register(engine: &Engine) -> engine::Result<()> {
+    crate::analytics::functions::register(engine);
+    crate::metric_store::read::register(engine)?;
+    Ok(())
 }
 
 pub async fn run_once(engine: &Engine, sql: &str, format: Format) -> Result<(), Error> {

@@ -43,7 +43,10 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         let first = opts.end - chrono::Days::new(u64::from(DEMO_DAYS) - 1);
         demo_days = Some((first, opts.end));
     }
-    let engine = Engine::new(store).await.map_err(|e| e.to_string())?;
+    let engine = match &args.cluster.cluster {
+        Some(addr) => crate::cluster::connect(addr, store).await?,
+        None => Engine::new(store).await.map_err(|e| e.to_string())?,
+    };
     let clock = Clock::from_env()?;
 
     let mut spec = std::env::var("METRICSTORE_TOKENS").unwrap_or_default();
@@ -84,7 +87,11 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         );
     }
     crate::alerts::evaluator::spawn(std::sync::Arc::clone(&state), alerts);
-    let app = crate::alerts::http::router(state);
+    let mut app = crate::alerts::http::router(state);
+    if let Some(addr) = &args.cluster.cluster {
+        let deadline = std::time::Duration::from_secs(args.cluster.cluster_timeout.max(1));
+        app = crate::cluster::http::layer(app, addr.clone(), deadline);
+    }
 
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

@@ -5,7 +5,7 @@
 //! `definition`, `udaf`, `storage`, `format` -> `compile` -> `series` ->
 //! `engine` -> services (`metric_store`, `interaction`, `analytics`,
 //! `ingest`, `generate`) -> `pipeline`, `bench` -> `api`, `repl`, `cli`
-//! -> `alerts` -> `server` -> `main`.
+//! -> `alerts`, `cluster` -> `server` -> `main`.
 
 use std::path::Path;
 
@@ -21,6 +21,9 @@ fn rank(module: &str) -> Option<u32> {
         // Alerts watch what the APIs answer: they use the APIs' request
         // checks, state and errors, and add their routes from above.
         "alerts" => 7,
+        // The cluster carries the engine's tables and functions to other
+        // processes and wraps the HTTP router: above the APIs.
+        "cluster" => 7,
         "server" => 8,
         "main" | "lib" => 9,
         _ => return None,
