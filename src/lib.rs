@@ -9,7 +9,7 @@
 //!   a batch of measures in one scan; no session, no I/O;
 //! - [`engine`]: a `SessionContext` over the [`storage`]: the events table,
 //!   partition pruning, running plans and SQL;
-//! - services: [`metric_store`], [`interaction`], [`analytics`],
+//! - services: [`skill_metrics`], [`metric_store`], [`interaction`], [`analytics`],
 //!   [`pipeline`], [`ingest`], [`generate`], [`bench`];
 //! - front ends: [`api`], [`repl`], [`cli`]; [`alerts`] above the APIs;
 //!   [`server`];
@@ -37,5 +37,6 @@ pub mod pipeline; // the Metric Store batch pipeline: runs, checkpoints, static 
 pub mod repl; // the SQL shell and its session
 pub mod series; // a compiled plan's answer as series with empty buckets filled
 pub mod server; // `serve`: state, background tasks, listener
+pub mod skill_metrics; // the skill Metrics API's requests checked and lowered onto the model
 pub mod storage; // object store, event files, versioned catalog, stored values
 pub mod udaf; // quantile, rate, ratio

@@ -3,7 +3,7 @@
 //! the services (no catalogs, pipeline runs, plans or session).
 //!
 //! `definition`, `udaf`, `storage`, `format` -> `compile` -> `series` ->
-//! `engine` -> services (`metric_store`, `interaction`, `analytics`,
+//! `engine` -> services (`skill_metrics`, `metric_store`, `interaction`, `analytics`,
 //! `ingest`, `generate`) -> `pipeline`, `bench` -> `api`, `repl`, `cli`
 //! -> `alerts`, `cluster` -> `server` -> `main`.
 
@@ -15,7 +15,7 @@ fn rank(module: &str) -> Option<u32> {
         "compile" => 1,
         "series" => 2,
         "engine" => 3,
-        "metric_store" | "interaction" | "analytics" | "ingest" | "generate" => 4,
+        "skill_metrics" | "metric_store" | "interaction" | "analytics" | "ingest" | "generate" => 4,
         "pipeline" | "bench" => 5,
         "api" | "repl" | "cli" => 6,
         // Alerts watch what the APIs answer: they use the APIs' request

@@ -214,7 +214,7 @@ fn skill_query(
         "endTime": end_ms,
         "metricQueries": [q],
     });
-    let checked = crate::api::alexa::types::check_request(&body, ws).map_err(|e| {
+    let checked = crate::skill_metrics::check_request(&body, ws).map_err(|e| {
         let message = e.to_string().replace("metricQueries[0].", "skillMetric.");
         let field = message
             .split(':')

@@ -204,6 +204,12 @@ impl From<crate::engine::Error> for ApiError {
     }
 }
 
+impl From<crate::skill_metrics::Invalid> for ApiError {
+    fn from(e: crate::skill_metrics::Invalid) -> Self {
+        ApiError::bad(e.code, e.message)
+    }
+}
+
 impl From<crate::analytics::Error> for ApiError {
     fn from(e: crate::analytics::Error) -> Self {
         match e {
