@@ -70,11 +70,5 @@ pub fn allow_list() -> AllowList {
         .clone()
 }
 
-/// Times as the Interaction Metrics API writes them:
-/// `2026-03-20T14:30:00.000Z`.
-pub fn timestamp(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
-}
+/// Times as the Interaction Metrics API writes them.
+pub use crate::format::instant_millis as timestamp;

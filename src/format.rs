@@ -4,6 +4,27 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 
+/// An instant as the APIs print it: RFC 3339 in UTC, with milliseconds
+/// only when it has some (`2026-01-05T00:00:00Z`).
+pub fn instant(ms: i64) -> String {
+    let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+    if ms % 1000 == 0 {
+        t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    } else {
+        t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    }
+}
+
+/// An instant with milliseconds always, as the Interaction Metrics API
+/// (and the alerts, in its conventions) writes them:
+/// `2026-03-20T14:30:00.000Z`.
+pub fn instant_millis(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
 /// An output format of the REPL and of `sql -c`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum Format {

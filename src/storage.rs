@@ -18,12 +18,20 @@ const MAX_HEX_ID_BYTES: usize = 100;
 /// at 1024). The two forms cannot collide: hex has no `-`.
 pub fn key_segment(id: &str) -> String {
     if id.len() <= MAX_HEX_ID_BYTES {
-        id.bytes().map(|b| format!("{b:02x}")).collect()
+        hex(id.as_bytes())
     } else {
-        let digest = ring::digest::digest(&ring::digest::SHA256, id.as_bytes());
-        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        format!("sha256-{hex}")
+        format!("sha256-{}", sha256_hex(id.as_bytes()))
     }
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The SHA-256 of `bytes`, as hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
 }
 
 use std::path::PathBuf;
@@ -173,6 +181,19 @@ impl Store {
     }
 
     /// Reads a whole object, `None` if it does not exist.
+    /// Whether an object is at `path` (a HEAD, not a read).
+    pub async fn exists(&self, path: &Path) -> Result<bool> {
+        match self.object_store.head(path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(source) => Err(Error::Io {
+                action: "reading",
+                path: path.to_string(),
+                source,
+            }),
+        }
+    }
+
     pub async fn get_opt(&self, path: &Path) -> Result<Option<bytes::Bytes>> {
         match self.object_store.get(path).await {
             Ok(r) => Ok(Some(r.bytes().await.map_err(|source| Error::Io {

@@ -69,8 +69,7 @@ pub struct RuleState {
 }
 
 fn history_dir(ws: &str, rule: uuid::Uuid) -> String {
-    let hex: String = ws.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("alerts/history/{hex}/{rule}")
+    format!("alerts/history/{}/{rule}", crate::storage::key_segment(ws))
 }
 
 fn history_name(t: &Transition) -> String {

@@ -115,8 +115,8 @@ pub async fn paths(
         analytics::next_and_paths(&state.engine, &skill, range, &intent, limit).await?;
     let response = PathsResponse {
         skill_id: skill,
-        start_time: crate::api::alexa::types::timestamp(range.start_ms),
-        end_time: crate::api::alexa::types::timestamp(range.end_ms),
+        start_time: crate::format::instant(range.start_ms),
+        end_time: crate::format::instant(range.end_ms),
         intent: intent.as_str().to_string(),
         limit,
         next: Ranking::new(next),

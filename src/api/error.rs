@@ -116,28 +116,22 @@ impl ApiError {
 }
 
 /// Set by a layer above the APIs (the cluster, when plans run on one):
-/// whether an internal error's text says the query cluster could not run
-/// the request, which is then a 503 with `Retry-After`, not a 500.
-static UNAVAILABLE: std::sync::OnceLock<fn(&str) -> bool> = std::sync::OnceLock::new();
+/// the answer to give instead of a 500 when an internal error's text says
+/// that layer could not run the request.
+static UNAVAILABLE: std::sync::OnceLock<fn(&str) -> Option<ApiError>> = std::sync::OnceLock::new();
 
 /// Installs the check of [`UNAVAILABLE`] (once per process).
-pub fn classify_unavailable(check: fn(&str) -> bool) {
+pub fn classify_unavailable(check: fn(&str) -> Option<ApiError>) {
     let _ = UNAVAILABLE.set(check);
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Self::Internal(detail) | Self::BadGateway(detail) = &self
-            && UNAVAILABLE.get().is_some_and(|check| check(detail))
+            && let Some(instead) = UNAVAILABLE.get().and_then(|check| check(detail))
         {
             tracing::error!(error = %detail, "the cluster failed a request");
-            return ApiError::Unavailable {
-                message: "the query cluster could not run this request (an executor or the \
-                          scheduler failed or is unreachable); retry shortly"
-                    .to_string(),
-                retry_after: Duration::from_secs(5),
-            }
-            .into_response();
+            return instead.into_response();
         }
         let status = self.status();
         let message = match &self {

@@ -265,7 +265,7 @@ pub async fn latest(
     }
     let answer = LatestResponse {
         workspace_id: ws,
-        as_of: crate::api::alexa::types::timestamp(state.clock.now_ms()),
+        as_of: crate::format::instant(state.clock.now_ms()),
         count: metrics.len(),
         metrics,
         not_computed,
@@ -337,8 +337,8 @@ pub async fn values(
         granularity: gran,
         entity_type: subject.level.entity_type().to_string(),
         entity_id: subject.entity_id.clone().unwrap_or(ws),
-        date_from: crate::api::alexa::types::timestamp(from_ms),
-        date_to: crate::api::alexa::types::timestamp(to_ms),
+        date_from: crate::format::instant(from_ms),
+        date_to: crate::format::instant(to_ms),
         limit,
         count: values.len(),
         values,
@@ -446,7 +446,7 @@ pub async fn catalog(
             CatalogEntry {
                 latest_period: newest
                     .get(d.key.as_str())
-                    .map(|ms| crate::api::alexa::types::timestamp(*ms)),
+                    .map(|ms| crate::format::instant(*ms)),
                 computable: unavailable.is_none(),
                 reason: unavailable,
                 event_types: d.event_types().iter().map(|t| t.to_string()).collect(),
@@ -512,7 +512,7 @@ pub async fn evaluate(
             EvaluateError::Upstream(m) => ApiError::BadGateway(m),
             EvaluateError::Failed(e) => ApiError::BadGateway(e.to_string()),
         })?;
-    let timestamp = crate::api::alexa::types::timestamp;
+    let timestamp = crate::format::instant;
     let answer = EvaluateResponse {
         metric: EvaluatedMetric {
             metric_key: def.key.clone(),

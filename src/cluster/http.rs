@@ -31,7 +31,9 @@ pub fn unavailable() -> ApiError {
 /// Wraps `router` for a server whose plans run on the cluster at
 /// `scheduler`; requests that take longer than `deadline` get a 503.
 pub fn layer(router: axum::Router, scheduler: String, deadline: Duration) -> axum::Router {
-    crate::api::error::classify_unavailable(crate::cluster::is_unavailable);
+    crate::api::error::classify_unavailable(|detail| {
+        crate::cluster::is_unavailable(detail).then(unavailable)
+    });
     let scheduler: Arc<str> = scheduler.into();
     router.layer(axum::middleware::from_fn(
         move |req: Request, next: Next| {

@@ -43,7 +43,7 @@ impl Ingest {
                     reason: e.to_string(),
                 })?;
             let target = self.store.path(&intent.target);
-            if self.store.get_opt(&target).await?.is_some() {
+            if self.store.exists(&target).await? {
                 for s in &intent.sources {
                     self.store.delete_if_exists(&self.store.path(s)).await?;
                 }

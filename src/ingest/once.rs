@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Error, Ingest, Result};
 use crate::storage::events::{self, EventRow};
-use crate::storage::{self, key_segment};
+use crate::storage::{self, key_segment, sha256_hex};
 
 /// The longest `Idempotency-Key` taken.
 pub const MAX_KEY_CHARS: usize = 255;
@@ -32,14 +32,6 @@ pub(super) struct KeyRecord {
     /// SHA-256 of the decoded body, hex.
     digest: String,
     accepted: usize,
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, bytes)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Checks an `Idempotency-Key`: 1 to 255 visible ASCII characters.
@@ -132,7 +124,7 @@ impl Ingest {
         // A sidecar of an earlier attempt with another body is the truth
         // for this key if its segment was written.
         if let Some(earlier) = self.read_record(&self.sidecar_path(&id)).await?
-            && self.store.get_opt(&self.segment_path(&id)).await?.is_some()
+            && self.store.exists(&self.segment_path(&id)).await?
         {
             self.store_record(&earlier).await?;
             return answer(earlier);

@@ -70,12 +70,15 @@ impl Ingest {
         }
         // Sidecars of keyed bodies whose segment never landed (or is
         // retired, its record stored): nothing to keep.
+        // The listing says which segments there were; those a manifest
+        // retired took their sidecars with them.
+        let names: std::collections::HashSet<String> = listed.iter().map(file_name).collect();
         for meta in &listed {
             let name = file_name(meta);
             if let Some(id) = name
                 .strip_prefix("seg-")
                 .and_then(|n| n.strip_suffix(".key.json"))
-                && self.store.get_opt(&self.segment_path(id)).await?.is_none()
+                && !names.contains(&format!("seg-{id}.parquet"))
             {
                 self.store.delete_if_exists(&meta.location).await?;
             }

@@ -107,12 +107,7 @@ pub fn metric_type(text: &str) -> Option<&'static MetricType> {
 
 /// The times this API writes (`calculatedAt`, `createdAt`, `updatedAt`):
 /// UTC with milliseconds, `2026-03-20T14:30:00.000Z`.
-pub fn timestamp(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
-        .to_string()
-}
+pub use crate::format::instant_millis as timestamp;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FilterSpec {

@@ -117,6 +117,12 @@ pub async fn lookup(engine: &Engine, q: &Lookup) -> Result<Vec<ValueRow>> {
 /// lookup spans many subjects (every call).
 pub async fn newest(engine: &Engine, q: &Lookup) -> Result<Vec<ValueRow>> {
     const RECENT_DAYS: usize = 2;
+    // Only for one subject: "the newest value of every call" may lie
+    // further back for calls that ended weeks ago.
+    let one_subject = q.entity_id.is_some() || q.session_id.is_some() || q.service_id.is_some();
+    if !one_subject {
+        return lookup(engine, q).await;
+    }
     let prefix = format!(
         "{}/{WS_COLUMN}={}/",
         values::VALUES_DIR,
@@ -136,10 +142,7 @@ pub async fn newest(engine: &Engine, q: &Lookup) -> Result<Vec<ValueRow>> {
         .collect();
     days.sort();
     days.dedup();
-    // Only for one subject: "the newest value of every call" may lie
-    // further back for calls that ended weeks ago.
-    let one_subject = q.entity_id.is_some() || q.session_id.is_some() || q.service_id.is_some();
-    if one_subject && days.len() > RECENT_DAYS {
+    if days.len() > RECENT_DAYS {
         let first = &days[days.len() - RECENT_DAYS];
         if let Ok(d) = chrono::NaiveDate::parse_from_str(first, "%Y-%m-%d") {
             let from_ms = crate::storage::events::day_start_millis(d);

@@ -124,13 +124,3 @@ impl GetMetricsResponse {
         table
     }
 }
-
-/// An instant as the APIs print it (RFC 3339, UTC).
-pub fn timestamp(ms: i64) -> String {
-    let t = chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
-    if ms % 1000 == 0 {
-        t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-    } else {
-        t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
-    }
-}

@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::analytics::summary::{Intents, Sessions, Share, Stage};
 use crate::analytics::{self, Cohort, Intent, Range, Ranked};
 use crate::api::ApiError;
-use crate::api::alexa::types::timestamp;
 use crate::api::csv::{Cell, Table};
+use crate::format::instant as timestamp;
 
 /// Query parameters, read as text so that every mistake is a documented 400.
 #[derive(Debug, Deserialize)]

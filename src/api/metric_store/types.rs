@@ -11,8 +11,8 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use serde::Serialize;
 
 use crate::api::ApiError;
-use crate::api::alexa::types::timestamp;
 use crate::api::csv::{Cell, Table};
+use crate::format::instant as timestamp;
 use crate::metric_store::level::Level;
 use crate::metric_store::read::Lookup;
 use crate::metric_store::{
