@@ -19,11 +19,7 @@ use crate::storage::catalog::UpdateError;
 fn storage_error<E: Into<ApiError>>(e: UpdateError<E>) -> ApiError {
     match e {
         UpdateError::Rejected(e) => e.into(),
-        UpdateError::Storage(crate::storage::Error::Contended { key }) => ApiError::Unavailable {
-            message: format!("too many concurrent changes to {key}; try again"),
-            retry_after: std::time::Duration::from_secs(1),
-        },
-        UpdateError::Storage(e) => ApiError::internal(e),
+        UpdateError::Storage(e) => e.into(),
     }
 }
 

@@ -214,6 +214,20 @@ impl From<crate::analytics::Error> for ApiError {
     }
 }
 
+/// A catalog document changed by too many writers at once is worth a
+/// retry; any other storage failure is the server's.
+impl From<crate::storage::Error> for ApiError {
+    fn from(e: crate::storage::Error) -> Self {
+        match e {
+            crate::storage::Error::Contended { key } => ApiError::Unavailable {
+                message: format!("too many concurrent changes to {key}; try again"),
+                retry_after: std::time::Duration::from_secs(1),
+            },
+            e => ApiError::internal(e),
+        }
+    }
+}
+
 impl From<crate::interaction::Error> for ApiError {
     fn from(e: crate::interaction::Error) -> Self {
         use crate::interaction::Error;

@@ -145,12 +145,7 @@ pub async fn put_settings(
     let new = service::save_settings(&state.engine.store, &ws, &new)
         .await
         .map_err(|e| match e {
-            service::Error::Storage(crate::storage::Error::Contended { key }) => {
-                ApiError::Unavailable {
-                    message: format!("too many concurrent changes to {key}; try again"),
-                    retry_after: std::time::Duration::from_secs(1),
-                }
-            }
+            service::Error::Storage(e) => ApiError::from(e),
             e => ApiError::internal(e),
         })?;
     Ok(Json(settings_response(&new)))
