@@ -69,42 +69,91 @@ fn points(chart: &str, answer: &Value) -> usize {
     }
 }
 
-async fn wait_ready(browser: &Browser) {
-    let deadline = Instant::now() + Duration::from_secs(180);
+/// What the page says about itself and what it logged, for failure
+/// messages.
+async fn diagnose(browser: &Browser) -> String {
+    let charts = charts(browser).await;
+    let page = browser
+        .execute(
+            "return {state: document.body.dataset.state, readyState: document.readyState,
+                     url: location.href, status: document.getElementById('status').textContent,
+                     scripts: [...document.scripts].map(s => s.src)};",
+            vec![],
+        )
+        .await;
+    let console = browser.console().await;
+    format!("page {page}; console {console:#}; charts {charts:#}")
+}
+
+/// Polls the page's `data-state` until it is `want`, for at most `within`.
+async fn reaches(browser: &Browser, want: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
     loop {
         let state = browser
             .execute("return document.body.dataset.state;", vec![])
             .await;
-        if state == "ready" {
-            return;
+        if state == want {
+            return true;
         }
         if Instant::now() >= deadline {
-            // Which chart is still waiting, and on what request.
-            let charts = charts(browser).await;
-            panic!("the page did not finish (state {state}): {charts:#}");
+            return false;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-async fn fill_and_show(browser: &Browser, token: &str) {
-    browser
-        .execute(
-            "const [token, skill, start, end] = arguments;
-             document.getElementById('token').value = token;
-             document.getElementById('skill').value = skill;
-             document.getElementById('start').value = start;
-             document.getElementById('end').value = end;
-             document.getElementById('load').click();",
-            vec![
-                json!(token),
-                json!(SKILL),
-                json!("2025-12-12"),
-                json!("2026-01-11"),
-            ],
-        )
-        .await;
-    wait_ready(browser).await;
+/// Opens the page, fills the form in and submits it, then waits for every
+/// chart. A page whose script never started, or whose form did not submit,
+/// is loaded again (at most three times, each failure printed with what
+/// the page logged): that is the browser's trouble on a loaded machine,
+/// not the dashboard's. Once submitted, the charts get one long deadline.
+async fn fill_and_show(browser: &Browser, server: &str, token: &str) {
+    for attempt in 1..=3 {
+        browser.goto(&format!("{server}/")).await;
+        // The page's script has run and listens for the form.
+        if !reaches(browser, "idle", Duration::from_secs(30)).await {
+            eprintln!(
+                "attempt {attempt}: the page's script did not start: {}",
+                diagnose(browser).await
+            );
+            continue;
+        }
+        let submitted = browser
+            .execute(
+                "const [token, skill, start, end] = arguments;
+                 document.getElementById('token').value = token;
+                 document.getElementById('skill').value = skill;
+                 document.getElementById('start').value = start;
+                 document.getElementById('end').value = end;
+                 const form = document.getElementById('controls');
+                 const invalid = [...form.elements]
+                   .filter(e => e.willValidate && !e.checkValidity())
+                   .map(e => e.id + ': ' + e.validationMessage);
+                 if (invalid.length) return invalid;
+                 form.requestSubmit();
+                 return document.body.dataset.state;",
+                vec![
+                    json!(token),
+                    json!(SKILL),
+                    json!("2025-12-12"),
+                    json!("2026-01-11"),
+                ],
+            )
+            .await;
+        // Submitting sets the state at once.
+        if submitted != "loading" {
+            eprintln!(
+                "attempt {attempt}: the form did not submit ({submitted}): {}",
+                diagnose(browser).await
+            );
+            continue;
+        }
+        if reaches(browser, "ready", Duration::from_secs(180)).await {
+            return;
+        }
+        panic!("the charts did not finish: {}", diagnose(browser).await);
+    }
+    panic!("the page could not be used: {}", diagnose(browser).await);
 }
 
 /// What each chart container says about itself.
@@ -157,8 +206,7 @@ async fn the_dashboard_draws_every_chart_and_its_csv_matches_the_api() {
     assert_eq!(rule.status(), 201);
     let profile = tempfile::tempdir().unwrap();
     let browser = Browser::start(profile.path()).await;
-    browser.goto(&format!("{}/", server.base)).await;
-    fill_and_show(&browser, TOKEN).await;
+    fill_and_show(&browser, &server.base, TOKEN).await;
     let found = charts(&browser).await;
 
     let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("artifacts");
@@ -221,8 +269,7 @@ async fn the_dashboard_draws_every_chart_and_its_csv_matches_the_api() {
     assert_eq!(found["utterances"]["points"], 3 * 30);
 
     // A wrong token: every chart says so instead of drawing.
-    browser.goto(&format!("{}/", server.base)).await;
-    fill_and_show(&browser, "not-the-token-1").await;
+    fill_and_show(&browser, &server.base, "not-the-token-1").await;
     let found = charts(&browser).await;
     for chart in CHARTS {
         let c = &found[chart];

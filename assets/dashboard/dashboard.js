@@ -576,6 +576,8 @@ function init() {
   $("end").value = isoDay(today + DAY_MS);
   $("start").value = isoDay(today + DAY_MS - 28 * DAY_MS);
   $("controls").addEventListener("submit", submit);
+  // The page is usable from here on (tests wait for this).
+  document.body.dataset.state = "idle";
 }
 
 init();

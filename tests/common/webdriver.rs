@@ -58,6 +58,7 @@ impl Browser {
             .unwrap();
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            "goog:loggingPrefs": {"browser": "ALL"},
             "goog:chromeOptions": {
                 "binary": chromium,
                 "args": [
@@ -129,6 +130,17 @@ impl Browser {
             "POST",
             &self.at("/execute/async"),
             Some(json!({"script": script, "args": args})),
+        )
+        .await
+    }
+
+    /// What the page wrote to its console (and its errors), for failure
+    /// messages.
+    pub(crate) async fn console(&self) -> Value {
+        self.command(
+            "POST",
+            &self.at("/se/log"),
+            Some(json!({"type": "browser"})),
         )
         .await
     }
