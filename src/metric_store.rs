@@ -17,6 +17,7 @@ pub mod extract;
 pub mod level;
 pub mod lower;
 pub mod read;
+pub mod stored;
 
 #[cfg(test)]
 mod tests;

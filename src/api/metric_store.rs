@@ -4,7 +4,7 @@
 
 pub mod types;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -16,11 +16,10 @@ use serde_json::Value as JsonValue;
 use super::auth::Principal;
 use super::csv::Answer;
 use super::{ApiError, AppState, JsonBody};
-use crate::metric_store::level::{Level, Selection};
-use crate::metric_store::read::{Lookup, lookup, newest};
+use crate::metric_store::level::Selection;
+use crate::metric_store::stored;
 use crate::metric_store::{self as service, EvaluateError};
 use crate::metric_store::{self as ms, Granularity, MetricDef, Settings, check_settings};
-use crate::storage::values::ValueRow;
 use types::*;
 
 use crate::storage::events::DAY_MS;
@@ -151,45 +150,6 @@ pub async fn put_settings(
     Ok(Json(settings_response(&new)))
 }
 
-/// Why an AI metric cannot be computed on this server, if so.
-fn ai_unavailable(state: &AppState, def: &MetricDef) -> Option<String> {
-    if !def.extraction_mode.is_ai() {
-        return None;
-    }
-    let e = state.ai.unavailable(def)?;
-    Some(format!("AI metric: {e}"))
-}
-
-fn lookup_for(ws: &str, subject: &Subject, source: Option<ms::DataSource>) -> Lookup {
-    Lookup {
-        workspace: ws.to_string(),
-        entity_type: Some(subject.level.entity_type().to_string()),
-        entity_id: match subject.level {
-            Level::Workspace => Some(ws.to_string()),
-            _ => subject.entity_id.clone(),
-        },
-        source,
-        ..Default::default()
-    }
-}
-
-/// The values of the metric's own granularity, else (entity and service
-/// values are daily only) daily ones.
-fn own_granularity(def: &MetricDef, values: Vec<MetricValue>) -> Vec<MetricValue> {
-    let own = def.period_granularity.name();
-    if values.iter().any(|v| v.granularity == own) {
-        values
-            .into_iter()
-            .filter(|v| v.granularity == own)
-            .collect()
-    } else {
-        values
-            .into_iter()
-            .filter(|v| v.granularity == "daily")
-            .collect()
-    }
-}
-
 /// `GET /v1/{workspace_id}/metrics`: the newest value of every active
 /// metric, per subject and source the parameters select.
 pub async fn latest(
@@ -211,59 +171,13 @@ pub async fn latest(
         .into_iter()
         .filter(|d| d.active)
         .collect();
-    let keys: Vec<String> = defs.iter().map(|d| d.key.clone()).collect();
-    // Per lookup (level), per metric: the newest value of each subject
-    // and source.
-    let mut found: HashMap<&str, Vec<MetricValue>> = HashMap::new();
-    for mut q in lookups {
-        q.keys = Some(keys.clone());
-        q.source = source;
-        let rows = newest(&state.engine, &q).await?;
-        let mut by_key: HashMap<&str, Vec<ValueRow>> = HashMap::new();
-        for r in rows {
-            if let Some(d) = defs.iter().find(|d| d.key == r.metric_key) {
-                by_key.entry(d.key.as_str()).or_default().push(r);
-            }
-        }
-        for def in &defs {
-            let rows = by_key.remove(def.key.as_str()).unwrap_or_default();
-            let mut per_subject: BTreeMap<(String, String), MetricValue> = BTreeMap::new();
-            for v in own_granularity(def, assemble(def, &rows)) {
-                let k = (v.entity_id.clone(), v.source.clone());
-                if per_subject
-                    .get(&k)
-                    .is_none_or(|old| old.period_start_ms < v.period_start_ms)
-                {
-                    per_subject.insert(k, v);
-                }
-            }
-            found
-                .entry(def.key.as_str())
-                .or_default()
-                .extend(per_subject.into_values());
-        }
-    }
-    let mut metrics = Vec::new();
-    let mut not_computed = Vec::new();
-    for def in &defs {
-        let values = found.remove(def.key.as_str()).unwrap_or_default();
-        if values.is_empty() {
-            not_computed.push(NotComputed {
-                metric_key: def.key.clone(),
-                reason: match ai_unavailable(&state, def) {
-                    Some(why) => why,
-                    None => "no stored value for this subject yet (the pipeline has not run over its events)".into(),
-                },
-            });
-        }
-        metrics.extend(values);
-    }
+    let found = stored::latest(&state.engine, &state.ai, &defs, lookups, source).await?;
     let answer = LatestResponse {
         workspace_id: ws,
         as_of: crate::format::instant(state.clock.now_ms()),
-        count: metrics.len(),
-        metrics,
-        not_computed,
+        count: found.metrics.len(),
+        metrics: found.metrics,
+        not_computed: found.not_computed,
     };
     Ok(Answer::negotiate(
         &headers,
@@ -303,33 +217,25 @@ pub async fn values(
             )
         })?),
     };
-    let mut q = lookup_for(&ws, &subject, source);
-    q.keys = Some(vec![def.key.clone()]);
-    q.from_ms = Some(from_ms);
-    q.to_ms = Some(to_ms);
-    let rows = lookup(&state.engine, &q).await?;
-    let all = assemble(&def, &rows);
-    let mut values = match granularity {
-        Some(g) => all
-            .into_iter()
-            .filter(|v| v.granularity == g.name())
-            .collect(),
-        None => own_granularity(&def, all),
-    };
-    values.sort_by_key(|v| v.period_start_ms);
-    let skip = values.len().saturating_sub(limit as usize);
-    let values: Vec<MetricValue> = values.into_iter().skip(skip).collect();
-    let gran = granularity.unwrap_or_else(|| {
-        values
-            .first()
-            .and_then(|v| Granularity::parse(&v.granularity))
-            .unwrap_or(def.period_granularity)
-    });
+    let (values, granularity) = stored::values(
+        &state.engine,
+        stored::ValuesQuery {
+            workspace: &ws,
+            def: &def,
+            subject: &subject,
+            source,
+            from_ms,
+            to_ms,
+            granularity,
+            limit: limit as usize,
+        },
+    )
+    .await?;
     let answer = ValuesResponse {
         workspace_id: ws.clone(),
         metric_key: def.key.clone(),
         name: def.name.clone(),
-        granularity: gran,
+        granularity,
         entity_type: subject.level.entity_type().to_string(),
         entity_id: subject.entity_id.clone().unwrap_or(ws),
         date_from: crate::format::instant(from_ms),
@@ -362,31 +268,10 @@ pub async fn trend(
     let days = int_param(&p, "days", 1, 365, 30)?;
     let source = source_param(&p, false)?;
     let subject = subject(&p)?;
-    let today = state.clock.now_ms().div_euclid(DAY_MS) * DAY_MS;
-    let from_ms = today - (days - 1) * DAY_MS;
-    let to_ms = today + DAY_MS;
-    let mut q = lookup_for(&ws, &subject, source);
-    q.keys = Some(vec![def.key.clone()]);
-    q.granularity = Some(Granularity::Daily);
-    q.from_ms = Some(from_ms);
-    q.to_ms = Some(to_ms);
-    let rows = lookup(&state.engine, &q).await?;
-    let by_day: BTreeMap<i64, MetricValue> = assemble(&def, &rows)
-        .into_iter()
-        .map(|v| (v.period_start_ms, v))
-        .collect();
-    let points = (0..days)
-        .map(|i| {
-            let day = from_ms + i * DAY_MS;
-            let v = by_day.get(&day);
-            TrendPoint {
-                date: crate::storage::events::date_of_millis(day),
-                value: v.and_then(|v| v.value),
-                sample_size: v.map(|v| v.sample_size).unwrap_or(0),
-            }
-        })
-        .collect();
-    let mut out = TrendResponse {
+    let now = state.clock.now_ms();
+    let trend = stored::trend(&state.engine, &ws, &def, &subject, source, days, now).await?;
+    let date = crate::storage::events::date_of_millis;
+    let out = TrendResponse {
         workspace_id: ws.clone(),
         metric_key: def.key.clone(),
         name: def.name.clone(),
@@ -394,17 +279,10 @@ pub async fn trend(
         entity_type: subject.level.entity_type().to_string(),
         entity_id: subject.entity_id.clone().unwrap_or(ws),
         days,
-        date_from: crate::storage::events::date_of_millis(from_ms),
-        date_to: crate::storage::events::date_of_millis(today),
-        points,
-        first: None,
-        last: None,
-        change: None,
-        change_pct: None,
-        direction: None,
-        average: None,
+        date_from: date(now - (days - 1) * DAY_MS),
+        date_to: date(now),
+        trend,
     };
-    out.summarise();
     Ok(Answer::negotiate(&headers, out, TrendResponse::to_table))
 }
 
@@ -417,27 +295,11 @@ pub async fn catalog(
     let ws = ws_path(path)?;
     principal.require(&ws)?;
     let defs = settings(&state, &ws).await?.all();
-    let rows = newest(
-        &state.engine,
-        &Lookup {
-            workspace: ws.clone(),
-            keys: Some(defs.iter().map(|d| d.key.clone()).collect()),
-            entity_type: Some("workspace".into()),
-            ..Default::default()
-        },
-    )
-    .await?;
-    let mut newest: HashMap<&str, i64> = HashMap::new();
-    for r in &rows {
-        let e = newest
-            .entry(r.metric_key.as_str())
-            .or_insert(r.period_start);
-        *e = (*e).max(r.period_start);
-    }
+    let newest = stored::newest_periods(&state.engine, &ws, &defs).await?;
     let metrics: Vec<CatalogEntry> = defs
         .into_iter()
         .map(|d| {
-            let unavailable = ai_unavailable(&state, &d);
+            let unavailable = stored::ai_unavailable(&state.ai, &d);
             CatalogEntry {
                 latest_period: newest
                     .get(d.key.as_str())

@@ -12,14 +12,13 @@ use serde::Serialize;
 
 use crate::api::ApiError;
 use crate::api::csv::{Cell, Table};
-use crate::format::instant as timestamp;
 use crate::metric_store::level::Level;
 use crate::metric_store::read::Lookup;
+pub use crate::metric_store::stored::{MetricValue, NotComputed, Subject, Trend};
 use crate::metric_store::{
     AggregationName, DataSource, ExtractionMode, Granularity, MetricDef, MetricType, Source,
 };
 use crate::storage::events::{DAY_MS, day_start_millis};
-use crate::storage::values::ValueRow;
 
 /// Rejects query parameters a route does not take (a typo would otherwise
 /// silently widen the answer).
@@ -235,14 +234,6 @@ pub fn latest_lookups(params: &HashMap<String, String>, ws: &str) -> Result<Vec<
 
 /// Whom values describe, from `scope`, `entity_type`, `entity_id`,
 /// `service_id` and `session_id`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Subject {
-    pub level: Level,
-    pub entity_id: Option<String>,
-    pub service_id: Option<String>,
-    pub session_id: Option<String>,
-}
-
 pub fn subject(params: &HashMap<String, String>) -> Result<Subject, ApiError> {
     let scope = text_param(params, "scope")?;
     let entity_type = text_param(params, "entity_type")?;
@@ -362,95 +353,6 @@ pub struct SettingsResponse {
     pub definitions: Vec<MetricDef>,
 }
 
-/// One value of one metric for one period and subject.
-#[derive(Debug, Serialize, Clone, PartialEq)]
-pub struct MetricValue {
-    pub metric_key: String,
-    pub name: String,
-    /// `production` or `simulation`.
-    pub source: String,
-    pub metric_type: MetricType,
-    pub aggregation: AggregationName,
-    pub unit: Option<String>,
-    pub granularity: String,
-    pub period_start: String,
-    pub period_end: String,
-    pub scope: String,
-    pub entity_type: String,
-    pub entity_id: String,
-    pub service_id: Option<String>,
-    pub session_id: Option<String>,
-    pub value: Option<f64>,
-    /// Categorical metrics: events per category.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub categories: Option<BTreeMap<String, f64>>,
-    pub sample_size: i64,
-    pub computed_at: String,
-    /// Whether the period had ended when the value was computed.
-    pub complete: bool,
-    #[serde(skip)]
-    pub period_start_ms: i64,
-}
-
-/// Groups stored rows (one metric) into values: one per period, subject
-/// and source, categories folded in. Sorted by period.
-pub fn assemble(def: &MetricDef, rows: &[ValueRow]) -> Vec<MetricValue> {
-    type Key = (i64, String, String, String, DataSource);
-    let mut groups: BTreeMap<Key, (Option<&ValueRow>, BTreeMap<String, f64>)> = BTreeMap::new();
-    for r in rows.iter().filter(|r| r.metric_key == def.key) {
-        let g = groups
-            .entry((
-                r.period_start,
-                r.granularity.clone(),
-                r.entity_type.clone(),
-                r.entity_id.clone(),
-                DataSource::of_stored(&r.source),
-            ))
-            .or_default();
-        match &r.category {
-            Some(c) => {
-                g.1.insert(c.clone(), r.value.unwrap_or(0.0));
-            }
-            None => g.0 = Some(r),
-        }
-    }
-    groups
-        .into_values()
-        .filter_map(|(head, cats)| {
-            let h = head?;
-            Some(MetricValue {
-                metric_key: def.key.clone(),
-                name: def.name.clone(),
-                source: DataSource::of_stored(&h.source).name().to_string(),
-                metric_type: def.metric_type,
-                aggregation: def.aggregation,
-                unit: def.unit.clone(),
-                granularity: h.granularity.clone(),
-                period_start: timestamp(h.period_start),
-                period_end: timestamp(h.period_end),
-                scope: h.scope.clone(),
-                entity_type: h.entity_type.clone(),
-                entity_id: h.entity_id.clone(),
-                service_id: h.service_id.clone(),
-                session_id: h.session_id.clone(),
-                value: h.value,
-                categories: (def.metric_type == MetricType::Categorical).then_some(cats),
-                sample_size: h.sample_size,
-                computed_at: timestamp(h.computed_at),
-                complete: h.period_end <= h.computed_at,
-                period_start_ms: h.period_start,
-            })
-        })
-        .collect()
-}
-
-/// Why a metric has no value.
-#[derive(Debug, Serialize)]
-pub struct NotComputed {
-    pub metric_key: String,
-    pub reason: String,
-}
-
 /// `GET /v1/{ws}/metrics`.
 #[derive(Debug, Serialize)]
 pub struct LatestResponse {
@@ -477,13 +379,6 @@ pub struct ValuesResponse {
     pub values: Vec<MetricValue>,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
-pub struct TrendPoint {
-    pub date: String,
-    pub value: Option<f64>,
-    pub sample_size: i64,
-}
-
 /// `GET /v1/{ws}/metrics/{key}/trend`.
 #[derive(Debug, Serialize)]
 pub struct TrendResponse {
@@ -496,39 +391,8 @@ pub struct TrendResponse {
     pub days: i64,
     pub date_from: String,
     pub date_to: String,
-    /// One point per day of the window, oldest first; `value` is null for
-    /// a day without a stored value.
-    pub points: Vec<TrendPoint>,
-    pub first: Option<f64>,
-    pub last: Option<f64>,
-    pub change: Option<f64>,
-    pub change_pct: Option<f64>,
-    /// `up`, `down` or `flat` (first to last point with a value).
-    pub direction: Option<String>,
-    pub average: Option<f64>,
-}
-
-impl TrendResponse {
-    pub fn summarise(&mut self) {
-        let vals: Vec<f64> = self.points.iter().filter_map(|p| p.value).collect();
-        self.first = vals.first().copied();
-        self.last = vals.last().copied();
-        if let (Some(a), Some(b)) = (self.first, self.last) {
-            self.change = Some(b - a);
-            self.change_pct = (a != 0.0).then(|| (b - a) / a.abs() * 100.0);
-            self.direction = Some(
-                if (b - a).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0) {
-                    "flat"
-                } else if b > a {
-                    "up"
-                } else {
-                    "down"
-                }
-                .to_string(),
-            );
-        }
-        self.average = (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64);
-    }
+    #[serde(flatten)]
+    pub trend: Trend,
 }
 
 #[derive(Debug, Serialize)]
@@ -660,7 +524,7 @@ impl ValuesResponse {
 impl TrendResponse {
     pub fn to_table(&self) -> Table {
         let mut t = Table::new(["metric_key", "date", "value", "sample_size"]);
-        for p in &self.points {
+        for p in &self.trend.points {
             t.push(vec![
                 self.metric_key.as_str().into(),
                 p.date.as_str().into(),
