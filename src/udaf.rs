@@ -8,10 +8,15 @@
 //! - [`rate`]: count per time unit over a window.
 //! - [`ratio`]: `sum(numerator) / sum(denominator)` as one aggregate, so a
 //!   ratio's parts are merged, never averaged.
+//! - [`sketch`] and [`idset`]: mergeable states of quantiles (a DDSketch
+//!   with a relative-error bound) and of distinct ids (roaring bitmaps over
+//!   a dictionary), which rollups store.
 
+pub mod idset;
 pub mod quantile;
 pub mod rate;
 pub mod ratio;
+pub mod sketch;
 
 use std::sync::Arc;
 
@@ -30,6 +35,9 @@ pub fn register_all(ctx: &SessionContext) -> Result<()> {
     ctx.register_udaf(quantile_udaf().as_ref().clone());
     ctx.register_udaf(rate_udaf().as_ref().clone());
     ctx.register_udaf(ratio_udaf().as_ref().clone());
+    ctx.register_udaf(sketch::sketch_state_udaf().as_ref().clone());
+    ctx.register_udaf(sketch::sketch_quantile_udaf().as_ref().clone());
+    ctx.register_udaf(idset::idset_count_udaf().as_ref().clone());
     // The context shares its state across clones, so registering through
     // a clone registers in `ctx` (functions, `->` operators and rewrites).
     datafusion_functions_json::register_all(&mut ctx.clone())
