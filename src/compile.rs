@@ -20,6 +20,7 @@
 
 pub mod batch;
 mod expr;
+pub mod states;
 
 use std::sync::Arc;
 

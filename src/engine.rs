@@ -12,6 +12,7 @@
 pub mod columns;
 pub mod events_table;
 pub mod prune;
+pub mod rollup;
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ use datafusion::logical_expr::{LogicalPlan, TableSource, col, lit};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 pub use events_table::{EventsTable, Unpublished};
+pub use rollup::{AnswerPath, Rollups};
 
 use crate::compile::{self, Compiled};
 use crate::definition::Query;
@@ -117,6 +119,9 @@ pub struct Engine {
     events: Arc<EventsTable>,
     limits: QueryLimits,
     turns: Arc<tokio::sync::Semaphore>,
+    /// Rollups that answer compiled queries when they cover them (shared
+    /// by clones).
+    rollups: Arc<std::sync::RwLock<Option<Arc<Rollups>>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -202,6 +207,7 @@ impl Engine {
             events,
             limits,
             turns,
+            rollups: Arc::default(),
         })
     }
 
@@ -277,9 +283,46 @@ impl Engine {
 
     /// Compiles and runs a metric query, returning one series per group.
     pub async fn run(&self, query: &Query) -> Result<Vec<Series>> {
+        Ok(self.run_traced(query).await?.0)
+    }
+
+    /// Lets `rollups` answer the queries they cover (`None`: raw only).
+    pub fn attach_rollups(&self, rollups: Option<Arc<Rollups>>) {
+        *self.rollups.write().expect("not poisoned") = rollups;
+    }
+
+    pub fn rollups(&self) -> Option<Arc<Rollups>> {
+        self.rollups.read().expect("not poisoned").clone()
+    }
+
+    /// The plan that answers `query`, and which path it takes: a rollup
+    /// merged with the raw tail when one covers the query, else the raw
+    /// plan.
+    pub async fn plan_traced(&self, query: &Query) -> Result<(Compiled, AnswerPath)> {
+        if let Some(rollups) = self.rollups() {
+            match rollups.plan(self, query).await {
+                Ok(Some(compiled)) => return Ok((compiled, AnswerPath::Rollup)),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "rollup plan failed; answering raw"),
+            }
+        }
+        Ok((self.compile(query)?, AnswerPath::Raw))
+    }
+
+    /// As [`Engine::run`], saying which path answered. A rollup answer that
+    /// fails to read (a part or tail file removed under it) is answered raw.
+    pub async fn run_traced(&self, query: &Query) -> Result<(Vec<Series>, AnswerPath)> {
+        let (compiled, path) = self.plan_traced(query).await?;
+        if path == AnswerPath::Rollup {
+            match self.execute(compiled.plan.clone()).await {
+                Ok(batches) => return Ok((series::collect(&compiled, &batches)?, path)),
+                Err(e @ (Error::Busy(_) | Error::Timeout(_))) => return Err(e),
+                Err(e) => tracing::warn!(error = %e, "rollup answer failed; answering raw"),
+            }
+        }
         let compiled = self.compile(query)?;
         let batches = self.execute(compiled.plan.clone()).await?;
-        Ok(series::collect(&compiled, &batches)?)
+        Ok((series::collect(&compiled, &batches)?, AnswerPath::Raw))
     }
 
     /// The distinct top-level keys of `attributes` in a workspace's events

@@ -180,7 +180,11 @@ impl Store {
         format!("{}{}/", self.base_url, path)
     }
 
-    /// Reads a whole object, `None` if it does not exist.
+    /// The URL of one file under the root, as DataFusion reads it.
+    pub fn file_url(&self, rel: &str) -> String {
+        format!("{}{}", self.base_url, self.path(rel))
+    }
+
     /// Whether an object is at `path` (a HEAD, not a read).
     pub async fn exists(&self, path: &Path) -> Result<bool> {
         match self.object_store.head(path).await {

@@ -126,7 +126,7 @@ pub(super) fn number_expr(field: &Field) -> Expr {
     }
 }
 
-fn bool_expr(field: &Field) -> Expr {
+pub(super) fn bool_expr(field: &Field) -> Expr {
     match json_args(field) {
         Some(args) => json::json_get_bool_udf().call(args),
         None => text_expr(field).eq(lit("true")),
@@ -171,7 +171,7 @@ pub fn filter_expr(filter: &Filter, path: &str) -> Result<Expr> {
 }
 
 /// A [`Value::Test`]: as a filter, but null where the field is absent.
-fn test_expr(filter: &Filter, path: &str) -> Result<Expr> {
+pub(super) fn test_expr(filter: &Filter, path: &str) -> Result<Expr> {
     comparison(filter, path, false)
 }
 

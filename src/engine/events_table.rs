@@ -59,6 +59,11 @@ impl EventsTable {
     pub fn attach(&self, rows: Arc<dyn Unpublished>) {
         *self.unpublished.write().expect("not poisoned") = Some(rows);
     }
+
+    /// The attached source of rows not yet in files, if any.
+    pub fn unpublished(&self) -> Option<Arc<dyn Unpublished>> {
+        self.unpublished.read().expect("not poisoned").clone()
+    }
 }
 
 #[async_trait]

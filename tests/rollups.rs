@@ -1,0 +1,335 @@
+//! Rollups against raw answers: random built-in definitions, ranges,
+//! buckets, dimension filters and groupings, answered from rollups plus the
+//! raw tail and from raw events alone, must agree: counts and distinct
+//! counts exactly, sums and averages to float rounding, percentiles within
+//! the sketch's bound. Also with late events (a new file in a covered day),
+//! rows not yet in files, a compacted day, a changed definition and a build
+//! that died before naming its parts.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use metricstore::definition::{Aggregation, Bucket, Measure, Query, TimeRange, builtin};
+use metricstore::engine::{AnswerPath, Engine, Rollups, Unpublished};
+use metricstore::series::Series;
+use metricstore::storage::events::{self, DAY_MS, EventRow};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const SKILLS: [&str; 2] = [
+    "amzn1.ask.skill.demo-trivia",
+    "amzn1.ask.skill.demo-weather",
+];
+/// 2026-01-01T00:00:00Z: the generated data are the 10 days to 2026-01-10.
+const FIRST_DAY: i64 = 1_767_225_600_000;
+
+fn has_quantile(m: &Measure) -> bool {
+    match m {
+        Measure::Aggregate { aggregation, .. } => {
+            matches!(aggregation, Aggregation::Quantile { .. })
+        }
+        Measure::Ratio {
+            numerator: a,
+            denominator: b,
+        }
+        | Measure::Difference { left: a, right: b } => has_quantile(a) || has_quantile(b),
+        Measure::Scaled { measure, .. } => has_quantile(measure),
+    }
+}
+
+/// A random query over a built-in metric, with column dimensions only (so
+/// that a rollup can answer it), or with an attribute dimension.
+fn random_query(rng: &mut StdRng) -> Query {
+    let namespaces = builtin::namespaces();
+    let ns = &namespaces[rng.random_range(0..namespaces.len())];
+    let m = &ns.metrics[rng.random_range(0..ns.metrics.len())];
+    let measure = if m.supported_stats.is_empty() {
+        m.measure.clone()
+    } else {
+        m.measure_for_stat(&m.supported_stats[rng.random_range(0..m.supported_stats.len())])
+    };
+    let bucket = [
+        Bucket::parse("BY_15").unwrap(),
+        Bucket::parse("BY_HOUR").unwrap(),
+        Bucket::parse("BY_DAY").unwrap(),
+        Bucket::parse("SINGLE").unwrap(),
+    ][rng.random_range(0..4)];
+    let quarter = 15 * 60_000;
+    let (start, end) = match bucket.width_ms() {
+        Some(w) if w < DAY_MS => {
+            let s = FIRST_DAY + rng.random_range(0..9 * 96) * quarter;
+            (s, s + rng.random_range(1..=96) * quarter)
+        }
+        _ => {
+            let s = FIRST_DAY + rng.random_range(0..8) * DAY_MS + rng.random_range(0..4) * quarter;
+            (s, s + rng.random_range(1..=4) * DAY_MS)
+        }
+    };
+    let mut filters = Vec::new();
+    for d in &m.supported_dimensions {
+        let info = builtin::dimension_info(d);
+        if let Some(default) = info.and_then(|i| i.default.as_ref()) {
+            filters.push(builtin::dimension_filter(d, default));
+            continue;
+        }
+        let values: Vec<String> = match d.as_str() {
+            "Alexa.Stage" => vec!["live".into(), "development".into()],
+            "Country" => vec!["US".into(), "GB".into(), "DE".into()],
+            _ => info.and_then(|i| i.values.clone()).unwrap_or_default(),
+        };
+        if !values.is_empty() && rng.random_bool(0.25) {
+            filters.push(builtin::dimension_filter(
+                d,
+                &values[rng.random_range(0..values.len())],
+            ));
+        }
+    }
+    let group_by = match m.supported_group_by_options.as_slice() {
+        [] => vec![],
+        options if rng.random_bool(0.5) => {
+            vec![builtin::dimension(
+                &options[rng.random_range(0..options.len())],
+            )]
+        }
+        _ => vec![],
+    };
+    Query {
+        workspace_id: SKILLS[rng.random_range(0..SKILLS.len())].to_string(),
+        measure,
+        filters,
+        range: TimeRange {
+            start_ms: start,
+            end_ms: end,
+        },
+        bucket,
+        group_by,
+    }
+}
+
+/// Compares two answers: same groups and buckets; values equal (counts),
+/// within float rounding (sums, averages, ratios) or within 1% relative
+/// (quantiles).
+fn assert_same(what: &str, got: &[Series], want: &[Series], quantile: bool) {
+    let index = |s: &[Series]| -> BTreeMap<Vec<Option<String>>, Vec<(i64, f64)>> {
+        s.iter()
+            .map(|s| (s.group.clone(), s.points.clone()))
+            .collect()
+    };
+    let (g, w) = (index(got), index(want));
+    assert_eq!(
+        g.keys().collect::<Vec<_>>(),
+        w.keys().collect::<Vec<_>>(),
+        "{what}: groups"
+    );
+    for (k, wp) in &w {
+        let gp = &g[k];
+        assert_eq!(
+            gp.iter().map(|p| p.0).collect::<Vec<_>>(),
+            wp.iter().map(|p| p.0).collect::<Vec<_>>(),
+            "{what}: buckets of {k:?}"
+        );
+        for ((t, a), (_, b)) in gp.iter().zip(wp) {
+            let tolerance = if quantile { 0.01 } else { 1e-9 };
+            let ok = a == b || (a - b).abs() <= tolerance * b.abs().max(1e-12);
+            assert!(ok, "{what}: {k:?} at {t}: rollup {a}, raw {b}");
+        }
+    }
+}
+
+/// Whether some rollup keeps every column the query filters or groups by.
+fn servable(rollups: &Rollups, q: &Query) -> bool {
+    use metricstore::definition::{Dimension, Field};
+    let mut needed = Vec::new();
+    for f in &q.filters {
+        match &f.field {
+            Field::Column(c) => needed.push(c.clone()),
+            _ => return false,
+        }
+    }
+    for d in &q.group_by {
+        match d {
+            Dimension::Field(Field::Column(c)) => needed.push(c.clone()),
+            Dimension::Country => needed.push("locale".into()),
+            _ => return false,
+        }
+    }
+    rollups
+        .specs()
+        .iter()
+        .any(|s| needed.iter().all(|c| s.dims.contains(c)))
+}
+
+/// Runs `n` random queries with rollups and without; returns how many the
+/// rollups answered. With `every_day_covered`, every query some rollup
+/// keeps the columns of must have been answered from it.
+async fn compare(
+    engine: &Engine,
+    rollups: &Arc<Rollups>,
+    seed: u64,
+    n: usize,
+    every_day_covered: bool,
+) -> usize {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut answered = 0;
+    for i in 0..n {
+        let q = random_query(&mut rng);
+        engine.attach_rollups(Some(Arc::clone(rollups)));
+        let (got, path) = engine.run_traced(&q).await.unwrap();
+        engine.attach_rollups(None);
+        let (want, raw) = engine.run_traced(&q).await.unwrap();
+        assert_eq!(raw, AnswerPath::Raw);
+        if every_day_covered && servable(rollups, &q) {
+            assert_eq!(
+                path,
+                AnswerPath::Rollup,
+                "query {i} was not answered from rollups: {q:?}"
+            );
+        }
+        if path == AnswerPath::Rollup {
+            answered += 1;
+        }
+        assert_same(
+            &format!("seed {seed} query {i} ({q:?})"),
+            &got,
+            &want,
+            has_quantile(&q.measure),
+        );
+    }
+    answered
+}
+
+/// Rows not yet in files, as the ingest's write-ahead log offers them.
+#[derive(Debug, Default)]
+struct Pending {
+    lock: tokio::sync::RwLock<()>,
+    rows: std::sync::Mutex<Vec<datafusion::arrow::record_batch::RecordBatch>>,
+}
+
+impl Unpublished for Pending {
+    fn publish_lock(&self) -> &tokio::sync::RwLock<()> {
+        &self.lock
+    }
+    fn snapshot(&self) -> Vec<datafusion::arrow::record_batch::RecordBatch> {
+        self.rows.lock().unwrap().clone()
+    }
+}
+
+/// Copies of some generated rows, moved a few hours, as late events.
+fn late_rows(dir: &std::path::Path, n: usize, seed: u64) -> Vec<EventRow> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let all = common::read_events(dir);
+    (0..n)
+        .map(|_| {
+            let mut r = all[rng.random_range(0..all.len())].clone();
+            r.time += rng.random_range(0..3) * 3_600_000;
+            r
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollups_plus_tail_equal_raw_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::demo_engine(dir.path(), 60_000, 10).await;
+    let rollups = Rollups::open(&engine.store).await.unwrap();
+    let report = rollups.build(&engine, None).await.unwrap();
+    assert_eq!(report.days, 10, "{report:?}");
+    assert!(report.rows > 0);
+    let answered = compare(&engine, &rollups, 1, 60, true).await;
+    assert!(answered >= 20, "only {answered} of 60 queries used rollups");
+
+    // Late events: a new file in covered days (the tail), then rows not in
+    // any file yet.
+    let late = late_rows(dir.path(), 3_000, 2);
+    events::write_rows(&engine.store, "late", &late)
+        .await
+        .unwrap();
+    let pending = Arc::new(Pending::default());
+    pending
+        .rows
+        .lock()
+        .unwrap()
+        .push(events::rows_to_batch(&late_rows(dir.path(), 500, 3)));
+    engine.attach_unpublished(Arc::clone(&pending) as _);
+    compare(&engine, &rollups, 4, 40, true).await;
+
+    // A build covers the late file with a delta part.
+    let delta = rollups.build(&engine, None).await.unwrap();
+    assert!(delta.files > 0 && delta.parts > 0, "{delta:?}");
+    compare(&engine, &rollups, 5, 40, true).await;
+
+    // Compaction merges a covered day's files: that day is read raw
+    // until the next build rebuilds it.
+    let day = "2026-01-05";
+    let files: Vec<_> = std::fs::read_dir(dir.path().join(format!("events/date={day}")))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let rows: Vec<EventRow> = common::read_events(dir.path())
+        .into_iter()
+        .filter(|r| events::date_of_millis(r.time) == day)
+        .collect();
+    events::write_rows(&engine.store, "compacted", &rows)
+        .await
+        .unwrap();
+    for f in files {
+        std::fs::remove_file(f).unwrap();
+    }
+    compare(&engine, &rollups, 6, 40, false).await;
+    let rebuilt = rollups.build(&engine, None).await.unwrap();
+    assert_eq!(rebuilt.days, 1, "{rebuilt:?}");
+    compare(&engine, &rollups, 7, 30, true).await;
+
+    // Reopened from the store (manifest and id dictionary), answers agree.
+    let reopened = Rollups::open(&engine.store).await.unwrap();
+    assert_eq!(reopened.dictionary_len(), rollups.dictionary_len());
+    compare(&engine, &reopened, 8, 30, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_definition_and_a_dead_build_fall_back_to_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::demo_engine(dir.path(), 20_000, 3).await;
+    let rollups = Rollups::open(&engine.store).await.unwrap();
+    rollups.build(&engine, None).await.unwrap();
+    engine.attach_rollups(Some(Arc::clone(&rollups)));
+    let custom = builtin::namespace("Alexa.Custom").unwrap();
+    let mut q = Query {
+        workspace_id: SKILLS[0].into(),
+        measure: custom.metric("UTTERANCES").unwrap().measure.clone(),
+        filters: vec![],
+        range: TimeRange {
+            start_ms: FIRST_DAY + 7 * DAY_MS,
+            end_ms: FIRST_DAY + 10 * DAY_MS,
+        },
+        bucket: Bucket::parse("BY_DAY").unwrap(),
+        group_by: vec![],
+    };
+    let (from_rollup, path) = engine.run_traced(&q).await.unwrap();
+    assert_eq!(path, AnswerPath::Rollup);
+    // The same metric with another selection: no rollup has its leaf.
+    if let Measure::Aggregate { events, .. } = &mut q.measure {
+        events.filters.push(metricstore::definition::Filter {
+            field: metricstore::definition::Field::Column("locale".into()),
+            op: metricstore::definition::Operator::Eq,
+            value: "en-US".into(),
+        });
+    }
+    let (changed, path) = engine.run_traced(&q).await.unwrap();
+    assert_eq!(path, AnswerPath::Raw);
+    let total = |s: &[Series]| s.iter().flat_map(|s| &s.points).map(|p| p.1).sum::<f64>();
+    assert!(total(&changed) < total(&from_rollup));
+
+    // A build that died after writing a part but before the manifest: the
+    // part is not read, answers stay the raw ones.
+    let stray = dir.path().join(format!(
+        "rollups/{}/date=2026-01-09",
+        rollups.specs()[0].id()
+    ));
+    std::fs::create_dir_all(&stray).unwrap();
+    std::fs::write(stray.join("dead.parquet"), b"not parquet").unwrap();
+    let reopened = Rollups::open(&engine.store).await.unwrap();
+    compare(&engine, &reopened, 9, 20, true).await;
+}
