@@ -24,30 +24,28 @@
 //!
 //! One writer per store is assumed (as for flush and compaction).
 
+mod answer;
+mod build;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 
-use datafusion::arrow::array::{AsArray, RecordBatch, StringArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
-use datafusion::datasource::memory::MemTable;
 use datafusion::datasource::provider_as_source;
-use datafusion::logical_expr::{AggregateUDF, Expr, LogicalPlan, LogicalPlanBuilder, col};
+use datafusion::logical_expr::{AggregateUDF, LogicalPlanBuilder};
 use serde::{Deserialize, Serialize};
 
-use super::{Engine, Error, Result};
-use crate::compile::states::{
-    LeafSpec, STATE_BUCKET_MS, compile_from_states, merge_aggregates, state_aggregates,
-    state_fields, state_groups,
-};
-use crate::compile::{Compiled, events_predicate};
-use crate::definition::{Dimension, Field as DefField, Query, TimeRange, builtin};
+use super::{Error, Result};
+use crate::compile::states::{LeafSpec, state_fields};
+use crate::definition::{Dimension, Field as DefField, TimeRange, builtin};
+use crate::storage::Store;
 use crate::storage::catalog::Catalog;
 use crate::storage::events::{self, DAY_MS, EVENTS_DIR};
-use crate::storage::{Store, key_segment};
 use crate::udaf::idset::{IdDictionary, idset_state_udaf};
 
 /// Bumped when the layout of states changes: old rollups are then unused.
@@ -359,301 +357,5 @@ impl Rollups {
                     .find_map(|s| s.strip_prefix(&prefix).map(str::to_string))
             })
             .collect())
-    }
-
-    /// Builds or extends the rollups of `days` (all days with events when
-    /// `None`): states of the files each rollup does not cover yet.
-    pub async fn build(&self, engine: &Engine, days: Option<Vec<String>>) -> Result<BuildReport> {
-        let _one = self.building.lock().await;
-        let days: Vec<String> = match days {
-            Some(d) => d,
-            None => self.event_days().await?.into_iter().collect(),
-        };
-        let mut report = BuildReport::default();
-        for day in days {
-            let files = self.day_files(&day).await?;
-            let manifest = self.manifest();
-            let mut changes: Vec<(String, RollupSpec, Covered)> = Vec::new();
-            let mut stale: Vec<String> = Vec::new();
-            for spec in &self.specs {
-                let id = spec.id();
-                let prev = manifest
-                    .rollups
-                    .get(&id)
-                    .and_then(|b| b.days.get(&day))
-                    .cloned();
-                let mut covered = match prev {
-                    Some(p) if p.files.is_subset(&files) => p,
-                    Some(p) => {
-                        // Compacted (or deleted) event files: rebuild the day.
-                        stale.extend(p.parts);
-                        Covered::default()
-                    }
-                    None => Covered::default(),
-                };
-                let new: Vec<String> = files.difference(&covered.files).cloned().collect();
-                if new.is_empty() && covered.parts.len() <= MAX_PARTS {
-                    if manifest.rollups.get(&id).and_then(|b| b.days.get(&day)) != Some(&covered) {
-                        changes.push((id, spec.clone(), covered));
-                    }
-                    continue;
-                }
-                if !new.is_empty() {
-                    let plan = self.states_of_files(spec, &new)?;
-                    let batches = engine.execute(plan).await?;
-                    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-                    if rows > 0 {
-                        covered
-                            .parts
-                            .push(self.write_part(&id, &day, spec, &batches).await?);
-                        report.parts += 1;
-                        report.rows += rows;
-                    }
-                    report.files += new.len();
-                    covered.files.extend(new);
-                }
-                if covered.parts.len() > MAX_PARTS {
-                    let plan = self.merged_parts(spec, &covered.parts)?;
-                    let batches = engine.execute(plan).await?;
-                    let part = self.write_part(&id, &day, spec, &batches).await?;
-                    stale.extend(std::mem::replace(&mut covered.parts, vec![part]));
-                    report.merged += 1;
-                }
-                changes.push((id, spec.clone(), covered));
-            }
-            if changes.is_empty() {
-                continue;
-            }
-            report.days += 1;
-            self.persist_dictionary().await?;
-            let next = self
-                .catalog
-                .update(MANIFEST, |m: &mut Manifest| {
-                    for (id, spec, covered) in &changes {
-                        m.rollups
-                            .entry(id.clone())
-                            .or_insert_with(|| Built {
-                                spec: spec.clone(),
-                                days: BTreeMap::new(),
-                            })
-                            .days
-                            .insert(day.clone(), covered.clone());
-                    }
-                    Ok::<Manifest, std::convert::Infallible>(m.clone())
-                })
-                .await
-                .map_err(|e| Error::Storage(storage_error(e)))?;
-            *self.manifest.write().expect("not poisoned") = Arc::new(next);
-            // Replaced parts are no longer named: remove them (a part left
-            // by a failure here is only unused space).
-            for part in stale {
-                if let Err(e) = self.store.delete_if_exists(&self.store.path(&part)).await {
-                    tracing::warn!(%part, error = %e, "could not delete a replaced rollup part");
-                }
-            }
-        }
-        Ok(report)
-    }
-
-    /// The plan of states of `files` (event files) for `spec`.
-    fn states_of_files(&self, spec: &RollupSpec, files: &[String]) -> Result<LogicalPlan> {
-        let table = parquet_files(&self.store, files, events::schema())?;
-        self.states_plan(spec, scan(table)?)
-    }
-
-    /// `input` (events) aggregated to `spec`'s states.
-    fn states_plan(&self, spec: &RollupSpec, input: LogicalPlanBuilder) -> Result<LogicalPlan> {
-        let aggregates = state_aggregates(&spec.leaves, &self.idset_state)?;
-        let schema = spec.schema();
-        // Columns in the order of the parts' schema, so the two union.
-        let plan = input
-            .aggregate(state_groups(&spec.dims), aggregates)?
-            .project(schema.fields().iter().map(|f| col(f.name())))?
-            .build()?;
-        Ok(plan)
-    }
-
-    /// The plan merging `parts` of `spec` into one row per group.
-    fn merged_parts(&self, spec: &RollupSpec, parts: &[String]) -> Result<LogicalPlan> {
-        let table = parquet_files(&self.store, parts, spec.schema())?;
-        let mut groups = vec![col("workspace_id"), col("time")];
-        groups.extend(spec.dims.iter().map(|d| col(d.as_str())));
-        Ok(scan(table)?
-            .aggregate(groups, merge_aggregates(&spec.leaves, &self.idset_state))?
-            .build()?)
-    }
-
-    async fn write_part(
-        &self,
-        id: &str,
-        day: &str,
-        spec: &RollupSpec,
-        batches: &[RecordBatch],
-    ) -> Result<String> {
-        let schema = spec.schema();
-        let batches = batches
-            .iter()
-            .map(|b| conform(b, &schema))
-            .collect::<Result<Vec<_>>>()?;
-        let bytes = encode(&schema, &batches)?;
-        let rel = format!(
-            "{ROLLUPS_DIR}/{id}/date={day}/{}.parquet",
-            uuid::Uuid::new_v4().simple()
-        );
-        self.store
-            .put_durable(&self.store.path(&rel), bytes)
-            .await?;
-        Ok(rel)
-    }
-
-    /// Writes the ids numbered since the last write, one file per
-    /// workspace named by its first number.
-    async fn persist_dictionary(&self) -> Result<()> {
-        for (ws, start, names) in self.dictionary.unpersisted() {
-            let schema = Arc::new(Schema::new(vec![
-                Field::new("workspace_id", DataType::Utf8, false),
-                Field::new("id", DataType::Utf8, false),
-            ]));
-            let n = names.len();
-            let batch = RecordBatch::try_new(
-                Arc::clone(&schema),
-                vec![
-                    Arc::new(StringArray::from(vec![ws.as_str(); n])),
-                    Arc::new(StringArray::from(names)),
-                ],
-            )
-            .map_err(datafusion::error::DataFusionError::from)?;
-            let bytes = encode(&schema, &[batch])?;
-            let rel = format!("{IDS_DIR}/{}/{start:012}.parquet", key_segment(&ws));
-            self.store
-                .put_durable(&self.store.path(&rel), bytes)
-                .await?;
-            self.dictionary.mark_persisted(&ws, start + n);
-        }
-        Ok(())
-    }
-
-    /// A plan answering `query` from a rollup and the raw events it does
-    /// not cover, or `None` when no rollup serves it.
-    pub async fn plan(&self, engine: &Engine, query: &Query) -> Result<Option<Compiled>> {
-        let aligned = |ms: i64| ms.rem_euclid(STATE_BUCKET_MS) == 0;
-        if !aligned(query.range.start_ms) || !aligned(query.range.end_ms) {
-            return Ok(None);
-        }
-        if query
-            .bucket
-            .width_ms()
-            .is_some_and(|w| w % STATE_BUCKET_MS != 0)
-            || !aligned(query.bucket.origin_ms())
-        {
-            return Ok(None);
-        }
-        let mut needed = BTreeSet::new();
-        for f in &query.filters {
-            match column_of(&Dimension::Field(f.field.clone())) {
-                Some(c) => needed.insert(c),
-                None => return Ok(None),
-            };
-        }
-        for d in &query.group_by {
-            match column_of(d) {
-                Some(c) => needed.insert(c),
-                None => return Ok(None),
-            };
-        }
-        let leaves = LeafSpec::leaves(&query.measure);
-        let manifest = self.manifest();
-        let Some((built, at)) = manifest
-            .rollups
-            .values()
-            .filter(|b| needed.iter().all(|c| b.spec.dims.contains(c)))
-            .filter_map(|b| {
-                let at: Option<Vec<usize>> = leaves
-                    .iter()
-                    .map(|l| b.spec.leaves.iter().position(|s| s == l))
-                    .collect();
-                Some((b, at?))
-            })
-            .min_by_key(|(b, _)| b.spec.dims.len())
-        else {
-            return Ok(None);
-        };
-        // The rollup's states of the query's leaves only, as leaves 0..k.
-        let sub = RollupSpec {
-            dims: built.spec.dims.clone(),
-            leaves: at.iter().map(|&j| built.spec.leaves[j].clone()).collect(),
-        };
-        let mut parts = Vec::new();
-        let mut tail = Vec::new();
-        let mut covered_days = 0;
-        let unpublished = engine.events.unpublished();
-        let guard = match &unpublished {
-            Some(u) => Some(u.publish_lock().read().await),
-            None => None,
-        };
-        for day in days_of(query.range) {
-            let files = self.day_files(&day).await?;
-            match built.days.get(&day) {
-                // No events that day: nothing to read either way.
-                _ if files.is_empty() => covered_days += 1,
-                Some(c) if c.files.is_subset(&files) => {
-                    covered_days += 1;
-                    parts.extend(c.parts.iter().cloned());
-                    tail.extend(files.difference(&c.files).cloned());
-                }
-                _ => tail.extend(files),
-            }
-        }
-        let pending = unpublished
-            .as_ref()
-            .map(|u| u.snapshot())
-            .unwrap_or_default();
-        drop(guard);
-        if covered_days == 0 {
-            return Ok(None);
-        }
-        // Rows of states: the parts (the query's leaves' columns, renamed
-        // to their place in `sub`) and the tail aggregated the same way.
-        let full = built.spec.schema();
-        let mut projection: Vec<Expr> = vec![col("workspace_id"), col("time")];
-        projection.extend(sub.dims.iter().map(|d| col(d.as_str())));
-        for (k, &j) in at.iter().enumerate() {
-            let prefix = format!("l{j}_");
-            for f in full
-                .fields()
-                .iter()
-                .filter(|f| f.name().starts_with(&prefix))
-            {
-                let suffix = &f.name()[prefix.len()..];
-                projection.push(col(f.name()).alias(format!("l{k}_{suffix}")));
-            }
-        }
-        let range_filter = events_predicate(&query.workspace_id, query.range, &[], &query.filters)?;
-        // Covered days without a row for any leaf have no part.
-        let part_scan = if parts.is_empty() {
-            scan(MemTable::try_new(Arc::clone(&full), vec![vec![]])?)?
-        } else {
-            scan(parquet_files(&self.store, &parts, full)?)?
-        };
-        let mut input = part_scan
-            .filter(range_filter.clone())?
-            .project(projection)?;
-        let mut raw: Vec<LogicalPlanBuilder> = Vec::new();
-        if !tail.is_empty() {
-            raw.push(scan(parquet_files(&self.store, &tail, events::schema())?)?);
-        }
-        if !pending.is_empty() {
-            let mem = MemTable::try_new(events::schema(), vec![pending])?;
-            raw.push(scan(mem)?);
-        }
-        for r in raw {
-            let states = self.states_plan(&sub, r.filter(range_filter.clone())?)?;
-            input = input.union(states)?;
-        }
-        Ok(Some(compile_from_states(
-            query,
-            input.build()?,
-            &(0..at.len()).collect::<Vec<_>>(),
-        )?))
     }
 }

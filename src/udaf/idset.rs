@@ -1,7 +1,7 @@
 //! Exact distinct counts that merge: a set of ids as a compressed bitmap
 //! (`roaring`) over a per-workspace dictionary that numbers each id string
 //! once. Rollups keep the bitmaps; the dictionary is kept durable beside
-//! them (`crate::engine::rollup`), so bitmaps built at different times
+//! them (by the rollups), so bitmaps built at different times
 //! agree on every number.
 //!
 //! - `idset_state(workspace_id, id)` or `idset_state(state)`: ids or
