@@ -2,6 +2,8 @@
 //! compiled definition and as the same metric written by hand in SQL, in
 //! the same process and the same run, reporting median latencies.
 
+pub mod dashboard;
+
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{Array, AsArray};

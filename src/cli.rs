@@ -27,6 +27,8 @@ pub enum Command {
     Bench(BenchArgs),
     /// Run the Metric Store batch pipeline once (materialise metric values).
     Pipeline(PipelineArgs),
+    /// Build or extend the rollups of the built-in metrics (backfill).
+    Rollup(RollupArgs),
     /// A Ballista scheduler that runs the project's plans on executors.
     Scheduler(SchedulerArgs),
     /// A Ballista executor that runs the tasks a scheduler gives it.
@@ -127,6 +129,22 @@ pub struct GenerateArgs {
     /// Last day (UTC, YYYY-MM-DD); defaults to today.
     #[arg(long)]
     pub end: Option<chrono::NaiveDate>,
+    /// Do not build the rollups of the generated days.
+    #[arg(long)]
+    pub no_rollups: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollupArgs {
+    #[command(flatten)]
+    pub storage: StorageArgs,
+    /// First day to build (UTC, YYYY-MM-DD); without --from and --to,
+    /// every day with events.
+    #[arg(long)]
+    pub from: Option<chrono::NaiveDate>,
+    /// Last day to build (inclusive).
+    #[arg(long)]
+    pub to: Option<chrono::NaiveDate>,
 }
 
 #[derive(Debug, Args)]
@@ -178,4 +196,16 @@ pub struct BenchArgs {
     /// Timed runs per query and way (the median is printed).
     #[arg(long, default_value_t = 5)]
     pub iterations: usize,
+    /// Time the dashboard request (five skill metric queries over 30
+    /// days) instead, with rollups on and off: p50 and p99 with one
+    /// client, requests/s with --clients at once.
+    #[arg(long)]
+    pub dashboard: bool,
+    /// Concurrent clients of --dashboard's throughput run.
+    #[arg(long, default_value_t = 16)]
+    pub clients: usize,
+    /// Last day (UTC, YYYY-MM-DD, exclusive end) of --dashboard's 30 days;
+    /// defaults to the day after the newest event.
+    #[arg(long)]
+    pub end: Option<chrono::NaiveDate>,
 }

@@ -27,6 +27,52 @@ fn main() -> ExitCode {
     }
 }
 
+/// The newest day with events.
+async fn newest_day(engine: &Engine) -> Result<chrono::NaiveDate, String> {
+    let batches = engine
+        .sql("SELECT max(time) AS t FROM events")
+        .await
+        .map_err(|e| e.to_string())?;
+    let ms = batches
+        .first()
+        .and_then(|b| {
+            use datafusion::arrow::array::{Array, AsArray};
+            let a = b
+                .column(0)
+                .as_primitive_opt::<datafusion::arrow::datatypes::TimestampMillisecondType>()?;
+            a.is_valid(0).then(|| a.value(0))
+        })
+        .ok_or("no events")?;
+    Ok(chrono::DateTime::from_timestamp_millis(ms)
+        .ok_or("bad time")?
+        .date_naive())
+}
+
+/// Builds the rollups of `days` (every day with events when `None`) and
+/// says what it did.
+async fn build_rollups(store: Store, days: Option<Vec<String>>) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let engine = Engine::new(store).await.map_err(|e| e.to_string())?;
+    let rollups = metricstore::engine::Rollups::open(&engine.store)
+        .await
+        .map_err(|e| e.to_string())?;
+    let report = rollups
+        .build(&engine, days)
+        .await
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "rollups: {} days, {} event files, {} parts ({} rows), {} merged, {} ids numbered, in {:.1}s",
+        report.days,
+        report.files,
+        report.parts,
+        report.rows,
+        report.merged,
+        rollups.dictionary_len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 /// Runs a subcommand; the error is the message shown to the user.
 async fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
@@ -46,6 +92,45 @@ async fn run(cli: Cli) -> Result<(), String> {
                     .await
                     .map_err(|e| e.to_string()),
             }
+        }
+        Command::Bench(args) if args.dashboard => {
+            let store = Store::open(&args.storage.data).map_err(|e| e.to_string())?;
+            let engine = Engine::new(store).await.map_err(|e| e.to_string())?;
+            let rollups = metricstore::engine::Rollups::open(&engine.store)
+                .await
+                .map_err(|e| e.to_string())?;
+            let end = match args.end {
+                Some(d) => d,
+                None => newest_day(&engine).await? + chrono::Days::new(1),
+            };
+            let start = end - chrono::Days::new(30);
+            let at = |d: chrono::NaiveDate| format!("{d}T00:00:00Z");
+            let req = metricstore::bench::dashboard::request(&args.workspace, &at(start), &at(end));
+            let figures = metricstore::bench::dashboard::run(
+                &engine,
+                Some(rollups),
+                &req,
+                args.iterations,
+                args.clients,
+                10,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            println!(
+                "dashboard request, {} to {} ({}), {} sequential runs, {} clients for 10 s",
+                start, end, args.workspace, args.iterations, args.clients
+            );
+            for f in &figures {
+                println!(
+                    "rollups {:<5} p50 {:>8.1} ms  p99 {:>8.1} ms  {:>7.1} requests/s  paths {}",
+                    if f.rollups { "on" } else { "off" },
+                    f.p50_ms,
+                    f.p99_ms,
+                    f.requests_per_s,
+                    f.paths.join(",")
+                );
+            }
+            Ok(())
         }
         Command::Bench(args) => {
             let store = Store::open(&args.storage.data).map_err(|e| e.to_string())?;
@@ -123,7 +208,30 @@ async fn run(cli: Cli) -> Result<(), String> {
                 store.display,
                 report.elapsed.as_secs_f64()
             );
+            if !args.no_rollups {
+                build_rollups(store, None).await?;
+            }
             Ok(())
+        }
+        Command::Rollup(args) => {
+            let store = Store::open(&args.storage.data).map_err(|e| e.to_string())?;
+            let days = match (args.from, args.to) {
+                (None, None) => None,
+                (from, to) => {
+                    let from = from.or(to).expect("one of them");
+                    let to = to.unwrap_or(from);
+                    if to < from {
+                        return Err(format!("--to {to} is before --from {from}"));
+                    }
+                    Some(
+                        from.iter_days()
+                            .take_while(|d| *d <= to)
+                            .map(|d| d.format("%Y-%m-%d").to_string())
+                            .collect(),
+                    )
+                }
+            };
+            build_rollups(store, days).await
         }
     }
 }

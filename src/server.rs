@@ -15,6 +15,50 @@ use crate::storage::Store;
 pub const DEMO_ROWS: u64 = 500_000;
 pub const DEMO_DAYS: u32 = 30;
 
+/// Opens the store's rollups, lets them answer the queries they cover, and
+/// builds them every `METRICSTORE_ROLLUP_INTERVAL` seconds (default 60;
+/// 0: only use what is built) over the files flushed since.
+/// `METRICSTORE_ROLLUPS=off` answers everything from raw events.
+async fn start_rollups(engine: &Engine) -> Result<(), String> {
+    if std::env::var("METRICSTORE_ROLLUPS").is_ok_and(|v| v == "off") {
+        return Ok(());
+    }
+    let interval: u64 = match std::env::var("METRICSTORE_ROLLUP_INTERVAL") {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("METRICSTORE_ROLLUP_INTERVAL must be whole seconds, got {v:?}"))?,
+        Err(_) => 60,
+    };
+    let rollups = crate::engine::Rollups::open(&engine.store)
+        .await
+        .map_err(|e| format!("opening the rollups: {e}"))?;
+    engine.attach_rollups(Some(std::sync::Arc::clone(&rollups)));
+    if interval > 0 {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            loop {
+                let started = std::time::Instant::now();
+                match rollups.build(&engine, None).await {
+                    Ok(r) if r.days > 0 => tracing::info!(
+                        days = r.days,
+                        files = r.files,
+                        parts = r.parts,
+                        rows = r.rows,
+                        merged = r.merged,
+                        seconds = started.elapsed().as_secs_f64(),
+                        "rollups built"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "building rollups failed; will retry"),
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(interval)).await;
+            }
+        });
+    }
+    Ok(())
+}
+
 pub async fn run(args: ServeArgs) -> Result<(), String> {
     let store = Store::open(&args.storage.data).map_err(|e| e.to_string())?;
     // Days of freshly generated demo events: the first pipeline run covers
@@ -47,6 +91,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         Some(addr) => crate::cluster::connect(addr, store).await?,
         None => Engine::new(store).await.map_err(|e| e.to_string())?,
     };
+    if args.cluster.cluster.is_none() {
+        start_rollups(&engine).await?;
+    }
     let clock = Clock::from_env()?;
 
     let mut spec = std::env::var("METRICSTORE_TOKENS").unwrap_or_default();

@@ -333,3 +333,75 @@ async fn a_changed_definition_and_a_dead_build_fall_back_to_raw() {
     let reopened = Rollups::open(&engine.store).await.unwrap();
     compare(&engine, &reopened, 9, 20, true).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_answers_the_same_from_rollups_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::demo_engine(dir.path(), 30_000, 5).await;
+    Rollups::open(&engine.store)
+        .await
+        .unwrap()
+        .build(&engine, None)
+        .await
+        .unwrap();
+    drop(engine);
+    let data = dir.path().to_str().unwrap();
+    let tokens = format!("t-rollup-1:viewer:{}", SKILLS[0]);
+    let body = serde_json::json!({
+        "startTime": "2026-01-06T00:00:00Z",
+        "endTime": "2026-01-11T00:00:00Z",
+        "metricQueries": [
+            {"id": "c", "metricNamespace": "Alexa.Custom", "name": "CUSTOMERS", "aggregationPeriod": "BY_DAY"},
+            {"id": "f", "metricNamespace": "Alexa.Custom", "name": "FAILED_UTTERANCES", "aggregationPeriod": "SINGLE", "groupBy": "intent"},
+            {"id": "l", "metricNamespace": "Alexa.Custom", "name": "SKILL_LATENCY", "aggregationPeriod": "BY_HOUR", "stat": "p90"},
+            {"id": "m", "metricNamespace": "Alexa.Custom", "name": "UTTERANCES", "aggregationPeriod": "BY_DAY",
+             "dimensions": [{"name": "Alexa.Marketplace", "value": "USAmazon"}]}
+        ]
+    });
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut answers = Vec::new();
+    for env in [
+        vec![("METRICSTORE_ROLLUP_INTERVAL", "0")],
+        vec![("METRICSTORE_ROLLUPS", "off")],
+    ] {
+        let server = common::serve_with_env(data, &tokens, "2026-01-11T00:00:00Z", &env);
+        let resp = http
+            .post(format!("{}/v2/skills/{}/metrics", server.base, SKILLS[0]))
+            .bearer_auth("t-rollup-1")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let from = resp.headers()["x-metricstore-answered-from"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let json: serde_json::Value = resp.json().await.unwrap();
+        answers.push((from, json));
+    }
+    // The marketplace is an attribute: no rollup keeps it.
+    assert_eq!(answers[0].0, "rollup,rollup,rollup,raw");
+    assert_eq!(answers[1].0, "raw,raw,raw,raw");
+    let (a, b) = (&answers[0].1, &answers[1].1);
+    for i in [0, 1, 3] {
+        assert_eq!(a["results"][i], b["results"][i], "query {i}");
+    }
+    // Percentiles: same points, values within 1%.
+    let points = |v: &serde_json::Value| -> Vec<(i64, f64)> {
+        v["results"][2]["data"][0]["timestamps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(v["results"][2]["data"][0]["values"].as_array().unwrap())
+            .map(|(t, v)| (t.as_i64().unwrap(), v.as_f64().unwrap()))
+            .collect()
+    };
+    let (pa, pb) = (points(a), points(b));
+    assert_eq!(pa.len(), pb.len());
+    assert!(!pa.is_empty());
+    for ((ta, va), (tb, vb)) in pa.iter().zip(&pb) {
+        assert_eq!(ta, tb);
+        assert!((va - vb).abs() <= 0.01 * vb.abs(), "{ta}: {va} vs {vb}");
+    }
+}

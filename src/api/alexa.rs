@@ -16,6 +16,7 @@ use super::csv::Answer;
 use super::token::Signer;
 use super::{ApiError, AppState, JsonBody};
 use crate::definition::builtin;
+use crate::engine::AnswerPath;
 use crate::series::Series;
 use types::*;
 
@@ -52,7 +53,7 @@ pub async fn get_metrics(
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
     JsonBody(body): JsonBody<JsonValue>,
-) -> Result<Answer<GetMetricsResponse>, ApiError> {
+) -> Result<([(&'static str, String); 1], Answer<GetMetricsResponse>), ApiError> {
     let skill = skill_id(path)?;
     principal.require(&skill)?;
     let request = check_request(&body, &skill)?;
@@ -74,8 +75,16 @@ pub async fn get_metrics(
             })?,
     };
 
-    let runs = request.queries.iter().map(|q| state.engine.run(&q.query));
-    let all: Vec<Vec<Series>> = futures::future::try_join_all(runs).await?;
+    let runs = request
+        .queries
+        .iter()
+        .map(|q| state.engine.run_traced(&q.query));
+    let (all, paths): (Vec<Vec<Series>>, Vec<_>) = futures::future::try_join_all(runs)
+        .await?
+        .into_iter()
+        .unzip();
+    // Which path answered each query, in order (`rollup` or `raw`).
+    let answered: Vec<&str> = paths.iter().map(|p: &AnswerPath| p.name()).collect();
 
     let max = request.max_results;
     let mut results = Vec::with_capacity(all.len());
@@ -102,12 +111,15 @@ pub async fn get_metrics(
         results,
         pagination_context,
     };
-    Ok(Answer::negotiate(
-        &headers,
-        response,
-        GetMetricsResponse::to_table,
+    Ok((
+        [(ANSWERED_FROM, answered.join(","))],
+        Answer::negotiate(&headers, response, GetMetricsResponse::to_table),
     ))
 }
+
+/// The response header that says, per query in order, whether rollups
+/// (`rollup`) or raw events (`raw`) answered it.
+pub const ANSWERED_FROM: &str = "x-metricstore-answered-from";
 
 /// The points `[from, to)` of the series laid end to end, as data entries
 /// (a series cut by the page boundary appears in both pages).
