@@ -124,9 +124,16 @@ async fn documented_example_against_brute_force() {
                 "{}",
                 q["id"]
             );
+            // Percentiles may come from rollups' sketches: METRICS.md
+            // allows 1% from the exact value; everything else is exact.
+            let tolerance = if stat.is_some_and(|s| s.starts_with('p')) {
+                0.01
+            } else {
+                1e-9
+            };
             for (got, want) in vs.iter().zip(points) {
                 assert!(
-                    (got - want.1).abs() <= 1e-9 * want.1.abs().max(1.0),
+                    (got - want.1).abs() <= tolerance * want.1.abs().max(1.0),
                     "{}: {got} vs {}",
                     q["id"],
                     want.1

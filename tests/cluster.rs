@@ -182,6 +182,9 @@ fn serve(
             .env("METRICSTORE_TOKENS", format!("{TOKEN}:admin:*"))
             .env("METRICSTORE_NOW", NOW)
             .env("METRICSTORE_PIPELINE_INTERVAL", "0")
+            // The same raw plans in-process and on the cluster (rollups
+            // answer in-process only; tests/rollups.rs checks them).
+            .env("METRICSTORE_ROLLUPS", "off")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(stderr)

@@ -53,6 +53,9 @@ const STATE_VERSION: u32 = 1;
 /// Parts a rollup keeps per day before a build merges them.
 pub const MAX_PARTS: usize = 4;
 const ROLLUPS_DIR: &str = "rollups";
+/// Rows per row group of a part: small, so that the row groups of other
+/// workspaces are skipped by their statistics.
+const PART_ROW_GROUP_ROWS: usize = 4096;
 const IDS_DIR: &str = "rollups/ids";
 const MANIFEST: &str = "manifest";
 
@@ -237,6 +240,7 @@ fn encode(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
     use datafusion::parquet::file::properties::WriterProperties;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_size(PART_ROW_GROUP_ROWS)
         .build();
     let mut buf = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut buf, Arc::clone(schema), Some(props))
