@@ -240,7 +240,7 @@ fn encode(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
     use datafusion::parquet::file::properties::WriterProperties;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_max_row_group_size(PART_ROW_GROUP_ROWS)
+        .set_max_row_group_row_count(Some(PART_ROW_GROUP_ROWS))
         .build();
     let mut buf = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut buf, Arc::clone(schema), Some(props))
