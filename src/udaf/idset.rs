@@ -44,6 +44,11 @@ impl IdDictionary {
     pub fn load(&self, workspace: &str, start: usize, names: Vec<String>) -> Result<usize, String> {
         let mut all = self.inner.lock().expect("not poisoned");
         let w = all.entry(workspace.to_string()).or_default();
+        // A part whose names a merged part holds already (a merge that
+        // died before deleting the parts it merged).
+        if start + names.len() <= w.names.len() {
+            return Ok(0);
+        }
         if start != w.names.len() {
             return Err(format!(
                 "id dictionary of {workspace:?}: a part starts at {start}, expected {}",
@@ -109,6 +114,15 @@ impl IdDictionary {
         if let Some(w) = all.get_mut(workspace) {
             w.persisted = w.persisted.max(upto.min(w.names.len()));
         }
+    }
+
+    /// Every durable name of `workspace`, in number order (for merging its
+    /// parts into one).
+    pub fn persisted_names(&self, workspace: &str) -> Vec<String> {
+        let all = self.inner.lock().expect("not poisoned");
+        all.get(workspace)
+            .map(|w| w.names[..w.persisted].to_vec())
+            .unwrap_or_default()
     }
 
     /// Ids numbered, over all workspaces (for memory reports).
@@ -351,6 +365,10 @@ mod tests {
         );
         d.mark_persisted("w", 3);
         assert_eq!(d.unpersisted().len(), 1);
-        assert!(d.load("w", 2, vec!["x".into()]).is_err());
+        assert!(d.load("w", 5, vec!["x".into()]).is_err());
+        // A part a merged part already holds is skipped.
+        assert_eq!(d.load("w", 1, vec!["u2".into()]), Ok(0));
+        assert_eq!(d.load("w", 3, vec!["u4".into()]), Ok(1));
+        assert_eq!(d.persisted_names("w").len(), 4);
     }
 }

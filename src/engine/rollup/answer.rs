@@ -4,6 +4,8 @@
 //! every event is read exactly once; then one plan over all of it.
 
 use std::collections::BTreeSet;
+
+use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 
 use datafusion::datasource::memory::MemTable;
@@ -75,8 +77,17 @@ impl Rollups {
             Some(u) => Some(u.publish_lock().read().await),
             None => None,
         };
-        for day in days_of(query.range) {
-            let files = self.day_files(&day).await?;
+        // The days' listings, several at a time (a LIST each on S3).
+        let listed: Vec<(String, std::collections::BTreeSet<String>)> =
+            futures::stream::iter(days_of(query.range))
+                .map(|day| async move {
+                    let files = self.day_files(&day).await?;
+                    Ok::<_, crate::engine::Error>((day, files))
+                })
+                .buffered(16)
+                .try_collect()
+                .await?;
+        for (day, files) in listed {
             match built.days.get(&day) {
                 // No events that day: nothing to read either way.
                 _ if files.is_empty() => covered_days += 1,

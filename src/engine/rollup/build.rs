@@ -18,6 +18,9 @@ use crate::engine::{Engine, Error, Result};
 use crate::storage::events;
 use crate::storage::key_segment;
 
+/// Id dictionary files a workspace keeps before they are merged.
+const MAX_ID_PARTS: usize = 32;
+
 impl Rollups {
     /// Builds or extends the rollups of `days` (all days with events when
     /// `None`): states of the files each rollup does not cover yet.
@@ -189,29 +192,47 @@ impl Rollups {
     }
 
     /// Writes the ids numbered since the last write, one file per
-    /// workspace named by its first number.
+    /// workspace named by its first number; a workspace with more than
+    /// [`MAX_ID_PARTS`] files has them merged into one (named 0, written
+    /// before the others are deleted, so a reader always finds every name).
     async fn persist_dictionary(&self) -> Result<()> {
         for (ws, start, names) in self.dictionary.unpersisted() {
-            let schema = Arc::new(Schema::new(vec![
-                Field::new("workspace_id", DataType::Utf8, false),
-                Field::new("id", DataType::Utf8, false),
-            ]));
             let n = names.len();
-            let batch = RecordBatch::try_new(
-                Arc::clone(&schema),
-                vec![
-                    Arc::new(StringArray::from(vec![ws.as_str(); n])),
-                    Arc::new(StringArray::from(names)),
-                ],
-            )
-            .map_err(datafusion::error::DataFusionError::from)?;
-            let bytes = encode(&schema, &[batch])?;
-            let rel = format!("{IDS_DIR}/{}/{start:012}.parquet", key_segment(&ws));
-            self.store
-                .put_durable(&self.store.path(&rel), bytes)
+            let dir = format!("{IDS_DIR}/{}", key_segment(&ws));
+            self.write_ids(&format!("{dir}/{start:012}.parquet"), &ws, names)
                 .await?;
             self.dictionary.mark_persisted(&ws, start + n);
+            let files = self.store.list(&dir).await?;
+            if files.len() > MAX_ID_PARTS {
+                let merged = format!("{dir}/{:012}.parquet", 0);
+                self.write_ids(&merged, &ws, self.dictionary.persisted_names(&ws))
+                    .await?;
+                for f in files {
+                    if self.store.relative(&f.location) != merged {
+                        self.store.delete_if_exists(&f.location).await?;
+                    }
+                }
+            }
         }
+        Ok(())
+    }
+
+    async fn write_ids(&self, rel: &str, ws: &str, names: Vec<String>) -> Result<()> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("workspace_id", DataType::Utf8, false),
+            Field::new("id", DataType::Utf8, false),
+        ]));
+        let n = names.len();
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![
+                Arc::new(StringArray::from(vec![ws; n])),
+                Arc::new(StringArray::from(names)),
+            ],
+        )
+        .map_err(datafusion::error::DataFusionError::from)?;
+        let bytes = encode(&schema, &[batch])?;
+        self.store.put_durable(&self.store.path(rel), bytes).await?;
         Ok(())
     }
 }
