@@ -261,11 +261,21 @@ async fn documented_examples_against_independent_loops() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
+    // Every metric at once is an admin's call.
     let (s, v) = call(
         &app,
         "POST",
         "/api/interaction-metrics/calculate-all",
         "ia-viewer-token",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/api/interaction-metrics/calculate-all",
+        "ia-admin-token",
         None,
     )
     .await;
@@ -780,7 +790,7 @@ async fn definitions_stored_by_older_versions_read_back_and_never_fail_calculate
         &app,
         "POST",
         "/api/interaction-metrics/calculate-all",
-        "ia-viewer-token",
+        "ia-admin-token",
         None,
     )
     .await;
@@ -812,7 +822,7 @@ async fn definitions_stored_by_older_versions_read_back_and_never_fail_calculate
         &app,
         "POST",
         "/api/interaction-metrics/calculate-all",
-        "ia-viewer-token",
+        "ia-admin-token",
         None,
     )
     .await;

@@ -431,7 +431,7 @@ async fn document_003_replayed() {
         &app,
         "POST",
         "/api/interaction-metrics/calculate-all",
-        VIEWER,
+        ADMIN,
         None,
     )
     .await;
@@ -591,7 +591,7 @@ async fn a_metric_that_cannot_be_calculated_is_never_stored() {
         &app,
         "POST",
         "/api/interaction-metrics/calculate-all",
-        VIEWER,
+        ADMIN,
         None,
     )
     .await;

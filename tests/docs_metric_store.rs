@@ -332,7 +332,7 @@ async fn the_documents_examples_work_as_written() {
         &app,
         "POST",
         "/v1/ws-demo/metrics/empathy_score/evaluate",
-        "doc-viewer",
+        "doc-admin",
         Some(request.clone()),
     )
     .await;
@@ -376,7 +376,7 @@ async fn the_documents_examples_work_as_written() {
         &app,
         "POST",
         "/v1/ws-demo/metrics/empathy_score/evaluate",
-        "doc-viewer",
+        "doc-admin",
         Some(fixture("evaluate_request.json")),
     )
     .await;
@@ -386,7 +386,7 @@ async fn the_documents_examples_work_as_written() {
         &app,
         "POST",
         "/v1/ws-demo/metrics/empathy_score/evaluate",
-        "doc-viewer",
+        "doc-admin",
         Some(json!({})),
     )
     .await;
@@ -397,7 +397,7 @@ async fn the_documents_examples_work_as_written() {
         &app,
         "POST",
         "/v1/ws-demo/metrics/call_topic/evaluate",
-        "doc-viewer",
+        "doc-admin",
         Some(request.clone()),
     )
     .await;
@@ -409,7 +409,7 @@ async fn the_documents_examples_work_as_written() {
         &unconfigured,
         "POST",
         "/v1/ws-demo/metrics/empathy_score/evaluate",
-        "doc-viewer",
+        "doc-admin",
         Some(request.clone()),
     )
     .await;

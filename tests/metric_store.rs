@@ -1393,6 +1393,16 @@ async fn settings_roles_and_errors() {
         Some(json!({})),
     )
     .await;
+    // An AI evaluation is a paid call: an admin's.
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    let (s, b) = call(
+        &app,
+        "POST",
+        "/v1/ws-demo/metrics/ai_quality/evaluate",
+        Some("ms-admin-token"),
+        Some(json!({})),
+    )
+    .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
     // A call that exists, but no AI endpoint: 503; an unknown call: 404.
     let rows = common::read_events(dir.path());
@@ -1409,7 +1419,7 @@ async fn settings_roles_and_errors() {
         &app,
         "POST",
         "/v1/ws-demo/metrics/ai_quality/evaluate",
-        Some("ms-viewer-token"),
+        Some("ms-admin-token"),
         Some(json!({"subject_id": a_call})),
     )
     .await;
@@ -1419,7 +1429,7 @@ async fn settings_roles_and_errors() {
         &app,
         "POST",
         "/v1/ws-demo/metrics/ai_quality/evaluate",
-        Some("ms-viewer-token"),
+        Some("ms-admin-token"),
         Some(json!({"subject_id": "CA-not-a-call"})),
     )
     .await;

@@ -150,6 +150,9 @@ pub async fn calculate_all(
     headers: HeaderMap,
 ) -> Result<Answer<CalculateAll>, ApiError> {
     let ws = principal.workspace_from(&headers)?;
+    // Every enabled metric over its whole window at once: minutes of
+    // scanning, so an admin's call.
+    principal.require_admin()?;
     let all = service::calculate_all(&state.engine, &ws, state.clock.now_ms()).await?;
     Ok(Answer::negotiate(&headers, all, CalculateAll::to_table))
 }

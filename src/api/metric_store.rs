@@ -350,6 +350,10 @@ pub async fn evaluate(
     principal.require(&ws)?;
     let p = evaluate_params(&body)?;
     let def = metric(&state, &ws, &key).await?;
+    // An AI metric's evaluation is a paid model call: an admin's.
+    if def.extraction_mode.is_ai() {
+        principal.require_admin()?;
+    }
     let subject = subject(&p)?;
     let now = state.clock.now_ms();
     let (from_ms, to_ms) = range(&p, now, service::LOOKBACK_MS)?;
