@@ -94,9 +94,17 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// `GET /api/interaction-metrics/types`.
-pub async fn list_types(_principal: Principal) -> Json<&'static [MetricType]> {
-    Json(&TYPES[..])
+/// `GET /api/interaction-metrics/types`: the same for every workspace, so
+/// any token may ask; a workspace named in `X-Workspace-Id` must still be
+/// the token's (a wall answers the same whatever is behind it).
+pub async fn list_types(
+    principal: Principal,
+    headers: HeaderMap,
+) -> Result<Json<&'static [MetricType]>, ApiError> {
+    if headers.contains_key("x-workspace-id") {
+        principal.workspace_from(&headers)?;
+    }
+    Ok(Json(&TYPES[..]))
 }
 
 #[derive(Debug, serde::Deserialize)]
