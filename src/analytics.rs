@@ -502,6 +502,26 @@ pub struct Ranked {
     pub folded: i64,
 }
 
+/// What retention reads: the activity rollup plus the raw events it does
+/// not cover when the range is on day bounds (one row per user and day
+/// instead of every utterance), else the events.
+async fn retention_source(engine: &Engine, skill: &str, range: Range) -> Arc<dyn TableSource> {
+    let on_days = |ms: i64| ms.rem_euclid(crate::storage::events::DAY_MS) == 0;
+    if let Some(rollups) = engine.rollups()
+        && on_days(range.start_ms)
+        && on_days(range.end_ms)
+    {
+        match rollups.activity_source(engine, skill, range.end_ms).await {
+            Ok(Some(source)) => return source,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "activity rollup unavailable; retention reads events")
+            }
+        }
+    }
+    engine.events_source()
+}
+
 /// Retention cohorts of `skill` over `range`.
 pub async fn retention(
     engine: &Engine,
@@ -509,7 +529,12 @@ pub async fn retention(
     range: Range,
     stage: Stage,
 ) -> Result<Vec<Cohort>> {
-    let plan = retention_plan(engine.events_source(), skill, range, stage)?;
+    let plan = retention_plan(
+        retention_source(engine, skill, range).await,
+        skill,
+        range,
+        stage,
+    )?;
     let batches = engine.execute(plan).await?;
     let mut rows = Vec::new();
     for b in &batches {

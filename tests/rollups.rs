@@ -405,3 +405,54 @@ async fn the_api_answers_the_same_from_rollups_and_says_so() {
         assert!((va - vb).abs() <= 0.01 * vb.abs(), "{ta}: {va} vs {vb}");
     }
 }
+
+/// Retention cohorts from the activity rollup (one row per user, stage and
+/// day) plus the raw tail equal those from every utterance.
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_from_the_activity_rollup_equals_raw() {
+    use metricstore::analytics::{Range, Stage, retention};
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::demo_engine(dir.path(), 40_000, 28).await;
+    let rollups = Rollups::open(&engine.store).await.unwrap();
+    rollups.build(&engine, None).await.unwrap();
+    let check = |label: &'static str| {
+        let engine = engine.clone();
+        let rollups = Arc::clone(&rollups);
+        async move {
+            let end = FIRST_DAY + 10 * DAY_MS; // 2026-01-11
+            let mut compared = 0;
+            for (start, end) in [
+                (end - 28 * DAY_MS, end),
+                (end - 14 * DAY_MS, end),
+                (end - 21 * DAY_MS, end - 7 * DAY_MS),
+            ] {
+                for stage in ["live", "development", "all"] {
+                    let stage = Stage::parse(stage).unwrap();
+                    let range = Range::new(start, end).unwrap();
+                    engine.attach_rollups(Some(Arc::clone(&rollups)));
+                    let got = retention(&engine, SKILLS[0], range, stage).await.unwrap();
+                    engine.attach_rollups(None);
+                    let want = retention(&engine, SKILLS[0], range, stage).await.unwrap();
+                    assert!(!want.is_empty(), "{label}: no cohorts");
+                    assert_eq!(got, want, "{label}: {start}..{end} {stage:?}");
+                    compared += 1;
+                }
+            }
+            compared
+        }
+    };
+    assert_eq!(check("built").await, 9);
+    events::write_rows(&engine.store, "late", &late_rows(dir.path(), 2_000, 11))
+        .await
+        .unwrap();
+    let pending = Arc::new(Pending::default());
+    pending
+        .rows
+        .lock()
+        .unwrap()
+        .push(events::rows_to_batch(&late_rows(dir.path(), 300, 12)));
+    engine.attach_unpublished(Arc::clone(&pending) as _);
+    check("late file and unflushed rows").await;
+    rollups.build(&engine, None).await.unwrap();
+    check("rebuilt").await;
+}

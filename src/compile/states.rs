@@ -214,12 +214,27 @@ pub fn state_aggregates(leaves: &[LeafSpec], idset_state: &Arc<AggregateUDF>) ->
     Ok(out)
 }
 
-/// The group columns of a row of states, computed from events.
-pub fn state_groups(dims: &[String]) -> Vec<Expr> {
+/// The events any of `leaves` reads (`None`: every event), so that a build
+/// makes rows only for groups some leaf counts.
+pub fn any_selection(leaves: &[LeafSpec]) -> Result<Option<Expr>> {
+    let mut any: Option<Expr> = None;
+    for (j, spec) in leaves.iter().enumerate() {
+        let leaf = spec.as_leaf(Aggregation::Count);
+        match selection_expr(&leaf, &format!("leaf[{j}]"), false)? {
+            None => return Ok(None),
+            Some(sel) => any = Some(any.map_or(sel.clone(), |a| a.or(sel))),
+        }
+    }
+    Ok(any)
+}
+
+/// The group columns of a row of states, computed from events, in buckets
+/// of `bucket_ms` (a multiple of [`STATE_BUCKET_MS`]).
+pub fn state_groups(dims: &[String], bucket_ms: i64) -> Vec<Expr> {
     let width = lit(datafusion::common::ScalarValue::new_interval_mdn(
         0,
         0,
-        STATE_BUCKET_MS * 1_000_000,
+        bucket_ms * 1_000_000,
     ));
     let mut out = vec![
         col("workspace_id").alias("workspace_id"),

@@ -41,7 +41,7 @@ use datafusion::logical_expr::{AggregateUDF, LogicalPlanBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::{Error, Result};
-use crate::compile::states::{LeafSpec, state_fields};
+use crate::compile::states::{LeafSpec, STATE_BUCKET_MS, state_fields};
 use crate::definition::{Dimension, Field as DefField, TimeRange, builtin};
 use crate::storage::Store;
 use crate::storage::catalog::Catalog;
@@ -64,6 +64,9 @@ const MANIFEST: &str = "manifest";
 pub struct RollupSpec {
     pub dims: Vec<String>,
     pub leaves: Vec<LeafSpec>,
+    /// Width of its time buckets: 15 minutes, or a day for the activity
+    /// rollup.
+    pub bucket_ms: i64,
 }
 
 impl RollupSpec {
@@ -128,8 +131,31 @@ pub fn builtin_specs() -> Vec<RollupSpec> {
     }
     by_dims
         .into_iter()
-        .map(|(dims, leaves)| RollupSpec { dims, leaves })
+        .map(|(dims, leaves)| RollupSpec {
+            dims,
+            leaves,
+            bucket_ms: STATE_BUCKET_MS,
+        })
+        .chain(std::iter::once(activity_spec()))
         .collect()
+}
+
+/// Who was active when: one row per (workspace, UTC day, stage, user) with
+/// utterances, the input of retention cohorts (first-seen week and active
+/// weeks per user) without a scan of every utterance.
+pub fn activity_spec() -> RollupSpec {
+    RollupSpec {
+        dims: vec!["stage".into(), "user_id".into()],
+        leaves: vec![LeafSpec {
+            events: crate::definition::Events {
+                event_types: vec!["utterance".into()],
+                filters: vec![],
+            },
+            value: crate::definition::Value::Count,
+            kind: crate::compile::states::StateKind::Count,
+        }],
+        bucket_ms: DAY_MS,
+    }
 }
 
 /// What a rollup's parts cover on one day.

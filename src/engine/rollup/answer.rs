@@ -3,16 +3,18 @@
 //! the unpublished rows, listed together under the publish lock so that
 //! every event is read exactly once; then one plan over all of it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 
+use datafusion::catalog::view::ViewTable;
 use datafusion::datasource::memory::MemTable;
-use datafusion::logical_expr::{Expr, LogicalPlanBuilder, col};
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, TableSource, col, lit};
 
 use super::{RollupSpec, Rollups, column_of, days_of, parquet_files, scan};
-use crate::compile::states::{LeafSpec, STATE_BUCKET_MS, compile_from_states};
+use crate::compile::states::{LeafSpec, compile_from_states};
 use crate::compile::{Compiled, events_predicate};
 use crate::definition::{Dimension, Query};
 use crate::engine::{Engine, Result};
@@ -22,18 +24,6 @@ impl Rollups {
     /// A plan answering `query` from a rollup and the raw events it does
     /// not cover, or `None` when no rollup serves it.
     pub async fn plan(&self, engine: &Engine, query: &Query) -> Result<Option<Compiled>> {
-        let aligned = |ms: i64| ms.rem_euclid(STATE_BUCKET_MS) == 0;
-        if !aligned(query.range.start_ms) || !aligned(query.range.end_ms) {
-            return Ok(None);
-        }
-        if query
-            .bucket
-            .width_ms()
-            .is_some_and(|w| w % STATE_BUCKET_MS != 0)
-            || !aligned(query.bucket.origin_ms())
-        {
-            return Ok(None);
-        }
         let mut needed = BTreeSet::new();
         for f in &query.filters {
             match column_of(&Dimension::Field(f.field.clone())) {
@@ -48,10 +38,20 @@ impl Rollups {
             };
         }
         let leaves = LeafSpec::leaves(&query.measure);
+        // The rollup's buckets must re-group into the query's: range,
+        // bucket width and origin on its bounds.
+        let fits = |bucket_ms: i64| {
+            let aligned = |ms: i64| ms.rem_euclid(bucket_ms) == 0;
+            aligned(query.range.start_ms)
+                && aligned(query.range.end_ms)
+                && aligned(query.bucket.origin_ms())
+                && query.bucket.width_ms().is_none_or(|w| w % bucket_ms == 0)
+        };
         let manifest = self.manifest();
         let Some((built, at)) = manifest
             .rollups
             .values()
+            .filter(|b| fits(b.spec.bucket_ms))
             .filter(|b| needed.iter().all(|c| b.spec.dims.contains(c)))
             .filter_map(|b| {
                 let at: Option<Vec<usize>> = leaves
@@ -68,6 +68,7 @@ impl Rollups {
         let sub = RollupSpec {
             dims: built.spec.dims.clone(),
             leaves: at.iter().map(|&j| built.spec.leaves[j].clone()).collect(),
+            bucket_ms: built.spec.bucket_ms,
         };
         let mut parts = Vec::new();
         let mut tail = Vec::new();
@@ -150,5 +151,101 @@ impl Rollups {
             input.build()?,
             &(0..at.len()).collect::<Vec<_>>(),
         )?))
+    }
+}
+
+impl Rollups {
+    /// The `events` table as retention reads it (a workspace's utterances
+    /// before `end_ms`: `time`, `workspace_id`, `event_type`, `stage`,
+    /// `user_id`), one row per user, stage and UTC day, from the activity
+    /// rollup plus the raw events it does not cover; `None` when it covers
+    /// no day. `time` is the day's start, so week and first-seen
+    /// computations on day bounds agree with the raw events.
+    pub async fn activity_source(
+        &self,
+        engine: &Engine,
+        workspace: &str,
+        end_ms: i64,
+    ) -> Result<Option<Arc<dyn TableSource>>> {
+        let spec = super::activity_spec();
+        let manifest = self.manifest();
+        let Some(built) = manifest.rollups.get(&spec.id()) else {
+            return Ok(None);
+        };
+        let unpublished = engine.events.unpublished();
+        let guard = match &unpublished {
+            Some(u) => Some(u.publish_lock().read().await),
+            None => None,
+        };
+        // Every event file, by day: retention reads all history.
+        let mut by_day: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let prefix = format!("{}=", events::DATE_COLUMN);
+        for meta in self.store.list(events::EVENTS_DIR).await? {
+            let rel = self.store.relative(&meta.location);
+            let day = rel.split('/').find_map(|s| s.strip_prefix(&prefix));
+            if let Some(day) = day
+                && rel.ends_with(".parquet")
+            {
+                by_day
+                    .entry(day.to_string())
+                    .or_default()
+                    .insert(rel.clone());
+            }
+        }
+        let pending = unpublished
+            .as_ref()
+            .map(|u| u.snapshot())
+            .unwrap_or_default();
+        drop(guard);
+        let end_day = events::date_of_millis(end_ms);
+        let (mut parts, mut tail, mut covered) = (Vec::new(), Vec::new(), 0);
+        for (day, files) in by_day.range(..=end_day) {
+            match built.days.get(day) {
+                Some(c) if c.files.is_subset(files) => {
+                    covered += 1;
+                    parts.extend(c.parts.iter().cloned());
+                    tail.extend(files.difference(&c.files).cloned());
+                }
+                _ => tail.extend(files.iter().cloned()),
+            }
+        }
+        if covered == 0 {
+            return Ok(None);
+        }
+        let columns = |b: LogicalPlanBuilder| -> Result<LogicalPlanBuilder> {
+            Ok(b.project(vec![
+                col("time"),
+                col("workspace_id"),
+                lit("utterance").alias("event_type"),
+                col("stage"),
+                col("user_id"),
+            ])?)
+        };
+        let ws = col("workspace_id").eq(lit(workspace));
+        let full = built.spec.schema();
+        let mut input = if parts.is_empty() {
+            columns(scan(MemTable::try_new(Arc::clone(&full), vec![vec![]])?)?)?
+        } else {
+            columns(
+                scan(parquet_files(&self.store, &parts, full)?)?
+                    .filter(ws.clone().and(col("l0_rows").gt(lit(0i64))))?,
+            )?
+        };
+        let mut raw: Vec<LogicalPlanBuilder> = Vec::new();
+        if !tail.is_empty() {
+            raw.push(scan(parquet_files(&self.store, &tail, events::schema())?)?);
+        }
+        if !pending.is_empty() {
+            raw.push(scan(MemTable::try_new(events::schema(), vec![pending])?)?);
+        }
+        for r in raw {
+            let states = self.states_plan(
+                &spec,
+                r.filter(ws.clone().and(col("event_type").eq(lit("utterance"))))?,
+            )?;
+            input = input.union(columns(LogicalPlanBuilder::from(states))?.build()?)?;
+        }
+        let view = ViewTable::new(input.build()?, None);
+        Ok(Some(provider_as_source(Arc::new(view))))
     }
 }

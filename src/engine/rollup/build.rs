@@ -13,7 +13,7 @@ use super::{
     BuildReport, Built, Covered, IDS_DIR, MANIFEST, MAX_PARTS, Manifest, ROLLUPS_DIR, RollupSpec,
     Rollups, conform, encode, parquet_files, scan, storage_error,
 };
-use crate::compile::states::{merge_aggregates, state_aggregates, state_groups};
+use crate::compile::states::{any_selection, merge_aggregates, state_aggregates, state_groups};
 use crate::engine::{Engine, Error, Result};
 use crate::storage::events;
 use crate::storage::key_segment;
@@ -119,7 +119,11 @@ impl Rollups {
     /// The plan of states of `files` (event files) for `spec`.
     fn states_of_files(&self, spec: &RollupSpec, files: &[String]) -> Result<LogicalPlan> {
         let table = parquet_files(&self.store, files, events::schema())?;
-        self.states_plan(spec, scan(table)?)
+        let mut input = scan(table)?;
+        if let Some(any) = any_selection(&spec.leaves)? {
+            input = input.filter(any)?;
+        }
+        self.states_plan(spec, input)
     }
 
     /// `input` (events) aggregated to `spec`'s states.
@@ -132,7 +136,7 @@ impl Rollups {
         let schema = spec.schema();
         // Columns in the order of the parts' schema, so the two union.
         let plan = input
-            .aggregate(state_groups(&spec.dims), aggregates)?
+            .aggregate(state_groups(&spec.dims, spec.bucket_ms), aggregates)?
             .project(schema.fields().iter().map(|f| col(f.name())))?
             .build()?;
         Ok(plan)
