@@ -2058,3 +2058,71 @@ async fn a_failing_workspace_does_not_stop_the_others() {
         "{report:?}"
     );
 }
+
+/// Each workspace has its own AI budget per run: the first workspace in
+/// order cannot spend the second's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_workspace_has_its_own_ai_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::demo_engine(dir.path(), 150_000, 2).await;
+    let now = "2026-01-10T20:00:00Z";
+    let requests = Arc::new(AtomicUsize::new(0));
+    let url = fake_model(Arc::clone(&requests)).await;
+    const BUDGET: usize = 20;
+    let ai = Ai {
+        extractor: Some(Arc::new(
+            ChatClient::new(AiConfig {
+                url,
+                api_key: None,
+                models: [("fast".to_string(), "tiny-model".to_string())].into(),
+                timeout: std::time::Duration::from_secs(10),
+                retries: 3,
+                budget: BUDGET,
+            })
+            .unwrap(),
+        )),
+        budget: BUDGET,
+    };
+    let app = app(engine.clone(), now, ai.clone());
+    for ws in ["ws-demo", "ws-acme"] {
+        let settings = json!({"definitions": [ci(json!({"key": "ai_quality", "name": "AI quality",
+            "metric_type": "numerical", "extraction_mode": "ai_query",
+            "ai_query_prompt": "Rate the call from 0 to 100.", "model_tier": "fast",
+            "aggregation": "avg"}))]});
+        let (s, b) = call(
+            &app,
+            "PUT",
+            &format!("/v1/{ws}/settings/metrics"),
+            Some("ms-admin-token"),
+            Some(settings),
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+    }
+    let opts = pipeline::Options {
+        from: None,
+        to: None,
+        now_ms: ms(now),
+    };
+    let report = pipeline::run(&engine, &ai, &opts).await.unwrap();
+    assert_eq!(report.ai_requests, 2 * BUDGET, "{report:?}");
+    // Both workspaces got values.
+    for ws in ["ws-demo", "ws-acme"] {
+        let (s, b) = call(
+            &app,
+            "GET",
+            &format!("/v1/{ws}/metrics?scope=entity"),
+            Some("ms-admin-token"),
+            None,
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        let valued = b["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["metric_key"] == "ai_quality")
+            .count();
+        assert!(valued > 0, "{ws}: no AI values: {b}");
+    }
+}

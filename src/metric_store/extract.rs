@@ -20,7 +20,7 @@ pub enum Error {
     NotConfigured,
     #[error("no model is configured for tier {0:?} (set METRICSTORE_AI_MODELS, e.g. free=name)")]
     NoModel(String),
-    #[error("the AI request budget of this run ({0} requests) is spent")]
+    #[error("the AI request budget of this workspace and run ({0} requests) is spent")]
     Budget(usize),
     #[error("AI endpoint: {0}")]
     Endpoint(String),

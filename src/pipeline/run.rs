@@ -191,12 +191,15 @@ pub async fn run(engine: &Engine, ai: &Ai, opts: &Options) -> Result<Report> {
         checkpoint.done.insert(mark);
         checkpoint.save(store).await?;
     }
-    let budget = Budget::new(ai.budget);
     let window = (
         (opts.now_ms - LOOKBACK_MS).max(range_from),
         opts.now_ms.min(range_to),
     );
+    // Each workspace has its own budget per run: one tenant's backlog
+    // cannot spend another's model calls.
+    let mut ai_requests = 0;
     for (ws, defs) in ai_defs {
+        let budget = Budget::new(ai.budget);
         for def in defs {
             if let Some(e) = ai.unavailable(&def) {
                 let why = format!("{ws}/{}: {e}", def.key);
@@ -225,8 +228,9 @@ pub async fn run(engine: &Engine, ai: &Ai, opts: &Options) -> Result<Report> {
             )
             .await?;
         }
+        ai_requests += budget.used();
     }
-    report.ai_requests = budget.used();
+    report.ai_requests = ai_requests;
     // With failed units the run stays unfinished: the next run of the
     // same range resumes and retries only those.
     checkpoint.finished = report.failed.is_empty();
