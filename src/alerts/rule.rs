@@ -2,6 +2,10 @@
 //! held for a while), and whom it tells (channels). [`check_rule`] reads a
 //! request body loosely and reports every problem with its field path, in
 //! the manner of the Interaction Metrics API.
+//!
+//! Longer than most files on purpose: every field of a rule (its three
+//! kinds of source, three kinds of condition, durations, states and
+//! channels) with its limits and error message, checked in one place.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
