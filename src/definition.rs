@@ -27,6 +27,10 @@ pub struct Problem {
     #[serde(rename = "field")]
     pub path: String,
     pub message: String,
+    /// The error code an API documents for it (the skill Metrics API's
+    /// `INVALID_METRIC`, ...), where the API has codes.
+    #[serde(skip)]
+    pub code: Option<&'static str>,
 }
 
 impl fmt::Display for Problem {
@@ -57,7 +61,27 @@ impl Validator {
         self.problems.push(Problem {
             path: path.into(),
             message: message.into(),
+            code: None,
         });
+    }
+
+    /// A problem with the code its API documents for it.
+    pub fn push_code(
+        &mut self,
+        code: &'static str,
+        path: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        self.problems.push(Problem {
+            path: path.into(),
+            message: message.into(),
+            code: Some(code),
+        });
+    }
+
+    /// The problems found so far, in order.
+    pub fn problems(&self) -> &[Problem] {
+        &self.problems
     }
 
     pub fn finish(self) -> Result<(), Problems> {

@@ -61,24 +61,14 @@ pub struct CheckedRequest {
     pub queries: Vec<CheckedQuery>,
 }
 
-struct Problems(Vec<(&'static str, String)>);
-
-impl Problems {
-    fn push(
-        &mut self,
-        code: &'static str,
-        path: impl std::fmt::Display,
-        message: impl std::fmt::Display,
-    ) {
-        self.0.push((code, format!("{path}: {message}")));
-    }
-}
+/// The shared validator: every problem with its path and documented code.
+type Problems = crate::definition::Validator;
 
 /// Parses `startTime`/`endTime`: RFC 3339 text or epoch milliseconds.
 fn time(v: Option<&Json>, path: &str, p: &mut Problems) -> Option<i64> {
     match v {
         None | Some(Json::Null) => {
-            p.push(
+            p.push_code(
                 "MISSING_PARAMETER",
                 path,
                 "is required (RFC 3339 time or epoch milliseconds)",
@@ -88,7 +78,7 @@ fn time(v: Option<&Json>, path: &str, p: &mut Problems) -> Option<i64> {
         Some(Json::Number(n)) => match n.as_i64() {
             Some(ms) => Some(ms),
             None => {
-                p.push(
+                p.push_code(
                     "INVALID_TIME",
                     path,
                     "epoch milliseconds must be a whole number",
@@ -99,7 +89,7 @@ fn time(v: Option<&Json>, path: &str, p: &mut Problems) -> Option<i64> {
         Some(Json::String(s)) => match chrono::DateTime::parse_from_rfc3339(s.trim()) {
             Ok(t) => Some(t.timestamp_millis()),
             Err(_) => {
-                p.push(
+                p.push_code(
                     "INVALID_TIME",
                     path,
                     format!("{s:?} is not an RFC 3339 time (e.g. 2026-01-05T00:00:00Z)"),
@@ -108,7 +98,7 @@ fn time(v: Option<&Json>, path: &str, p: &mut Problems) -> Option<i64> {
             }
         },
         Some(_) => {
-            p.push(
+            p.push_code(
                 "INVALID_TIME",
                 path,
                 "must be an RFC 3339 string or epoch milliseconds",
@@ -122,7 +112,7 @@ fn string<'a>(v: Option<&'a Json>, path: &str, max: usize, p: &mut Problems) -> 
     match v {
         Some(Json::String(s)) if !s.is_empty() && s.chars().count() <= max => Some(s),
         Some(Json::String(_)) => {
-            p.push(
+            p.push_code(
                 "INVALID_STRING_LENGTH",
                 path,
                 format!("must be 1 to {max} characters"),
@@ -130,11 +120,11 @@ fn string<'a>(v: Option<&'a Json>, path: &str, max: usize, p: &mut Problems) -> 
             None
         }
         None | Some(Json::Null) => {
-            p.push("MISSING_PARAMETER", path, "is required");
+            p.push_code("MISSING_PARAMETER", path, "is required");
             None
         }
         Some(_) => {
-            p.push("INVALID_PARAMETER", path, "must be a string");
+            p.push_code("INVALID_PARAMETER", path, "must be a string");
             None
         }
     }
@@ -142,7 +132,7 @@ fn string<'a>(v: Option<&'a Json>, path: &str, max: usize, p: &mut Problems) -> 
 
 /// Checks a `POST /v2/skills/{skillId}/metrics` body for `skill_id`.
 pub fn check_request(body: &Json, skill_id: &str) -> Result<CheckedRequest, Invalid> {
-    let mut p = Problems(Vec::new());
+    let mut p = Problems::default();
     let Some(obj) = body.as_object() else {
         return Err(Invalid::new(
             "INVALID_REQUEST_BODY",
@@ -154,14 +144,14 @@ pub fn check_request(body: &Json, skill_id: &str) -> Result<CheckedRequest, Inva
     if let (Some(s), Some(e)) = (start, end)
         && s >= e
     {
-        p.push("INVALID_TIME_RANGE", "startTime", "must be before endTime");
+        p.push_code("INVALID_TIME_RANGE", "startTime", "must be before endTime");
     }
     let max_results = match obj.get("maxResultsPerQuery") {
         None | Some(Json::Null) => DEFAULT_MAX_RESULTS,
         Some(v) => match v.as_u64() {
             Some(n) if (1..=MAX_RESULTS_LIMIT).contains(&n) => n,
             _ => {
-                p.push(
+                p.push_code(
                     "INVALID_MAX_RESULTS",
                     "maxResultsPerQuery",
                     format!("must be a whole number from 1 to {MAX_RESULTS_LIMIT}"),
@@ -175,7 +165,7 @@ pub fn check_request(body: &Json, skill_id: &str) -> Result<CheckedRequest, Inva
         Some(Json::String(t)) if t.is_empty() => None,
         Some(Json::String(t)) => Some(t.clone()),
         Some(_) => {
-            p.push(
+            p.push_code(
                 "INVALID_NEXT_TOKEN",
                 "nextToken",
                 "must be a string from a previous answer",
@@ -185,7 +175,7 @@ pub fn check_request(body: &Json, skill_id: &str) -> Result<CheckedRequest, Inva
     };
     let queries = match obj.get("metricQueries") {
         Some(Json::Array(q)) if q.is_empty() => {
-            p.push(
+            p.push_code(
                 "MISSING_PARAMETER",
                 "metricQueries",
                 "needs at least one query",
@@ -193,7 +183,7 @@ pub fn check_request(body: &Json, skill_id: &str) -> Result<CheckedRequest, Inva
             &[][..]
         }
         Some(Json::Array(q)) if q.len() > MAX_QUERIES => {
-            p.push(
+            p.push_code(
                 "TOO_MANY_QUERIES",
                 "metricQueries",
                 format!("at most {MAX_QUERIES} queries per request, got {}", q.len()),
@@ -202,11 +192,11 @@ pub fn check_request(body: &Json, skill_id: &str) -> Result<CheckedRequest, Inva
         }
         Some(Json::Array(q)) => q.as_slice(),
         None | Some(Json::Null) => {
-            p.push("MISSING_PARAMETER", "metricQueries", "is required");
+            p.push_code("MISSING_PARAMETER", "metricQueries", "is required");
             &[][..]
         }
         Some(_) => {
-            p.push("INVALID_PARAMETER", "metricQueries", "must be a list");
+            p.push_code("INVALID_PARAMETER", "metricQueries", "must be a list");
             &[][..]
         }
     };
@@ -218,13 +208,14 @@ pub fn check_request(body: &Json, skill_id: &str) -> Result<CheckedRequest, Inva
             checked.push(c);
         }
     }
-    if let Some((code, _)) = p.0.first() {
-        let code = *code;
-        let message =
-            p.0.iter()
-                .map(|(_, m)| m.as_str())
-                .collect::<Vec<_>>()
-                .join("; ");
+    if let Some(first) = p.problems().first() {
+        let code = first.code.unwrap_or("INVALID_PARAMETER");
+        let message = p
+            .problems()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
         return Err(Invalid::new(code, message));
     }
     Ok(CheckedRequest {
@@ -243,14 +234,14 @@ fn check_query(
     p: &mut Problems,
 ) -> Option<CheckedQuery> {
     let Some(obj) = q.as_object() else {
-        p.push("INVALID_PARAMETER", path, "must be an object");
+        p.push_code("INVALID_PARAMETER", path, "must be an object");
         return None;
     };
     let id = string(obj.get("id"), &format!("{path}.id"), 64, p);
     if let Some(id) = id
         && !ids.insert(id.to_string())
     {
-        p.push(
+        p.push_code(
             "DUPLICATE_QUERY_ID",
             format!("{path}.id"),
             format!("{id:?} is used by another query"),
@@ -275,7 +266,7 @@ fn check_query(
                 .iter()
                 .map(|n| n.namespace.as_str())
                 .collect();
-            p.push(
+            p.push_code(
                 "INVALID_NAMESPACE",
                 format!("{path}.metricNamespace"),
                 format!("unknown namespace {n:?}; known: {}", known.join(", ")),
@@ -287,7 +278,7 @@ fn check_query(
         (Some(ns), Some(name)) => {
             let m = ns.metric(name);
             if m.is_none() {
-                p.push(
+                p.push_code(
                     "INVALID_METRIC",
                     format!("{path}.name"),
                     format!("{name:?} is not a metric of {}", ns.namespace),
@@ -301,7 +292,7 @@ fn check_query(
         Some(Json::String(s)) => {
             let b = Bucket::parse(s);
             if b.is_none() {
-                p.push(
+                p.push_code(
                     "INVALID_AGGREGATION_PERIOD",
                     format!("{path}.aggregationPeriod"),
                     format!("{s:?} is not one of BY_15, BY_HOUR, BY_DAY, BY_WEEK, SINGLE (or PT15M, PT1H, P1D, P7D)"),
@@ -310,7 +301,7 @@ fn check_query(
             b
         }
         None | Some(Json::Null) => {
-            p.push(
+            p.push_code(
                 "MISSING_PARAMETER",
                 format!("{path}.aggregationPeriod"),
                 "is required",
@@ -318,7 +309,7 @@ fn check_query(
             None
         }
         Some(_) => {
-            p.push(
+            p.push_code(
                 "INVALID_AGGREGATION_PERIOD",
                 format!("{path}.aggregationPeriod"),
                 "must be a string",
@@ -340,7 +331,7 @@ fn check_query(
                 } else {
                     format!("use one of {}", m.supported_stats.join(", "))
                 };
-                p.push(
+                p.push_code(
                     "UNSUPPORTED_STAT",
                     format!("{path}.stat"),
                     format!("{s:?} is not a stat of {}: {supported}", m.name),
@@ -350,7 +341,7 @@ fn check_query(
         }
         (Some(Json::String(_)) | None | Some(Json::Null), None) => None,
         (Some(_), _) => {
-            p.push(
+            p.push_code(
                 "UNSUPPORTED_STAT",
                 format!("{path}.stat"),
                 "must be a string",
@@ -362,7 +353,7 @@ fn check_query(
         None | Some(Json::Null) => None,
         Some(Json::String(s)) => Some(s.clone()),
         Some(_) => {
-            p.push(
+            p.push_code(
                 "UNSUPPORTED_GROUP_BY",
                 format!("{path}.groupBy"),
                 "must be a string (one groupBy option of the metric)",
@@ -378,7 +369,7 @@ fn check_query(
         } else {
             m.supported_group_by_options.join(", ")
         };
-        p.push(
+        p.push_code(
             "UNSUPPORTED_GROUP_BY",
             format!("{path}.groupBy"),
             format!("{g:?} is not a groupBy of {}: supported: {options}", m.name),
@@ -388,7 +379,7 @@ fn check_query(
     let mut named: Vec<String> = Vec::new();
     match obj.get("dimensions") {
         None | Some(Json::Null) => {}
-        Some(Json::Array(items)) if items.len() > MAX_DIMENSIONS => p.push(
+        Some(Json::Array(items)) if items.len() > MAX_DIMENSIONS => p.push_code(
             "UNSUPPORTED_DIMENSION",
             format!("{path}.dimensions"),
             format!("at most {MAX_DIMENSIONS} dimensions, got {}", items.len()),
@@ -400,7 +391,7 @@ fn check_query(
                     d.get("name").and_then(Json::as_str),
                     d.get("value").and_then(Json::as_str),
                 ) else {
-                    p.push(
+                    p.push_code(
                         "INVALID_DIMENSION",
                         &dpath,
                         "must be {\"name\": ..., \"value\": ...} with string values",
@@ -408,7 +399,7 @@ fn check_query(
                     continue;
                 };
                 if dv.is_empty() || dv.chars().count() > 256 {
-                    p.push(
+                    p.push_code(
                         "INVALID_STRING_LENGTH",
                         format!("{dpath}.value"),
                         "must be 1 to 256 characters",
@@ -416,7 +407,7 @@ fn check_query(
                     continue;
                 }
                 if named.iter().any(|n| n == dn) {
-                    p.push(
+                    p.push_code(
                         "UNSUPPORTED_DIMENSION",
                         format!("{dpath}.name"),
                         format!("{dn:?} is named twice; give each dimension once"),
@@ -427,7 +418,7 @@ fn check_query(
                 if let Some(m) = metric
                     && !m.supported_dimensions.iter().any(|s| s == dn)
                 {
-                    p.push(
+                    p.push_code(
                         "UNSUPPORTED_DIMENSION",
                         format!("{dpath}.name"),
                         format!(
@@ -441,7 +432,7 @@ fn check_query(
                 if let Some(values) = builtin::dimension_info(dn).and_then(|i| i.values.as_ref())
                     && !values.iter().any(|v| v == dv)
                 {
-                    p.push(
+                    p.push_code(
                         "INVALID_DIMENSION_VALUE",
                         format!("{dpath}.value"),
                         format!(
@@ -454,7 +445,7 @@ fn check_query(
                 filters.push(builtin::dimension_filter(dn, dv));
             }
         }
-        Some(_) => p.push(
+        Some(_) => p.push_code(
             "INVALID_DIMENSION",
             format!("{path}.dimensions"),
             "must be a list of {\"name\", \"value\"}",
@@ -497,7 +488,7 @@ fn check_query(
             } else {
                 "INVALID_PARAMETER"
             };
-            p.push(code, path, problem.message);
+            p.push_code(code, path, problem.message);
         }
         return None;
     }

@@ -1687,7 +1687,7 @@ async fn ai_query_metric_through_a_local_protocol_server() {
             &app,
             "POST",
             "/v1/ws-demo/metrics/ai_quality/evaluate",
-            Some("ms-viewer-token"),
+            Some("ms-admin-token"),
             Some(body),
         )
         .await;
@@ -1705,7 +1705,7 @@ async fn ai_query_metric_through_a_local_protocol_server() {
         &app,
         "POST",
         "/v1/ws-demo/metrics/ai_quality/evaluate",
-        Some("ms-viewer-token"),
+        Some("ms-admin-token"),
         Some(json!({"subject_id": sim_call.1})),
     )
     .await;
@@ -1715,7 +1715,7 @@ async fn ai_query_metric_through_a_local_protocol_server() {
         &app,
         "POST",
         "/v1/ws-demo/metrics/ai_quality/evaluate",
-        Some("ms-viewer-token"),
+        Some("ms-admin-token"),
         Some(json!({})),
     )
     .await;

@@ -22,6 +22,7 @@ impl Checker {
         self.problems.push(Problem {
             path: field.into(),
             message: message.into(),
+            code: None,
         });
     }
 
