@@ -282,6 +282,34 @@ fn encode(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Rows whose `time` lies in one of `days` (`YYYY-MM-DD`): one range per
+/// run of consecutive days.
+fn days_predicate(days: &[String]) -> datafusion::logical_expr::Expr {
+    use crate::compile::ts;
+    let mut starts: Vec<i64> = days
+        .iter()
+        .filter_map(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .map(events::day_start_millis)
+        .collect();
+    starts.sort_unstable();
+    starts.dedup();
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for s in starts {
+        match runs.last_mut() {
+            Some(r) if r.1 == s => r.1 = s + DAY_MS,
+            _ => runs.push((s, s + DAY_MS)),
+        }
+    }
+    runs.into_iter()
+        .map(|(a, b)| col_time().gt_eq(ts(a)).and(col_time().lt(ts(b))))
+        .reduce(datafusion::logical_expr::Expr::or)
+        .unwrap_or_else(|| datafusion::logical_expr::lit(false))
+}
+
+fn col_time() -> datafusion::logical_expr::Expr {
+    datafusion::logical_expr::col("time")
+}
+
 /// The UTC days `range` touches, as `YYYY-MM-DD`.
 fn days_of(range: TimeRange) -> Vec<String> {
     let first = range.start_ms.div_euclid(DAY_MS);

@@ -8,19 +8,53 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::view::ViewTable;
 use datafusion::datasource::memory::MemTable;
 use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, TableSource, col, lit};
 
-use super::{RollupSpec, Rollups, column_of, days_of, parquet_files, scan};
+use super::{RollupSpec, Rollups, column_of, days_of, days_predicate, parquet_files, scan};
 use crate::compile::states::{LeafSpec, compile_from_states};
 use crate::compile::{Compiled, events_predicate};
 use crate::definition::{Dimension, Query};
 use crate::engine::{Engine, Result};
 use crate::storage::events;
 
+/// Part files and the covered days whose rows each is read for (a week's
+/// part serves only the days whose coverage still names it).
+type PartDays = BTreeMap<String, Vec<String>>;
+
 impl Rollups {
+    /// Scans of `parts` (of schema `full`), each restricted to the rows of
+    /// the days it is read for, shaped by `shape` and unioned (an empty
+    /// table when there is no part).
+    fn part_scans(
+        &self,
+        parts: &PartDays,
+        full: &SchemaRef,
+        shape: impl Fn(LogicalPlanBuilder) -> Result<LogicalPlanBuilder>,
+    ) -> Result<LogicalPlanBuilder> {
+        let mut by_days: BTreeMap<&Vec<String>, Vec<String>> = BTreeMap::new();
+        for (part, days) in parts {
+            by_days.entry(days).or_default().push(part.clone());
+        }
+        let mut out: Option<LogicalPlanBuilder> = None;
+        for (days, files) in by_days {
+            let b = scan(parquet_files(&self.store, &files, Arc::clone(full))?)?
+                .filter(days_predicate(days))?;
+            let b = shape(b)?;
+            out = Some(match out {
+                Some(o) => o.union(b.build()?)?,
+                None => b,
+            });
+        }
+        match out {
+            Some(o) => Ok(o),
+            None => shape(scan(MemTable::try_new(Arc::clone(full), vec![vec![]])?)?),
+        }
+    }
+
     /// A plan answering `query` from a rollup and the raw events it does
     /// not cover, or `None` when no rollup serves it.
     pub async fn plan(&self, engine: &Engine, query: &Query) -> Result<Option<Compiled>> {
@@ -70,7 +104,7 @@ impl Rollups {
             leaves: at.iter().map(|&j| built.spec.leaves[j].clone()).collect(),
             bucket_ms: built.spec.bucket_ms,
         };
-        let mut parts = Vec::new();
+        let mut parts = PartDays::new();
         let mut tail = Vec::new();
         let mut covered_days = 0;
         let unpublished = engine.events.unpublished();
@@ -94,7 +128,9 @@ impl Rollups {
                 _ if files.is_empty() => covered_days += 1,
                 Some(c) if c.files.is_subset(&files) => {
                     covered_days += 1;
-                    parts.extend(c.parts.iter().cloned());
+                    for p in &c.parts {
+                        parts.entry(p.clone()).or_default().push(day.clone());
+                    }
                     tail.extend(files.difference(&c.files).cloned());
                 }
                 _ => tail.extend(files),
@@ -125,15 +161,10 @@ impl Rollups {
             }
         }
         let range_filter = events_predicate(&query.workspace_id, query.range, &[], &query.filters)?;
-        // Covered days without a row for any leaf have no part.
-        let part_scan = if parts.is_empty() {
-            scan(MemTable::try_new(Arc::clone(&full), vec![vec![]])?)?
-        } else {
-            scan(parquet_files(&self.store, &parts, full)?)?
-        };
-        let mut input = part_scan
-            .filter(range_filter.clone())?
-            .project(projection)?;
+        let mut input = self.part_scans(&parts, &full, |b| {
+            Ok(b.filter(range_filter.clone())?
+                .project(projection.clone())?)
+        })?;
         let mut raw: Vec<LogicalPlanBuilder> = Vec::new();
         if !tail.is_empty() {
             raw.push(scan(parquet_files(&self.store, &tail, events::schema())?)?);
@@ -198,12 +229,14 @@ impl Rollups {
             .unwrap_or_default();
         drop(guard);
         let end_day = events::date_of_millis(end_ms);
-        let (mut parts, mut tail, mut covered) = (Vec::new(), Vec::new(), 0);
+        let (mut parts, mut tail, mut covered) = (PartDays::new(), Vec::new(), 0);
         for (day, files) in by_day.range(..=end_day) {
             match built.days.get(day) {
                 Some(c) if c.files.is_subset(files) => {
                     covered += 1;
-                    parts.extend(c.parts.iter().cloned());
+                    for p in &c.parts {
+                        parts.entry(p.clone()).or_default().push(day.clone());
+                    }
                     tail.extend(files.difference(&c.files).cloned());
                 }
                 _ => tail.extend(files.iter().cloned()),
@@ -223,14 +256,9 @@ impl Rollups {
         };
         let ws = col("workspace_id").eq(lit(workspace));
         let full = built.spec.schema();
-        let mut input = if parts.is_empty() {
-            columns(scan(MemTable::try_new(Arc::clone(&full), vec![vec![]])?)?)?
-        } else {
-            columns(
-                scan(parquet_files(&self.store, &parts, full)?)?
-                    .filter(ws.clone().and(col("l0_rows").gt(lit(0i64))))?,
-            )?
-        };
+        let mut input = self.part_scans(&parts, &full, |b| {
+            columns(b.filter(ws.clone().and(col("l0_rows").gt(lit(0i64))))?)
+        })?;
         let mut raw: Vec<LogicalPlanBuilder> = Vec::new();
         if !tail.is_empty() {
             raw.push(scan(parquet_files(&self.store, &tail, events::schema())?)?);

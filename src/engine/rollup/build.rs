@@ -11,11 +11,12 @@ use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, col};
 
 use super::{
     BuildReport, Built, Covered, IDS_DIR, MANIFEST, MAX_PARTS, Manifest, ROLLUPS_DIR, RollupSpec,
-    Rollups, conform, encode, parquet_files, scan, storage_error,
+    Rollups, conform, days_predicate, encode, parquet_files, scan, storage_error,
 };
 use crate::compile::states::{any_selection, merge_aggregates, state_aggregates, state_groups};
+use crate::definition::WEEK_ORIGIN_MS;
 use crate::engine::{Engine, Error, Result};
-use crate::storage::events;
+use crate::storage::events::{self, DAY_MS};
 use crate::storage::key_segment;
 
 /// Id dictionary files a workspace keeps before they are merged.
@@ -64,9 +65,10 @@ impl Rollups {
                     let batches = engine.execute(plan).await?;
                     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
                     if rows > 0 {
-                        covered
-                            .parts
-                            .push(self.write_part(&id, &day, spec, &batches).await?);
+                        covered.parts.push(
+                            self.write_part(&id, &format!("date={day}"), spec, &batches)
+                                .await?,
+                        );
                         report.parts += 1;
                         report.rows += rows;
                     }
@@ -74,9 +76,12 @@ impl Rollups {
                     covered.files.extend(new);
                 }
                 if covered.parts.len() > MAX_PARTS {
-                    let plan = self.merged_parts(spec, &covered.parts)?;
+                    let plan =
+                        self.merged_parts(spec, &covered.parts, std::slice::from_ref(&day))?;
                     let batches = engine.execute(plan).await?;
-                    let part = self.write_part(&id, &day, spec, &batches).await?;
+                    let part = self
+                        .write_part(&id, &format!("date={day}"), spec, &batches)
+                        .await?;
                     stale.extend(std::mem::replace(&mut covered.parts, vec![part]));
                     report.merged += 1;
                 }
@@ -86,33 +91,16 @@ impl Rollups {
                 continue;
             }
             report.days += 1;
-            self.persist_dictionary().await?;
-            let next = self
-                .catalog
-                .update(MANIFEST, |m: &mut Manifest| {
-                    for (id, spec, covered) in &changes {
-                        m.rollups
-                            .entry(id.clone())
-                            .or_insert_with(|| Built {
-                                spec: spec.clone(),
-                                days: BTreeMap::new(),
-                            })
-                            .days
-                            .insert(day.clone(), covered.clone());
-                    }
-                    Ok::<Manifest, std::convert::Infallible>(m.clone())
-                })
-                .await
-                .map_err(|e| Error::Storage(storage_error(e)))?;
-            *self.manifest.write().expect("not poisoned") = Arc::new(next);
-            // Replaced parts are no longer named: remove them (a part left
-            // by a failure here is only unused space).
-            for part in stale {
-                if let Err(e) = self.store.delete_if_exists(&self.store.path(&part)).await {
-                    tracing::warn!(%part, error = %e, "could not delete a replaced rollup part");
-                }
-            }
+            self.commit(
+                changes
+                    .into_iter()
+                    .map(|(id, spec, covered)| (id, spec, day.clone(), covered))
+                    .collect(),
+                stale,
+            )
+            .await?;
         }
+        self.merge_weeks(engine, &mut report).await?;
         Ok(report)
     }
 
@@ -142,20 +130,127 @@ impl Rollups {
         Ok(plan)
     }
 
-    /// The plan merging `parts` of `spec` into one row per group.
-    fn merged_parts(&self, spec: &RollupSpec, parts: &[String]) -> Result<LogicalPlan> {
+    /// The plan merging `parts` of `spec` into one row per group, keeping
+    /// only the rows of `days` (a week's part holds other days too).
+    fn merged_parts(
+        &self,
+        spec: &RollupSpec,
+        parts: &[String],
+        days: &[String],
+    ) -> Result<LogicalPlan> {
         let table = parquet_files(&self.store, parts, spec.schema())?;
         let mut groups = vec![col("workspace_id"), col("time")];
         groups.extend(spec.dims.iter().map(|d| col(d.as_str())));
         Ok(scan(table)?
+            .filter(days_predicate(days))?
             .aggregate(groups, merge_aggregates(&spec.leaves, &self.idset_state))?
             .build()?)
     }
 
+    /// Merges the single-day parts of each past week (Monday to Sunday,
+    /// UTC) into one part per rollup and week: a month's query then opens
+    /// a few files instead of one per day.
+    async fn merge_weeks(&self, engine: &Engine, report: &mut BuildReport) -> Result<()> {
+        // Monday 00:00 UTC of this week: only weeks before it are whole.
+        let now = chrono::Utc::now().timestamp_millis();
+        let this_week = now - (now - WEEK_ORIGIN_MS).rem_euclid(7 * DAY_MS);
+        let manifest = self.manifest();
+        let mut changes: Vec<(String, RollupSpec, String, Covered)> = Vec::new();
+        let mut stale = Vec::new();
+        for spec in &self.specs {
+            let id = spec.id();
+            let Some(built) = manifest.rollups.get(&id) else {
+                continue;
+            };
+            let mut weeks: BTreeMap<i64, Vec<(&String, &Covered)>> = BTreeMap::new();
+            for (day, c) in &built.days {
+                let single = c.parts.len() == 1 && c.parts[0].contains("/date=");
+                let Ok(d) = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d") else {
+                    continue;
+                };
+                let ms = events::day_start_millis(d);
+                let week = ms - (ms - WEEK_ORIGIN_MS).rem_euclid(7 * DAY_MS);
+                if single && week < this_week {
+                    weeks.entry(week).or_default().push((day, c));
+                }
+            }
+            for (week, days) in weeks.into_iter().filter(|(_, d)| d.len() >= 2) {
+                let parts: Vec<String> = days.iter().map(|(_, c)| c.parts[0].clone()).collect();
+                let names: Vec<String> = days.iter().map(|(d, _)| (*d).clone()).collect();
+                let batches = engine
+                    .execute(self.merged_parts(spec, &parts, &names)?)
+                    .await?;
+                let label = format!("week={}", events::date_of_millis(week));
+                let part = self.write_part(&id, &label, spec, &batches).await?;
+                for (day, c) in days {
+                    changes.push((
+                        id.clone(),
+                        spec.clone(),
+                        day.clone(),
+                        Covered {
+                            files: c.files.clone(),
+                            parts: vec![part.clone()],
+                        },
+                    ));
+                }
+                stale.extend(parts);
+                report.merged += 1;
+            }
+        }
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.commit(changes, stale).await
+    }
+
+    /// Writes `changes` (rollup, spec, day, coverage) to the manifest, then
+    /// deletes the `stale` parts no day names any more.
+    async fn commit(
+        &self,
+        changes: Vec<(String, RollupSpec, String, Covered)>,
+        stale: Vec<String>,
+    ) -> Result<()> {
+        self.persist_dictionary().await?;
+        let next = self
+            .catalog
+            .update(MANIFEST, |m: &mut Manifest| {
+                for (id, spec, day, covered) in &changes {
+                    m.rollups
+                        .entry(id.clone())
+                        .or_insert_with(|| Built {
+                            spec: spec.clone(),
+                            days: BTreeMap::new(),
+                        })
+                        .days
+                        .insert(day.clone(), covered.clone());
+                }
+                Ok::<Manifest, std::convert::Infallible>(m.clone())
+            })
+            .await
+            .map_err(|e| Error::Storage(storage_error(e)))?;
+        let named: std::collections::BTreeSet<&String> = next
+            .rollups
+            .values()
+            .flat_map(|b| b.days.values())
+            .flat_map(|c| &c.parts)
+            .collect();
+        // Replaced parts no day names are removed (a part left by a
+        // failure here is only unused space).
+        for part in stale.iter().filter(|p| !named.contains(p)) {
+            if let Err(e) = self.store.delete_if_exists(&self.store.path(part)).await {
+                tracing::warn!(%part, error = %e, "could not delete a replaced rollup part");
+            }
+        }
+        *self.manifest.write().expect("not poisoned") = Arc::new(next);
+        Ok(())
+    }
+
+    /// Writes one part under `rollups/<id>/<dir>/` (`date=D` for a day's
+    /// part, `week=D` for a week's).
     async fn write_part(
         &self,
         id: &str,
-        day: &str,
+        dir: &str,
         spec: &RollupSpec,
         batches: &[RecordBatch],
     ) -> Result<String> {
@@ -186,7 +281,7 @@ impl Rollups {
             .map_err(datafusion::error::DataFusionError::from)?;
         let bytes = encode(&schema, &[sorted])?;
         let rel = format!(
-            "{ROLLUPS_DIR}/{id}/date={day}/{}.parquet",
+            "{ROLLUPS_DIR}/{id}/{dir}/{}.parquet",
             uuid::Uuid::new_v4().simple()
         );
         self.store
