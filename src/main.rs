@@ -122,11 +122,12 @@ async fn run(cli: Cli) -> Result<(), String> {
             );
             for f in &figures {
                 println!(
-                    "rollups {:<5} p50 {:>8.1} ms  p99 {:>8.1} ms  {:>7.1} requests/s  paths {}",
+                    "rollups {:<5} p50 {:>8.1} ms  p99 {:>8.1} ms  {:>7.1} requests/s ({} refused)  paths {}",
                     if f.rollups { "on" } else { "off" },
                     f.p50_ms,
                     f.p99_ms,
                     f.requests_per_s,
+                    f.refused,
                     f.paths.join(",")
                 );
             }

@@ -59,6 +59,8 @@ pub struct Figures {
     pub p99_ms: f64,
     pub clients: usize,
     pub requests_per_s: f64,
+    /// Requests refused as busy (memory, queue) or stopped by the timeout.
+    pub refused: u64,
 }
 
 /// Times the request with rollups (`Some`) and without, `iterations`
@@ -101,17 +103,25 @@ pub async fn run(
             let engine = engine.clone();
             let req = req.clone();
             tokio::spawn(async move {
-                let mut n = 0u64;
+                let (mut n, mut refused) = (0u64, 0u64);
                 while Instant::now() < deadline {
-                    once(&engine, &req).await?;
-                    n += 1;
+                    match once(&engine, &req).await {
+                        Ok(_) => n += 1,
+                        // What a server answers 503: counted, not fatal.
+                        Err(crate::engine::Error::Busy(_) | crate::engine::Error::Timeout(_)) => {
+                            refused += 1
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
-                Ok::<u64, crate::engine::Error>(n)
+                Ok::<(u64, u64), crate::engine::Error>((n, refused))
             })
         });
-        let mut done = 0u64;
+        let (mut done, mut refused) = (0u64, 0u64);
         for t in futures::future::join_all(tasks).await {
-            done += t.expect("a client task does not panic")?;
+            let (n, r) = t.expect("a client task does not panic")?;
+            done += n;
+            refused += r;
         }
         let elapsed = started.elapsed().as_secs_f64();
         let mut sorted = times[i].clone();
@@ -123,6 +133,7 @@ pub async fn run(
             p99_ms: percentile(&sorted, 0.99),
             clients,
             requests_per_s: done as f64 / elapsed,
+            refused,
         });
     }
     engine.attach_rollups(None);
