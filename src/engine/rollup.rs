@@ -6,9 +6,11 @@
 //! - **What**: [`builtin_specs`] derives, from the skill Metrics catalog,
 //!   one rollup per set of dimensions (`stage`, and `stage` with each other
 //!   column a metric is filtered or grouped by), holding the states of every
-//!   leaf measure that uses it ([`crate::compile::states`]). A rollup is
-//!   named by a hash of its dimensions and leaves: a changed definition has
-//!   new leaf keys, and is answered raw until a build makes its rollup.
+//!   leaf measure that uses it ([`crate::compile::states`]), plus the
+//!   activity rollup ([`activity_spec`]: users per stage and day, for
+//!   retention). A rollup is named by a hash of its dimensions, leaves and
+//!   bucket: a changed definition has new leaf keys, and is answered raw
+//!   until a build makes its rollup.
 //! - **Coverage** is by ingested file, per UTC day: the manifest (a
 //!   versioned catalog document, written with conditional puts) lists, per
 //!   rollup and day, the event files its parts were built from. An answer
@@ -16,11 +18,13 @@
 //!   events are new files) plus the unpublished rows. A day whose covered
 //!   files are no longer all there (compaction merged them) is read raw
 //!   until the next build rebuilds it.
-//! - **Builds** (after a flush, after `generate`, `metricstore rollup`)
-//!   add one small part per day with new files; a day with more than
-//!   [`MAX_PARTS`] parts has them merged into one. Parts and the id
-//!   dictionary are written before the manifest names them, so a killed
-//!   build leaves the previous version readable.
+//! - **Builds** (periodically in `serve`, after `generate`, `metricstore
+//!   rollup`) add one small part per day with new files; a day with more
+//!   than [`MAX_PARTS`] parts has them merged into one, and the day parts
+//!   of each past week are merged into one week part (read, for each day,
+//!   only while that day's coverage names it). Parts and the id dictionary
+//!   are written before the manifest names them, so a killed build leaves
+//!   the previous version readable.
 //!
 //! One writer per store is assumed (as for flush and compaction).
 
