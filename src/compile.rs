@@ -102,10 +102,7 @@ pub fn compile(query: &Query, source: Arc<dyn TableSource>) -> Result<Compiled> 
     collect_leaves(&query.measure, &mut leaves);
 
     // Rows: the tenant, the range, common filters, and any leaf's selection.
-    let mut predicate = expr::range_predicate(&query.workspace_id, query.range);
-    for (i, filter) in query.filters.iter().enumerate() {
-        predicate = predicate.and(filter_expr(filter, &format!("filters[{i}]"))?);
-    }
+    let mut predicate = events_predicate(&query.workspace_id, query.range, &[], &query.filters)?;
     let selections: Vec<Option<Expr>> = leaves
         .iter()
         .enumerate()
@@ -126,18 +123,8 @@ pub fn compile(query: &Query, source: Arc<dyn TableSource>) -> Result<Compiled> 
         predicate = predicate.and(any);
     }
 
-    let mut group_exprs = vec![bucket_expr(query.bucket, query.range).alias(BUCKET)];
-    let mut group_columns = Vec::new();
-    for (i, d) in query.group_by.iter().enumerate() {
-        let name = format!("g{i}");
-        group_exprs.push(dimension_expr(d).alias(&name));
-        group_columns.push(name);
-    }
-
-    let window_ms = query
-        .bucket
-        .width_ms()
-        .unwrap_or(query.range.end_ms - query.range.start_ms);
+    let (group_exprs, group_columns) = groups(query);
+    let window_ms = window_ms(query);
     let mut aggr_exprs = Vec::new();
     let mut finished = Vec::new();
     for (i, (leaf, sel)) in leaves.iter().zip(&selections).enumerate() {
@@ -150,6 +137,42 @@ pub fn compile(query: &Query, source: Arc<dyn TableSource>) -> Result<Compiled> 
         finished.push(a.finish(col(format!("a{i}"))));
     }
 
+    let rows = LogicalPlanBuilder::scan("events", source, None)?
+        .filter(predicate)?
+        .aggregate(group_exprs, aggr_exprs)?;
+    finish(query, rows, finished, group_columns)
+}
+
+/// The bucket and group-by columns of a query's aggregate, and the group
+/// columns' names (`g0`, `g1`, ...).
+fn groups(query: &Query) -> (Vec<Expr>, Vec<String>) {
+    let mut exprs = vec![bucket_expr(query.bucket, query.range).alias(BUCKET)];
+    let mut names = Vec::new();
+    for (i, d) in query.group_by.iter().enumerate() {
+        let name = format!("g{i}");
+        exprs.push(dimension_expr(d).alias(&name));
+        names.push(name);
+    }
+    (exprs, names)
+}
+
+/// The span a rate is taken over: the bucket, or the range for `SINGLE`.
+fn window_ms(query: &Query) -> i64 {
+    query
+        .bucket
+        .width_ms()
+        .unwrap_or(query.range.end_ms - query.range.start_ms)
+}
+
+/// The answer's columns over aggregated `rows` (bucket, groups and the
+/// measure's value combined from its leaves' `finished` values), sorted,
+/// and how to read them.
+fn finish(
+    query: &Query,
+    rows: LogicalPlanBuilder,
+    finished: Vec<Expr>,
+    group_columns: Vec<String>,
+) -> Result<Compiled> {
     let value = combine(&query.measure, &mut finished.into_iter());
     let mut projection = vec![col(BUCKET)];
     projection.extend(group_columns.iter().map(|g| col(g.as_str())));
@@ -160,13 +183,7 @@ pub fn compile(query: &Query, source: Arc<dyn TableSource>) -> Result<Compiled> 
             .iter()
             .map(|g| col(g.as_str()).sort(true, true)),
     );
-
-    let plan = LogicalPlanBuilder::scan("events", source, None)?
-        .filter(predicate)?
-        .aggregate(group_exprs, aggr_exprs)?
-        .project(projection)?
-        .sort(sort)?
-        .build()?;
+    let plan = rows.project(projection)?.sort(sort)?.build()?;
     Ok(Compiled {
         plan,
         group_columns,

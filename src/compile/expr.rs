@@ -255,6 +255,13 @@ pub(super) fn with_filter(e: Expr, sel: Expr) -> Expr {
     }
 }
 
+/// `count` events per `per_ms` over `window_ms`: `count * per / window`,
+/// both exact until the division, so the rate is the correctly rounded
+/// quotient.
+pub(super) fn rate(count: Expr, window_ms: i64, per_ms: i64) -> Expr {
+    cast(count, DataType::Float64) * lit(per_ms as f64) / lit(window_ms as f64)
+}
+
 /// A leaf's aggregate, and how its column becomes the leaf's value.
 pub(super) struct LeafAggregate {
     pub(super) aggregate: Expr,
@@ -269,11 +276,7 @@ impl LeafAggregate {
     /// The leaf's value over its aggregate column `column`.
     pub(super) fn finish(&self, column: Expr) -> Expr {
         match self.rate {
-            // `count * per / window`, both exact until the division, so
-            // the rate is the correctly rounded quotient.
-            Some((window_ms, per_ms)) => {
-                cast(column, DataType::Float64) * lit(per_ms as f64) / lit(window_ms as f64)
-            }
+            Some((window_ms, per_ms)) => rate(column, window_ms, per_ms),
             None => column,
         }
     }

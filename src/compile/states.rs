@@ -21,10 +21,10 @@ use datafusion::logical_expr::{
 use serde::{Deserialize, Serialize};
 
 use super::expr::{
-    Leaf, bool_expr, bucket_expr, collect_leaves, number_expr, range_predicate, selection_expr,
-    test_expr, text_expr, with_filter,
+    Leaf, bool_expr, collect_leaves, number_expr, rate, selection_expr, test_expr, text_expr,
+    with_filter,
 };
-use super::{BUCKET, Compiled, Error, Result, VALUE, combine, dimension_expr, filter_expr};
+use super::{Compiled, Error, Result, events_predicate, finish, groups, window_ms};
 use crate::definition::{Aggregation, Events, Measure, Query, Value};
 use crate::udaf::idset::idset_count;
 use crate::udaf::sketch::{sketch_quantile, sketch_state};
@@ -276,21 +276,9 @@ pub fn compile_from_states(
     query.validate()?;
     let mut leaves = Vec::new();
     collect_leaves(&query.measure, &mut leaves);
-    let mut predicate = range_predicate(&query.workspace_id, query.range);
-    for (i, filter) in query.filters.iter().enumerate() {
-        predicate = predicate.and(filter_expr(filter, &format!("filters[{i}]"))?);
-    }
-    let mut group_exprs = vec![bucket_expr(query.bucket, query.range).alias(BUCKET)];
-    let mut group_columns = Vec::new();
-    for (i, d) in query.group_by.iter().enumerate() {
-        let name = format!("g{i}");
-        group_exprs.push(dimension_expr(d).alias(&name));
-        group_columns.push(name);
-    }
-    let window_ms = query
-        .bucket
-        .width_ms()
-        .unwrap_or(query.range.end_ms - query.range.start_ms);
+    let predicate = events_predicate(&query.workspace_id, query.range, &[], &query.filters)?;
+    let (group_exprs, group_columns) = groups(query);
+    let window_ms = window_ms(query);
     let mut aggr_exprs = Vec::new();
     let mut finished = Vec::new();
     let mut any_rows: Option<Expr> = None;
@@ -313,8 +301,7 @@ pub fn compile_from_states(
             }
             Aggregation::Rate { per_ms } => {
                 aggr_exprs.push(agg::sum(s("n")).alias(format!("a{i}_n")));
-                cast(f::coalesce(vec![a("n"), lit(0i64)]), DataType::Float64) * lit(per_ms as f64)
-                    / lit(window_ms as f64)
+                rate(f::coalesce(vec![a("n"), lit(0i64)]), window_ms, per_ms)
             }
             Aggregation::Sum => {
                 aggr_exprs.push(agg::sum(s("sum")).alias(format!("a{i}_sum")));
@@ -349,27 +336,9 @@ pub fn compile_from_states(
         };
         finished.push(value);
     }
-    let value = combine(&query.measure, &mut finished.into_iter());
-    let mut projection = vec![col(BUCKET)];
-    projection.extend(group_columns.iter().map(|g| col(g.as_str())));
-    projection.push(cast(value, DataType::Float64).alias(VALUE));
-    let mut sort = vec![col(BUCKET).sort(true, true)];
-    sort.extend(
-        group_columns
-            .iter()
-            .map(|g| col(g.as_str()).sort(true, true)),
-    );
-    let plan = LogicalPlanBuilder::from(input)
+    let rows = LogicalPlanBuilder::from(input)
         .filter(predicate)?
         .aggregate(group_exprs, aggr_exprs)?
-        .filter(any_rows.expect("a measure has a leaf"))?
-        .project(projection)?
-        .sort(sort)?
-        .build()?;
-    Ok(Compiled {
-        plan,
-        group_columns,
-        buckets: query.bucket.starts(query.range),
-        fill_zero: query.measure.is_additive(),
-    })
+        .filter(any_rows.expect("a measure has a leaf"))?;
+    finish(query, rows, finished, group_columns)
 }

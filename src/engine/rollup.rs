@@ -41,7 +41,7 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::datasource::provider_as_source;
-use datafusion::logical_expr::{AggregateUDF, LogicalPlanBuilder};
+use datafusion::logical_expr::{AggregateUDF, LogicalPlanBuilder, col};
 use serde::{Deserialize, Serialize};
 
 use super::{Error, Result};
@@ -242,10 +242,11 @@ fn scan(table: impl datafusion::datasource::TableProvider + 'static) -> Result<L
     )?)
 }
 
-fn storage_error<E: std::fmt::Display>(e: E) -> crate::storage::Error {
-    crate::storage::Error::Corrupt {
-        path: format!("catalog/rollups/{MANIFEST}"),
-        reason: e.to_string(),
+/// A manifest write's failure (its change never refuses).
+fn manifest_error(e: crate::storage::catalog::UpdateError<std::convert::Infallible>) -> Error {
+    match e {
+        crate::storage::catalog::UpdateError::Storage(e) => Error::Storage(e),
+        crate::storage::catalog::UpdateError::Rejected(never) => match never {},
     }
 }
 
@@ -305,13 +306,9 @@ fn days_predicate(days: &[String]) -> datafusion::logical_expr::Expr {
         }
     }
     runs.into_iter()
-        .map(|(a, b)| col_time().gt_eq(ts(a)).and(col_time().lt(ts(b))))
+        .map(|(a, b)| col("time").gt_eq(ts(a)).and(col("time").lt(ts(b))))
         .reduce(datafusion::logical_expr::Expr::or)
         .unwrap_or_else(|| datafusion::logical_expr::lit(false))
-}
-
-fn col_time() -> datafusion::logical_expr::Expr {
-    datafusion::logical_expr::col("time")
 }
 
 /// The UTC days `range` touches, as `YYYY-MM-DD`.
@@ -327,10 +324,7 @@ impl Rollups {
     /// Opens the rollups of `store`: the manifest and the id dictionaries.
     pub async fn open(store: &Store) -> Result<Arc<Self>> {
         let catalog = Catalog::new(store.clone(), "rollups");
-        let (_, manifest) = catalog
-            .load::<Manifest>(MANIFEST)
-            .await
-            .map_err(|e| Error::Storage(storage_error(e)))?;
+        let (_, manifest) = catalog.load::<Manifest>(MANIFEST).await?;
         let dictionary = Arc::new(IdDictionary::default());
         let mut parts: Vec<(String, usize, String)> = Vec::new();
         for meta in store.list(IDS_DIR).await? {
@@ -404,20 +398,22 @@ impl Rollups {
             .collect())
     }
 
-    /// The days that have event files.
-    async fn event_days(&self) -> Result<BTreeSet<String>> {
+    /// Every event file (relative paths), by day: one listing.
+    async fn event_files(&self) -> Result<BTreeMap<String, BTreeSet<String>>> {
         let prefix = format!("{}=", events::DATE_COLUMN);
-        Ok(self
-            .store
-            .list(EVENTS_DIR)
-            .await?
-            .iter()
-            .filter_map(|m| {
-                self.store
-                    .relative(&m.location)
-                    .split('/')
-                    .find_map(|s| s.strip_prefix(&prefix).map(str::to_string))
-            })
-            .collect())
+        let mut by_day: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for meta in self.store.list(EVENTS_DIR).await? {
+            let rel = self.store.relative(&meta.location);
+            let day = rel.split('/').find_map(|s| s.strip_prefix(&prefix));
+            if let Some(day) = day
+                && rel.ends_with(".parquet")
+            {
+                by_day
+                    .entry(day.to_string())
+                    .or_default()
+                    .insert(rel.clone());
+            }
+        }
+        Ok(by_day)
     }
 }

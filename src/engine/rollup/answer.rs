@@ -8,24 +8,93 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::{StreamExt, TryStreamExt};
 use std::sync::Arc;
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::view::ViewTable;
 use datafusion::datasource::memory::MemTable;
 use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, TableSource, col, lit};
 
-use super::{RollupSpec, Rollups, column_of, days_of, days_predicate, parquet_files, scan};
+use super::{Built, RollupSpec, Rollups, column_of, days_of, days_predicate, parquet_files, scan};
 use crate::compile::states::{LeafSpec, compile_from_states};
 use crate::compile::{Compiled, events_predicate};
 use crate::definition::{Dimension, Query};
-use crate::engine::{Engine, Result};
+use crate::engine::{Engine, Error, Result};
 use crate::storage::events;
 
 /// Part files and the covered days whose rows each is read for (a week's
 /// part serves only the days whose coverage still names it).
 type PartDays = BTreeMap<String, Vec<String>>;
 
+/// What an answer reads for its days: the parts of the covered ones, the
+/// event files no part covers.
+struct Split {
+    parts: PartDays,
+    tail: Vec<String>,
+    covered_days: usize,
+}
+
+/// Splits listed days (each with its event files) by `built`'s coverage.
+/// A day without files counts as covered: there is nothing to read.
+fn split(built: &Built, listed: impl IntoIterator<Item = (String, BTreeSet<String>)>) -> Split {
+    let mut out = Split {
+        parts: PartDays::new(),
+        tail: Vec::new(),
+        covered_days: 0,
+    };
+    for (day, files) in listed {
+        match built.days.get(&day) {
+            _ if files.is_empty() => out.covered_days += 1,
+            Some(c) if c.files.is_subset(&files) => {
+                out.covered_days += 1;
+                for p in &c.parts {
+                    out.parts.entry(p.clone()).or_default().push(day.clone());
+                }
+                out.tail.extend(files.difference(&c.files).cloned());
+            }
+            _ => out.tail.extend(files),
+        }
+    }
+    out
+}
+
+/// Runs `list` and takes the unflushed rows under the ingest's publish
+/// lock, so that no row is both in a listed file and among those rows.
+async fn under_publish_lock<T>(
+    engine: &Engine,
+    list: impl std::future::Future<Output = Result<T>>,
+) -> Result<(T, Vec<RecordBatch>)> {
+    let unpublished = engine.events.unpublished();
+    let _guard = match &unpublished {
+        Some(u) => Some(u.publish_lock().read().await),
+        None => None,
+    };
+    let listed = list.await?;
+    let pending = unpublished
+        .as_ref()
+        .map(|u| u.snapshot())
+        .unwrap_or_default();
+    Ok((listed, pending))
+}
+
 impl Rollups {
+    /// Scans of the raw events no part covers: `tail` files and the
+    /// unflushed rows.
+    fn raw_scans(
+        &self,
+        tail: &[String],
+        pending: Vec<RecordBatch>,
+    ) -> Result<Vec<LogicalPlanBuilder>> {
+        let mut raw = Vec::new();
+        if !tail.is_empty() {
+            raw.push(scan(parquet_files(&self.store, tail, events::schema())?)?);
+        }
+        if !pending.is_empty() {
+            raw.push(scan(MemTable::try_new(events::schema(), vec![pending])?)?);
+        }
+        Ok(raw)
+    }
+
     /// Scans of `parts` (of schema `full`), each restricted to the rows of
     /// the days it is read for, shaped by `shape` and unioned (an empty
     /// table when there is no part).
@@ -104,43 +173,22 @@ impl Rollups {
             leaves: at.iter().map(|&j| built.spec.leaves[j].clone()).collect(),
             bucket_ms: built.spec.bucket_ms,
         };
-        let mut parts = PartDays::new();
-        let mut tail = Vec::new();
-        let mut covered_days = 0;
-        let unpublished = engine.events.unpublished();
-        let guard = match &unpublished {
-            Some(u) => Some(u.publish_lock().read().await),
-            None => None,
-        };
-        // The days' listings, several at a time (a LIST each on S3).
-        let listed: Vec<(String, std::collections::BTreeSet<String>)> =
+        let (listed, pending) = under_publish_lock(engine, async {
+            // The days' listings, several at a time (a LIST each on S3).
             futures::stream::iter(days_of(query.range))
-                .map(|day| async move {
-                    let files = self.day_files(&day).await?;
-                    Ok::<_, crate::engine::Error>((day, files))
-                })
+                .map(
+                    |day| async move { Ok::<_, Error>((day.clone(), self.day_files(&day).await?)) },
+                )
                 .buffered(16)
-                .try_collect()
-                .await?;
-        for (day, files) in listed {
-            match built.days.get(&day) {
-                // No events that day: nothing to read either way.
-                _ if files.is_empty() => covered_days += 1,
-                Some(c) if c.files.is_subset(&files) => {
-                    covered_days += 1;
-                    for p in &c.parts {
-                        parts.entry(p.clone()).or_default().push(day.clone());
-                    }
-                    tail.extend(files.difference(&c.files).cloned());
-                }
-                _ => tail.extend(files),
-            }
-        }
-        let pending = unpublished
-            .as_ref()
-            .map(|u| u.snapshot())
-            .unwrap_or_default();
-        drop(guard);
+                .try_collect::<Vec<_>>()
+                .await
+        })
+        .await?;
+        let Split {
+            parts,
+            tail,
+            covered_days,
+        } = split(built, listed);
         if covered_days == 0 {
             return Ok(None);
         }
@@ -165,15 +213,7 @@ impl Rollups {
             Ok(b.filter(range_filter.clone())?
                 .project(projection.clone())?)
         })?;
-        let mut raw: Vec<LogicalPlanBuilder> = Vec::new();
-        if !tail.is_empty() {
-            raw.push(scan(parquet_files(&self.store, &tail, events::schema())?)?);
-        }
-        if !pending.is_empty() {
-            let mem = MemTable::try_new(events::schema(), vec![pending])?;
-            raw.push(scan(mem)?);
-        }
-        for r in raw {
+        for r in self.raw_scans(&tail, pending)? {
             let states = self.states_plan(&sub, r.filter(range_filter.clone())?)?;
             input = input.union(states)?;
         }
@@ -203,46 +243,16 @@ impl Rollups {
         let Some(built) = manifest.rollups.get(&spec.id()) else {
             return Ok(None);
         };
-        let unpublished = engine.events.unpublished();
-        let guard = match &unpublished {
-            Some(u) => Some(u.publish_lock().read().await),
-            None => None,
-        };
-        // Every event file, by day: retention reads all history.
-        let mut by_day: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        let prefix = format!("{}=", events::DATE_COLUMN);
-        for meta in self.store.list(events::EVENTS_DIR).await? {
-            let rel = self.store.relative(&meta.location);
-            let day = rel.split('/').find_map(|s| s.strip_prefix(&prefix));
-            if let Some(day) = day
-                && rel.ends_with(".parquet")
-            {
-                by_day
-                    .entry(day.to_string())
-                    .or_default()
-                    .insert(rel.clone());
-            }
-        }
-        let pending = unpublished
-            .as_ref()
-            .map(|u| u.snapshot())
-            .unwrap_or_default();
-        drop(guard);
+        // Every event file: retention reads all history.
+        let (mut listed, pending) = under_publish_lock(engine, self.event_files()).await?;
         let end_day = events::date_of_millis(end_ms);
-        let (mut parts, mut tail, mut covered) = (PartDays::new(), Vec::new(), 0);
-        for (day, files) in by_day.range(..=end_day) {
-            match built.days.get(day) {
-                Some(c) if c.files.is_subset(files) => {
-                    covered += 1;
-                    for p in &c.parts {
-                        parts.entry(p.clone()).or_default().push(day.clone());
-                    }
-                    tail.extend(files.difference(&c.files).cloned());
-                }
-                _ => tail.extend(files.iter().cloned()),
-            }
-        }
-        if covered == 0 {
+        listed.retain(|day, _| *day <= end_day);
+        let Split {
+            parts,
+            tail,
+            covered_days,
+        } = split(built, listed);
+        if covered_days == 0 {
             return Ok(None);
         }
         let columns = |b: LogicalPlanBuilder| -> Result<LogicalPlanBuilder> {
@@ -259,14 +269,7 @@ impl Rollups {
         let mut input = self.part_scans(&parts, &full, |b| {
             columns(b.filter(ws.clone().and(col("l0_rows").gt(lit(0i64))))?)
         })?;
-        let mut raw: Vec<LogicalPlanBuilder> = Vec::new();
-        if !tail.is_empty() {
-            raw.push(scan(parquet_files(&self.store, &tail, events::schema())?)?);
-        }
-        if !pending.is_empty() {
-            raw.push(scan(MemTable::try_new(events::schema(), vec![pending])?)?);
-        }
-        for r in raw {
+        for r in self.raw_scans(&tail, pending)? {
             let states = self.states_plan(
                 &spec,
                 r.filter(ws.clone().and(col("event_type").eq(lit("utterance"))))?,

@@ -11,11 +11,11 @@ use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder, col};
 
 use super::{
     BuildReport, Built, Covered, IDS_DIR, MANIFEST, MAX_PARTS, Manifest, ROLLUPS_DIR, RollupSpec,
-    Rollups, conform, days_predicate, encode, parquet_files, scan, storage_error,
+    Rollups, conform, days_predicate, encode, manifest_error, parquet_files, scan,
 };
 use crate::compile::states::{any_selection, merge_aggregates, state_aggregates, state_groups};
 use crate::definition::WEEK_ORIGIN_MS;
-use crate::engine::{Engine, Error, Result};
+use crate::engine::{Engine, Result};
 use crate::storage::events::{self, DAY_MS};
 use crate::storage::key_segment;
 
@@ -27,13 +27,19 @@ impl Rollups {
     /// `None`): states of the files each rollup does not cover yet.
     pub async fn build(&self, engine: &Engine, days: Option<Vec<String>>) -> Result<BuildReport> {
         let _one = self.building.lock().await;
-        let days: Vec<String> = match days {
-            Some(d) => d,
-            None => self.event_days().await?.into_iter().collect(),
+        let listing = match days {
+            None => self.event_files().await?,
+            Some(days) => {
+                let mut listing = BTreeMap::new();
+                for day in days {
+                    let files = self.day_files(&day).await?;
+                    listing.insert(day, files);
+                }
+                listing
+            }
         };
         let mut report = BuildReport::default();
-        for day in days {
-            let files = self.day_files(&day).await?;
+        for (day, files) in listing {
             let manifest = self.manifest();
             let mut changes: Vec<(String, RollupSpec, Covered)> = Vec::new();
             let mut stale: Vec<String> = Vec::new();
@@ -227,7 +233,7 @@ impl Rollups {
                 Ok::<Manifest, std::convert::Infallible>(m.clone())
             })
             .await
-            .map_err(|e| Error::Storage(storage_error(e)))?;
+            .map_err(manifest_error)?;
         let named: std::collections::BTreeSet<&String> = next
             .rollups
             .values()
