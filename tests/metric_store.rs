@@ -1506,14 +1506,10 @@ async fn fake_model(requests: Arc<AtomicUsize>) -> String {
     format!("http://{addr}/v1")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ai_query_metric_through_a_local_protocol_server() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = common::demo_engine(dir.path(), 150_000, 2).await;
-    let now = "2026-01-10T20:00:00Z";
-    let requests = Arc::new(AtomicUsize::new(0));
-    let url = fake_model(Arc::clone(&requests)).await;
-    let ai = Ai {
+/// The AI client of the local model at `url`, the `fast` tier only, with
+/// `budget` requests per workspace and run.
+fn local_ai(url: String, budget: usize) -> Ai {
+    Ai {
         extractor: Some(Arc::new(
             ChatClient::new(AiConfig {
                 url,
@@ -1521,12 +1517,22 @@ async fn ai_query_metric_through_a_local_protocol_server() {
                 models: [("fast".to_string(), "tiny-model".to_string())].into(),
                 timeout: std::time::Duration::from_secs(10),
                 retries: 3,
-                budget: 5000,
+                budget,
             })
             .unwrap(),
         )),
-        budget: 5000,
-    };
+        budget,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ai_query_metric_through_a_local_protocol_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::demo_engine(dir.path(), 150_000, 2).await;
+    let now = "2026-01-10T20:00:00Z";
+    let requests = Arc::new(AtomicUsize::new(0));
+    let url = fake_model(Arc::clone(&requests)).await;
+    let ai = local_ai(url, 5000);
     let app = app(engine.clone(), now, ai.clone());
     let settings = json!({"definitions": [ci(json!({"key": "ai_quality", "name": "AI quality", "metric_type": "numerical",
         "extraction_mode": "ai_query", "ai_query_prompt": "Rate the call from 0 to 100.", "model_tier": "fast",
@@ -2069,20 +2075,7 @@ async fn every_workspace_has_its_own_ai_budget() {
     let requests = Arc::new(AtomicUsize::new(0));
     let url = fake_model(Arc::clone(&requests)).await;
     const BUDGET: usize = 20;
-    let ai = Ai {
-        extractor: Some(Arc::new(
-            ChatClient::new(AiConfig {
-                url,
-                api_key: None,
-                models: [("fast".to_string(), "tiny-model".to_string())].into(),
-                timeout: std::time::Duration::from_secs(10),
-                retries: 3,
-                budget: BUDGET,
-            })
-            .unwrap(),
-        )),
-        budget: BUDGET,
-    };
+    let ai = local_ai(url, BUDGET);
     let app = app(engine.clone(), now, ai.clone());
     for ws in ["ws-demo", "ws-acme"] {
         let settings = json!({"definitions": [ci(json!({"key": "ai_quality", "name": "AI quality",
