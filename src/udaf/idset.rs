@@ -24,8 +24,9 @@ use roaring::RoaringBitmap;
 /// One workspace's ids, numbered in the order first seen.
 #[derive(Debug, Default)]
 struct Numbered {
-    ids: HashMap<String, u32>,
-    names: Vec<String>,
+    /// Each name is stored once, shared by the map and the list.
+    ids: HashMap<Arc<str>, u32>,
+    names: Vec<Arc<str>>,
     /// How many of `names` are durable.
     persisted: usize,
 }
@@ -58,7 +59,8 @@ impl IdDictionary {
         let n = names.len();
         for name in names {
             let id = w.names.len() as u32;
-            w.ids.insert(name.clone(), id);
+            let name: Arc<str> = name.into();
+            w.ids.insert(Arc::clone(&name), id);
             w.names.push(name);
         }
         w.persisted = w.names.len();
@@ -85,8 +87,9 @@ impl IdDictionary {
                             u32::MAX
                         ))
                     })?;
-                    w.ids.insert(id.to_string(), n);
-                    w.names.push(id.to_string());
+                    let name: Arc<str> = id.into();
+                    w.ids.insert(Arc::clone(&name), n);
+                    w.names.push(name);
                     n
                 }
             };
@@ -102,7 +105,13 @@ impl IdDictionary {
         let mut out: Vec<_> = all
             .iter()
             .filter(|(_, w)| w.persisted < w.names.len())
-            .map(|(ws, w)| (ws.clone(), w.persisted, w.names[w.persisted..].to_vec()))
+            .map(|(ws, w)| {
+                let names = w.names[w.persisted..]
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect();
+                (ws.clone(), w.persisted, names)
+            })
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
@@ -121,7 +130,12 @@ impl IdDictionary {
     pub fn persisted_names(&self, workspace: &str) -> Vec<String> {
         let all = self.inner.lock().expect("not poisoned");
         all.get(workspace)
-            .map(|w| w.names[..w.persisted].to_vec())
+            .map(|w| {
+                w.names[..w.persisted]
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
