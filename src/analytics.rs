@@ -504,22 +504,27 @@ pub struct Ranked {
 
 /// What retention reads: the activity rollup plus the raw events it does
 /// not cover when the range is on day bounds (one row per user and day
-/// instead of every utterance), else the events.
-async fn retention_source(engine: &Engine, skill: &str, range: Range) -> Arc<dyn TableSource> {
+/// instead of every utterance), else the events; and whether it is the
+/// rollup (whose plans run in this process, see [`Engine::execute_local`]).
+async fn retention_source(
+    engine: &Engine,
+    skill: &str,
+    range: Range,
+) -> (Arc<dyn TableSource>, bool) {
     let on_days = |ms: i64| ms.rem_euclid(crate::storage::events::DAY_MS) == 0;
     if let Some(rollups) = engine.rollups()
         && on_days(range.start_ms)
         && on_days(range.end_ms)
     {
         match rollups.activity_source(engine, skill, range.end_ms).await {
-            Ok(Some(source)) => return source,
+            Ok(Some(source)) => return (source, true),
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "activity rollup unavailable; retention reads events")
             }
         }
     }
-    engine.events_source()
+    (engine.events_source(), false)
 }
 
 /// Retention cohorts of `skill` over `range`.
@@ -529,13 +534,13 @@ pub async fn retention(
     range: Range,
     stage: Stage,
 ) -> Result<Vec<Cohort>> {
-    let plan = retention_plan(
-        retention_source(engine, skill, range).await,
-        skill,
-        range,
-        stage,
-    )?;
-    let batches = engine.execute(plan).await?;
+    let (source, from_rollup) = retention_source(engine, skill, range).await;
+    let plan = retention_plan(source, skill, range, stage)?;
+    let batches = if from_rollup {
+        engine.execute_local(plan).await?
+    } else {
+        engine.execute(plan).await?
+    };
     let mut rows = Vec::new();
     for b in &batches {
         let week_ms = zeroed(columns::millis(b, "cohort_week"))?;

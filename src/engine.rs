@@ -115,6 +115,11 @@ fn describe_datafusion(e: &DataFusionError) -> String {
 #[derive(Clone)]
 pub struct Engine {
     pub ctx: SessionContext,
+    /// In-process context for plans over rollup states when `ctx` sends
+    /// plans to a cluster: a rollup answer reads a few kilobytes of states
+    /// plus the raw tail, and its distinct counts number ids with the
+    /// server's own dictionary, which executors do not hold.
+    local: Option<SessionContext>,
     pub store: Store,
     events: Arc<EventsTable>,
     limits: QueryLimits,
@@ -170,17 +175,7 @@ impl Engine {
         config: SessionConfig,
         limits: QueryLimits,
     ) -> Result<Self> {
-        // DataFusion caches file listings forever by default; files arrive
-        // (ingest, other writers) and go (compaction), so list every time.
-        let cache = datafusion::execution::cache::cache_manager::CacheManagerConfig::default()
-            .with_list_files_cache_limit(0);
-        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
-            .with_cache_manager(cache)
-            .with_memory_pool(Arc::new(
-                datafusion::execution::memory_pool::FairSpillPool::new(limits.memory_bytes),
-            ))
-            .build_arc()?;
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let ctx = local_context(config, &limits)?;
         Self::with_context_and_limits(store, ctx, limits).await
     }
 
@@ -188,7 +183,21 @@ impl Engine {
     /// plans run on a cluster): registers the store, the project's
     /// functions and tables in it.
     pub async fn with_context(store: Store, ctx: SessionContext) -> Result<Self> {
-        Self::with_context_and_limits(store, ctx, QueryLimits::from_env()).await
+        let limits = QueryLimits::from_env();
+        let local = local_context(session_config(), &limits)?;
+        let mut engine = Self::with_context_and_limits(store, ctx, limits).await?;
+        engine.register(&local)?;
+        engine.local = Some(local);
+        Ok(engine)
+    }
+
+    /// Registers the store, the project's functions and the `events`
+    /// table in `ctx`.
+    fn register(&self, ctx: &SessionContext) -> Result<()> {
+        ctx.register_object_store(&self.store.base_url, Arc::clone(&self.store.object_store));
+        crate::udaf::register_all(ctx)?;
+        ctx.register_table("events", Arc::clone(&self.events) as _)?;
+        Ok(())
     }
 
     async fn with_context_and_limits(
@@ -196,19 +205,19 @@ impl Engine {
         ctx: SessionContext,
         limits: QueryLimits,
     ) -> Result<Self> {
-        ctx.register_object_store(&store.base_url, Arc::clone(&store.object_store));
-        crate::udaf::register_all(&ctx)?;
         let events = Arc::new(EventsTable::try_new(&store, events::schema())?);
-        ctx.register_table("events", Arc::clone(&events) as _)?;
         let turns = Arc::new(tokio::sync::Semaphore::new(limits.max_concurrent));
-        Ok(Self {
+        let engine = Self {
             ctx,
+            local: None,
             store,
             events,
             limits,
             turns,
             rollups: Arc::default(),
-        })
+        };
+        engine.register(&engine.ctx)?;
+        Ok(engine)
     }
 
     /// Runs a SQL statement and collects the result.
@@ -314,7 +323,7 @@ impl Engine {
     pub async fn run_traced(&self, query: &Query) -> Result<(Vec<Series>, AnswerPath)> {
         let (compiled, path) = self.plan_traced(query).await?;
         if path == AnswerPath::Rollup {
-            match self.execute(compiled.plan.clone()).await {
+            match self.execute_local(compiled.plan.clone()).await {
                 Ok(batches) => return Ok((series::collect(&compiled, &batches)?, path)),
                 Err(e @ (Error::Busy(_) | Error::Timeout(_))) => return Err(e),
                 Err(e) => tracing::warn!(error = %e, "rollup answer failed; answering raw"),
@@ -387,6 +396,21 @@ impl Engine {
 
     /// Executes a logical plan and collects the result.
     pub async fn execute(&self, plan: LogicalPlan) -> Result<Vec<RecordBatch>> {
+        self.execute_on(&self.ctx, plan).await
+    }
+
+    /// As [`Engine::execute`], in this process even when other plans go to
+    /// a cluster: for plans over rollup states and their raw tail.
+    pub async fn execute_local(&self, plan: LogicalPlan) -> Result<Vec<RecordBatch>> {
+        self.execute_on(self.local.as_ref().unwrap_or(&self.ctx), plan)
+            .await
+    }
+
+    async fn execute_on(
+        &self,
+        ctx: &SessionContext,
+        plan: LogicalPlan,
+    ) -> Result<Vec<RecordBatch>> {
         let _turn = tokio::time::timeout(self.limits.queue_wait, self.turns.acquire())
             .await
             .map_err(|_| {
@@ -396,7 +420,7 @@ impl Engine {
                 ))
             })?
             .expect("the semaphore is never closed");
-        match tokio::time::timeout(self.limits.timeout, self.execute_now(plan)).await {
+        match tokio::time::timeout(self.limits.timeout, self.execute_now(ctx, plan)).await {
             Err(_) => Err(Error::Timeout(self.limits.timeout)),
             Ok(Err(Error::DataFusion(e)))
                 if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) =>
@@ -409,20 +433,38 @@ impl Engine {
         }
     }
 
-    async fn execute_now(&self, plan: LogicalPlan) -> Result<Vec<RecordBatch>> {
+    async fn execute_now(
+        &self,
+        ctx: &SessionContext,
+        plan: LogicalPlan,
+    ) -> Result<Vec<RecordBatch>> {
         let mut result = async {
-            self.ctx
-                .execute_logical_plan(plan.clone())
+            ctx.execute_logical_plan(plan.clone())
                 .await?
                 .collect()
                 .await
         }
         .await;
         if result.as_ref().is_err_and(file_vanished) {
-            result = async { self.ctx.execute_logical_plan(plan).await?.collect().await }.await;
+            result = async { ctx.execute_logical_plan(plan).await?.collect().await }.await;
         }
         self.diagnose(result).await
     }
+}
+
+/// An in-process context: listings are not cached (files arrive by
+/// ingest and other writers and go by compaction) and memory is bounded by
+/// `limits`.
+fn local_context(config: SessionConfig, limits: &QueryLimits) -> Result<SessionContext> {
+    let cache = datafusion::execution::cache::cache_manager::CacheManagerConfig::default()
+        .with_list_files_cache_limit(0);
+    let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_cache_manager(cache)
+        .with_memory_pool(Arc::new(
+            datafusion::execution::memory_pool::FairSpillPool::new(limits.memory_bytes),
+        ))
+        .build_arc()?;
+    Ok(SessionContext::new_with_config_rt(config, runtime))
 }
 
 /// The Parquet files under `dir` as a table with Hive-style `partitions`

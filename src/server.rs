@@ -91,9 +91,10 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         Some(addr) => crate::cluster::connect(addr, store).await?,
         None => Engine::new(store).await.map_err(|e| e.to_string())?,
     };
-    if args.cluster.cluster.is_none() {
-        start_rollups(&engine).await?;
-    }
+    // With --cluster too: rollups are built and answer in this process
+    // (see `Engine::execute_local`); what they do not cover goes to the
+    // cluster.
+    start_rollups(&engine).await?;
     let clock = Clock::from_env()?;
 
     let mut spec = std::env::var("METRICSTORE_TOKENS").unwrap_or_default();

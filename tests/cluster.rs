@@ -162,6 +162,7 @@ fn serve(
     env: &[(String, String)],
     extra: &[&str],
     log: Option<&std::path::Path>,
+    rollups: bool,
 ) -> (Proc, String) {
     let port = free_port();
     let stderr = match log {
@@ -182,9 +183,10 @@ fn serve(
             .env("METRICSTORE_TOKENS", format!("{TOKEN}:admin:*"))
             .env("METRICSTORE_NOW", NOW)
             .env("METRICSTORE_PIPELINE_INTERVAL", "0")
-            // The same raw plans in-process and on the cluster (rollups
-            // answer in-process only; tests/rollups.rs checks them).
-            .env("METRICSTORE_ROLLUPS", "off")
+            // Off: the same raw plans in-process and on the cluster. On:
+            // rollups answer in the server, what they miss goes to the
+            // cluster.
+            .env("METRICSTORE_ROLLUPS", if rollups { "on" } else { "off" })
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -222,6 +224,34 @@ fn assert_same(a: &Value, b: &Value, at: &str) {
             assert_eq!(kx, ky, "{at}: keys");
             for (k, v) in x {
                 assert_same(v, &y[k], &format!("{at}.{k}"));
+            }
+        }
+        _ => assert_eq!(a, b, "{at}"),
+    }
+}
+
+/// As [`assert_same`], with numbers within 1% relative (percentiles from
+/// sketches against exact ones).
+fn assert_close(a: &Value, b: &Value, at: &str) {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!(
+                (x - y).abs() <= 0.01 * x.abs().max(y.abs()),
+                "{at}: {x} != {y}"
+            );
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{at}: lengths");
+            for (i, (x, y)) in x.iter().zip(y).enumerate() {
+                assert_close(x, y, &format!("{at}[{i}]"));
+            }
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            let (kx, ky): (Vec<_>, Vec<_>) = (x.keys().collect(), y.keys().collect());
+            assert_eq!(kx, ky, "{at}: keys");
+            for (k, v) in x {
+                assert_close(v, &y[k], &format!("{at}.{k}"));
             }
         }
         _ => assert_eq!(a, b, "{at}"),
@@ -309,9 +339,14 @@ async fn the_three_apis_answer_the_same_on_a_cluster() {
 
     let log_dir = tempfile::tempdir().unwrap();
     let log = log_dir.path().join("serve.log");
-    let (_local_server, local_base) = serve(local, &env, &[], None);
-    let (_cluster_server, cluster_base) =
-        serve(remote, &env, &["--cluster", &cluster.addr], Some(&log));
+    let (_local_server, local_base) = serve(local, &env, &[], None, false);
+    let (_cluster_server, cluster_base) = serve(
+        remote,
+        &env,
+        &["--cluster", &cluster.addr],
+        Some(&log),
+        false,
+    );
     let pair = Pair {
         client: reqwest::Client::new(),
         local: local_base,
@@ -414,6 +449,64 @@ async fn the_three_apis_answer_the_same_on_a_cluster() {
     assert!(v["count"].as_u64().unwrap() > 0, "{v}");
     pair.same("GET", "/v1/ws-demo/metrics/unique_callers/trend", None)
         .await;
+
+    // With rollups on both servers: the rollups answer in the cluster's
+    // server as in-process, without sending those plans to the cluster.
+    let rollup_log = log_dir.path().join("serve-rollups.log");
+    let (_local_rollups, local_rollups) = serve(local, &env, &[], None, true);
+    let (_cluster_rollups, cluster_rollups) = serve(
+        remote,
+        &env,
+        &["--cluster", &cluster.addr],
+        Some(&rollup_log),
+        true,
+    );
+    let rollup_pair = Pair {
+        client: reqwest::Client::new(),
+        local: local_rollups,
+        cluster: cluster_rollups.clone(),
+    };
+    let metrics = format!("/v2/skills/{skill}/metrics");
+    // q6 filters by locale and groups by intent: no rollup has both
+    // columns, so it goes to the cluster.
+    let expected = ["rollup,rollup,rollup", "rollup,rollup,raw"];
+    for (chunk, expected) in queries.as_array().unwrap().chunks(3).zip(expected) {
+        let body = json!({"startTime": "2026-01-01T00:00:00Z", "endTime": "2026-01-09T06:30:00Z",
+            "maxResultsPerQuery": 1000, "metricQueries": chunk});
+        let from_rollups = rollup_pair.same("POST", &metrics, Some(&body)).await;
+        let resp = rollup_pair
+            .client
+            .post(format!("{cluster_rollups}{metrics}"))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let answered = &resp.headers()["x-metricstore-answered-from"];
+        assert_eq!(answered, expected);
+        // Rollup answers agree with the raw plans run on the cluster
+        // (counts exactly, percentiles within METRICS.md's 1%).
+        let (_, from_raw) = pair.both("POST", &metrics, Some(&body)).await;
+        assert_close(&from_rollups, &from_raw, "rollups vs raw");
+    }
+    rollup_pair
+        .same(
+            "GET",
+            &format!("/v2/skills/{skill}/analytics/retention?startTime=2025-12-29T00:00:00Z&endTime=2026-01-10T00:00:00Z"),
+            None,
+        )
+        .await;
+    // Plans went to the cluster for the two requests holding q6 and for
+    // the first request's check that the skill exists (a raw scan, then
+    // remembered); none for retention.
+    let text = std::fs::read_to_string(&rollup_log).unwrap();
+    assert_eq!(
+        text.matches("request ran on the cluster").count(),
+        3,
+        "{text}"
+    );
+    assert!(!text.contains("analytics/retention"), "{text}");
 
     // The server says which requests ran on the cluster.
     let text = std::fs::read_to_string(&log).unwrap();

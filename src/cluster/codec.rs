@@ -369,12 +369,19 @@ mod tests {
     #[test]
     fn the_project_functions_decode_by_name() {
         let codec = LogicalCodec::new();
-        for name in ["quantile", "rate", "ratio"] {
+        let physical = PhysicalCodec::default();
+        for name in [
+            "quantile",
+            "rate",
+            "ratio",
+            "sketch_state",
+            "sketch_quantile",
+            "idset_count",
+        ] {
             assert!(codec.try_decode_udaf(name, &[]).is_ok(), "{name}");
+            assert!(physical.try_decode_udaf(name, &[]).is_ok(), "{name}");
         }
         assert!(codec.try_decode_udf("json_get_str", &[]).is_ok());
-        let physical = PhysicalCodec::default();
-        assert!(physical.try_decode_udaf("quantile", &[]).is_ok());
         assert!(physical.try_decode_udf("json_get_int", &[]).is_ok());
     }
 }

@@ -190,7 +190,14 @@ mod tests {
     fn every_process_knows_the_project_functions() {
         let registry = executor_functions().unwrap();
         use datafusion::execution::FunctionRegistry;
-        for name in ["quantile", "rate", "ratio"] {
+        for name in [
+            "quantile",
+            "rate",
+            "ratio",
+            "sketch_state",
+            "sketch_quantile",
+            "idset_count",
+        ] {
             assert!(registry.udaf(name).is_ok(), "{name}");
         }
         assert!(registry.udf("json_get_str").is_ok());

@@ -68,7 +68,7 @@ impl Rollups {
                 }
                 if !new.is_empty() {
                     let plan = self.states_of_files(spec, &new)?;
-                    let batches = engine.execute(plan).await?;
+                    let batches = engine.execute_local(plan).await?;
                     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
                     if rows > 0 {
                         covered.parts.push(
@@ -84,7 +84,7 @@ impl Rollups {
                 if covered.parts.len() > MAX_PARTS {
                     let plan =
                         self.merged_parts(spec, &covered.parts, std::slice::from_ref(&day))?;
-                    let batches = engine.execute(plan).await?;
+                    let batches = engine.execute_local(plan).await?;
                     let part = self
                         .write_part(&id, &format!("date={day}"), spec, &batches)
                         .await?;
@@ -184,7 +184,7 @@ impl Rollups {
                 let parts: Vec<String> = days.iter().map(|(_, c)| c.parts[0].clone()).collect();
                 let names: Vec<String> = days.iter().map(|(d, _)| (*d).clone()).collect();
                 let batches = engine
-                    .execute(self.merged_parts(spec, &parts, &names)?)
+                    .execute_local(self.merged_parts(spec, &parts, &names)?)
                     .await?;
                 let label = format!("week={}", events::date_of_millis(week));
                 let part = self.write_part(&id, &label, spec, &batches).await?;
