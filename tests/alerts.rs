@@ -410,6 +410,59 @@ async fn a_failing_receiver_gets_the_notification_once_it_recovers() {
     hits.iter().for_each(verify);
 }
 
+/// A `resolved` never overtakes its `firing`: while the firing waits out
+/// its back-off, the resolved waits behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_gets_its_notifications_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = node(dir.path(), Clock::system()).await;
+    n.start("node-a");
+    let (rx, url) = Receiver::start(&[Answer::Status(500), Answer::Status(500)]).await;
+    ingest(&n.app, failed_logins(5, now_ms())).await;
+    let (_, rule) = metric_and_rule(&n, &url, "0s").await;
+    // The first attempt is refused; then the condition stops holding.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rx.hits().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(rx.hits().len(), 1);
+    let (_, got) = n
+        .call(
+            "GET",
+            &format!("/api/metric-alerts/{rule}"),
+            "al-viewer-token",
+            None,
+        )
+        .await;
+    let (s, updated) = n
+        .call(
+            "PUT",
+            &format!("/api/metric-alerts/{rule}"),
+            "al-admin-token",
+            Some(json!({"condition": {"operator": "gt", "threshold": 100}, "channels": got["channels"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{updated}");
+    let resolved = rx.wait_for("resolved", 1, Duration::from_secs(15)).await;
+    assert_eq!(resolved.len(), 1);
+    let hits = rx.hits();
+    let statuses: Vec<(&str, bool)> = hits
+        .iter()
+        .map(|h| (h.body["status"].as_str().unwrap(), h.acked))
+        .collect();
+    // Two refused firings, the firing delivered, then the resolved.
+    assert_eq!(
+        statuses,
+        [
+            ("firing", false),
+            ("firing", false),
+            ("firing", true),
+            ("resolved", true)
+        ]
+    );
+    hits.iter().for_each(verify);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_on_one_store_notify_each_transition_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -817,7 +870,7 @@ async fn every_field_is_checked_with_the_documented_400() {
         (json!({"silencedUntil": "tomorrow"}), "silencedUntil"),
         (json!({"severity": "high"}), "severity"),
     ];
-    for (patch, field) in cases {
+    for (patch, field) in &cases {
         let mut body = base.clone();
         for (k, v) in patch.as_object().unwrap() {
             body[k] = v.clone();
@@ -827,14 +880,14 @@ async fn every_field_is_checked_with_the_documented_400() {
             .await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{patch}: {e}");
         assert_eq!(e["code"], "VALIDATION_ERROR", "{patch}: {e}");
-        assert_eq!(e["field"], field, "{patch}: {e}");
+        assert_eq!(e["field"], *field, "{patch}: {e}");
         assert!(e["message"].as_str().unwrap().contains(field), "{e}");
         assert!(
             e["errors"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|x| x["field"] == field),
+                .any(|x| x["field"] == *field),
             "{e}"
         );
     }
@@ -854,6 +907,49 @@ async fn every_field_is_checked_with_the_documented_400() {
         .call("GET", "/api/metric-alerts", "al-admin-token", None)
         .await;
     assert_eq!(list, json!([]), "nothing was stored");
+
+    // The same checks on PUT, and the stored rule stays as it was.
+    let (s, rule) = n
+        .call(
+            "POST",
+            "/api/metric-alerts",
+            "al-admin-token",
+            Some(base.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{rule}");
+    let path = format!("/api/metric-alerts/{}", rule["id"].as_str().unwrap());
+    for (patch, field) in &cases {
+        let mut body = base.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let (s, e) = n.call("PUT", &path, "al-admin-token", Some(body)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "PUT {patch}: {e}");
+        assert_eq!(e["field"], *field, "PUT {patch}: {e}");
+    }
+    let (_, after) = n.call("GET", &path, "al-admin-token", None).await;
+    assert_eq!(after["updatedAt"], rule["updatedAt"], "{after}");
+
+    // History paging parameters.
+    for (query, code) in [
+        ("maxResults=0", "INVALID_MAX_RESULTS"),
+        ("maxResults=101", "INVALID_MAX_RESULTS"),
+        ("maxResults=ten", "INVALID_MAX_RESULTS"),
+        ("nextToken=..%2F..%2Fsecret", "INVALID_NEXT_TOKEN"),
+        ("nextToken=not-a-token", "INVALID_NEXT_TOKEN"),
+    ] {
+        let (s, e) = n
+            .call(
+                "GET",
+                &format!("{path}/history?{query}"),
+                "al-admin-token",
+                None,
+            )
+            .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{query}: {e}");
+        assert_eq!(e["code"], code, "{query}: {e}");
+    }
 }
 
 #[tokio::test]

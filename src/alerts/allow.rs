@@ -156,9 +156,7 @@ impl AllowList {
         let Some(url::Host::Domain(host)) = url.host() else {
             return Ok(None);
         };
-        if self.allows_name(host) {
-            return Ok(None);
-        }
+        let named = self.allows_name(host);
         let port = url.port_or_known_default().unwrap_or(80);
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
             .await
@@ -167,13 +165,51 @@ impl AllowList {
         if addrs.is_empty() {
             return Err(format!("host {host:?} does not resolve"));
         }
-        if let Some(bad) = addrs.iter().find(|a| !self.allows_ip(a.ip())) {
+        // An allowed name may still point into a private network (a DNS
+        // record changed, or rebound between check and connection): its
+        // addresses must be public unless an address entry allows them.
+        let refused = |ip: IpAddr| !self.allows_ip(ip) && !(named && is_public(ip));
+        if let Some(bad) = addrs.iter().find(|a| refused(a.ip())) {
             return Err(format!(
-                "host {host:?} resolves to {}, which METRICSTORE_WEBHOOK_ALLOW does not allow",
-                bad.ip()
+                "host {host:?} resolves to {}, which METRICSTORE_WEBHOOK_ALLOW does not allow{}",
+                bad.ip(),
+                if named {
+                    " (an allowed name must resolve to public addresses, or the address must be allowed too)"
+                } else {
+                    ""
+                }
             ));
         }
         Ok(Some((host.to_string(), addrs)))
+    }
+}
+
+/// Whether `ip` is an address of the public internet. By hand because
+/// `IpAddr::is_global` is not stable; the ranges are RFC 6890's special
+/// purpose blocks that lead into a host or a private network.
+fn is_public(ip: IpAddr) -> bool {
+    match canonical(ip) {
+        IpAddr::V4(a) => {
+            let [x, y, ..] = a.octets();
+            !(a.is_private()
+                || a.is_loopback()
+                || a.is_link_local()
+                || a.is_unspecified()
+                || a.is_broadcast()
+                || a.is_multicast()
+                || x == 0
+                || (x == 100 && (64..128).contains(&y))
+                || (x == 192 && y == 0 && a.octets()[2] == 0)
+                || x >= 240)
+        }
+        IpAddr::V6(a) => {
+            let first = a.segments()[0];
+            !(a.is_loopback()
+                || a.is_unspecified()
+                || a.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
     }
 }
 
@@ -231,10 +267,47 @@ mod tests {
         // `localhost` resolves to loopback addresses only where it resolves
         // to IPv4; a block list without ::1 refuses an IPv6 answer.
         let by_name = AllowList::loopback();
-        assert_eq!(
-            by_name.resolve_checked("http://localhost:1/x").await,
-            Ok(None)
-        );
+        let (host, addrs) = by_name
+            .resolve_checked("http://localhost:1/x")
+            .await
+            .unwrap()
+            .expect("names are resolved and pinned");
+        assert_eq!(host, "localhost");
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()), "{addrs:?}");
         assert!(a.resolve_checked("http://10.0.0.1/x").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn an_allowed_name_that_resolves_into_a_private_network_is_refused() {
+        // Allowed by name only: `localhost` resolves to loopback, which no
+        // address entry allows.
+        let a = AllowList::parse("localhost").unwrap();
+        let e = a.resolve_checked("http://localhost:1/x").await.unwrap_err();
+        assert!(e.contains("public addresses"), "{e}");
+    }
+
+    #[test]
+    fn public_addresses() {
+        for ip in ["8.8.8.8", "1.1.1.1", "2606:4700::1111", "::ffff:8.8.4.4"] {
+            assert!(is_public(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "10.0.0.1",
+            "172.16.0.1",
+            "192.168.0.1",
+            "127.0.0.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "224.0.0.1",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:10.0.0.1",
+            "::",
+        ] {
+            assert!(!is_public(ip.parse().unwrap()), "{ip}");
+        }
     }
 }

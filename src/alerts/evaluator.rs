@@ -29,11 +29,17 @@ const TICK: Duration = Duration::from_millis(100);
 /// How often it re-reads the rules.
 const RELOAD_MS: i64 = 1_000;
 /// How long a lease lasts: longer than one cycle (an evaluation and a few
-/// deliveries of at most [`notify::TIMEOUT`] each).
+/// deliveries of at most [`notify::TIMEOUT`] each). A delivery starts only
+/// if it ends before the lease does (see [`SEND_MARGIN_MS`]), so another
+/// server taking over an expired lease never sends what this one is
+/// sending.
 pub const LEASE_MS: i64 = 30_000;
+/// Time kept free at the end of a lease for recording what was sent.
+const SEND_MARGIN_MS: i64 = 5_000;
 /// Deliveries attempted per cycle; the rest wait for the next one.
 const SENDS_PER_CYCLE: usize = 4;
-/// Rules evaluated at once.
+/// Rules evaluated at once (deliveries do not count: a slow receiver
+/// never holds up other rules' evaluations).
 const CONCURRENT_RULES: usize = 4;
 
 /// Why a cycle did not run.
@@ -160,10 +166,7 @@ impl Evaluator {
                 }
                 let (this, ws, rule) = (Arc::clone(&self), ws.clone(), rule.clone());
                 tokio::spawn(async move {
-                    let next = {
-                        let _permit = this.permits.acquire().await.expect("never closed");
-                        this.cycle(&ws, &rule).await
-                    };
+                    let next = this.cycle(&ws, &rule).await;
                     this.due
                         .lock()
                         .expect("not poisoned")
@@ -244,7 +247,10 @@ impl Evaluator {
         let ours = |st: &RuleState| st.lease.as_ref().is_some_and(|l| l.token == token);
         let mut snapshot = if evaluate_now {
             let started = std::time::Instant::now();
-            let result = evaluate(&self.state, ws, rule, self.state.clock.now_ms()).await;
+            let result = {
+                let _permit = self.permits.acquire().await.expect("never closed");
+                evaluate(&self.state, ws, rule, self.state.clock.now_ms()).await
+            };
             tracing::debug!(workspace = ws, rule_id = %rule.id, ms = started.elapsed().as_millis() as u64, ok = result.is_ok(), "alert rule evaluated");
             let silenced = rule.silenced_until_ms().is_some_and(|t| t > now);
             states
@@ -312,12 +318,26 @@ impl Evaluator {
             return Ok(next_due(rule, &snapshot));
         }
 
-        // 3. Archive, deliver, record, release.
+        // 3. Archive, deliver, record, release. Each receiver gets its
+        // notifications in order: one still owed (waiting out a back-off)
+        // holds back the later ones to the same URL, so a `resolved` never
+        // overtakes its `firing`.
+        let lease_ends = now + LEASE_MS;
+        let send_by = lease_ends - notify::TIMEOUT.as_millis() as i64 - SEND_MARGIN_MS;
+        let mut owed: HashSet<String> = HashSet::new();
         let mut sends = 0;
         for t in &mut snapshot.outbox {
             let (id, at_ms, body) = (t.notification_id, t.at_ms, t.payload());
             for d in &mut t.deliveries {
-                if d.done() || d.next_attempt_ms > now || sends >= SENDS_PER_CYCLE {
+                if d.done() {
+                    continue;
+                }
+                if owed.contains(&d.url)
+                    || d.next_attempt_ms > now
+                    || sends >= SENDS_PER_CYCLE
+                    || wall_ms() > send_by
+                {
+                    owed.insert(d.url.clone());
                     continue;
                 }
                 sends += 1;
@@ -333,6 +353,9 @@ impl Evaluator {
                         d.last_error = Some(e);
                         d.next_attempt_ms = at + notify::backoff_ms(d.attempts);
                         d.given_up = at - at_ms >= notify::GIVE_UP_AFTER_MS;
+                        if !d.given_up {
+                            owed.insert(d.url.clone());
+                        }
                     }
                 }
             }
