@@ -19,11 +19,17 @@
 //!   ordered by time then step name, each named by its intent or
 //!   `(unclassified)`. "Next after X" looks at the first X of each session
 //!   that has one: the step after it, or `(session ended)`. "Top paths" are
-//!   each session's first five steps joined by ` > `. Rankings sort by
-//!   sessions descending, then name ascending; past `limit` rows, the tail
-//!   is one `(other)` row that says how many names it folds.
+//!   each session's first five steps joined by ` > `. Percentages are of
+//!   users, as the console document defines them ("the percentage of users
+//!   who invoked a particular intent after the LaunchRequest"): a name's
+//!   distinct users over the distinct users of all sessions counted, so a
+//!   user who went two ways counts in both rows and the rows may add up to
+//!   more than 100%. Sessions without a user count as sessions, never as
+//!   users. Rankings sort by users descending, then sessions descending,
+//!   then name ascending; past `limit` rows, the tail is one `(other)` row
+//!   (its users counted once each) that says how many names it folds.
 //!
-//! About 600 lines: the retention and paths plans share their range,
+//! About 650 lines: the retention and paths plans share their range,
 //! stage and step expressions, kept together.
 
 pub mod functions;
@@ -300,9 +306,10 @@ fn percentage(part: Expr, whole: Expr) -> Expr {
 }
 
 /// The skill's utterances in the range as steps of their sessions, in one
-/// global order (session, time, step name) with, per row: `ord` (the
-/// position in that order), `prev` (the session of the row before) and
-/// the session and step of the next four rows (`s1`..`s4`, `l1`..`l4`).
+/// global order (session, time, step name) with, per row: its `user`,
+/// `ord` (the position in that order), `prev` (the session of the row
+/// before) and the session and step of the next four rows (`s1`..`s4`,
+/// `l1`..`l4`).
 /// A row starts its session when `prev` differs; the step `k` rows on is
 /// in the same session when `s{k}` equals `session`.
 ///
@@ -351,6 +358,7 @@ fn steps(source: Arc<dyn TableSource>, skill: &str, range: Range) -> Result<Logi
         col("session_id").alias("session"),
         col("time").alias("t"),
         f::coalesce(vec![col("intent"), lit(UNCLASSIFIED)]).alias("step"),
+        col("user_id").alias("user"),
     ])?
     .window(windows)?)
 }
@@ -394,8 +402,8 @@ fn next_from(steps: LogicalPlanBuilder, intent: &Intent, limit: usize) -> Result
         )?
         .project(vec![
             f::coalesce(vec![step_after(1)?, lit(SESSION_ENDED)]).alias("name"),
-        ])?
-        .aggregate(vec![col("name")], vec![agg::count(lit(1i64)).alias("n")])?;
+            col("user"),
+        ])?;
     ranked(counted, limit)
 }
 
@@ -417,59 +425,110 @@ fn paths_from(steps: LogicalPlanBuilder, limit: usize) -> Result<LogicalPlan> {
     }
     let counted = steps
         .filter(col("prev").is_null().or(col("prev").not_eq(col("session"))))?
-        .project(vec![f::concat_ws(lit(PATH_SEPARATOR), parts).alias("name")])?
-        .aggregate(vec![col("name")], vec![agg::count(lit(1i64)).alias("n")])?;
+        .project(vec![
+            f::concat_ws(lit(PATH_SEPARATOR), parts).alias("name"),
+            col("user"),
+        ])?;
     ranked(counted, limit)
 }
 
-/// Ranks `(name, n)` rows: columns `rank` (1..=limit, then limit + 1 for
-/// `(other)`), `name`, `sessions`, `percentage` (of all sessions counted,
-/// 2 decimals) and `folded` (names folded into the row: 0, or the tail's
-/// size for `(other)`), sorted by rank.
-fn ranked(counted: LogicalPlanBuilder, limit: usize) -> Result<LogicalPlan> {
+/// A window function over `arg`, partitioned by `by` (whole partitions:
+/// no order, so no frame).
+fn over(
+    fun: Arc<datafusion::logical_expr::AggregateUDF>,
+    arg: Expr,
+    by: Vec<Expr>,
+) -> Result<Expr> {
+    Ok(Expr::from(WindowFunction::new(fun, vec![arg]))
+        .partition_by(by)
+        .build()?)
+}
+
+/// Ranks `(name, user)` rows, one per session counted: columns `rank`
+/// (1..=limit, then limit + 1 for `(other)`), `name`, `users` (distinct
+/// users), `sessions`, `percentage` (of `total_users`, the distinct users
+/// of all rows, 2 decimals), `folded` (names folded into the row: 0, or
+/// the tail's size for `(other)`) and `total_users`, sorted by rank.
+fn ranked(rows: LogicalPlanBuilder, limit: usize) -> Result<LogicalPlan> {
+    use datafusion::functions_aggregate::{count::count_udaf, sum::sum_udaf};
     let limit = limit as i64;
-    let position = win::row_number()
+    // One row per name and user (NULL: the sessions without a user), so
+    // that a user's count is a row count within a name.
+    let pairs = rows.aggregate(
+        vec![col("name"), col("user")],
+        vec![agg::count(lit(1i64)).alias("s")],
+    )?;
+    // Each user once (their first row) for the total of distinct users.
+    let first_of_user = win::row_number()
+        .partition_by(vec![col("user")])
+        .order_by(vec![col("name").sort(true, false)])
+        .build()?
+        .alias("of_user");
+    let position = win::dense_rank()
         .order_by(vec![
+            col("u").sort(false, false),
             col("n").sort(false, false),
             col("name").sort(true, false),
         ])
         .build()?
         .alias("position");
-    let total = Expr::from(WindowFunction::new(
-        datafusion::functions_aggregate::sum::sum_udaf(),
-        vec![col("n")],
-    ))
-    .alias("total");
     let head = col("position").lt_eq(lit(limit));
-    Ok(counted
-        // One window node per sort order: DataFusion plans each node's
-        // functions under one ordering.
+    Ok(pairs
+        // One window node per partitioning and order: DataFusion plans
+        // each node's functions under one ordering.
+        .window(vec![
+            over(sum_udaf(), col("s"), vec![col("name")])?.alias("n"),
+            over(count_udaf(), col("user"), vec![col("name")])?.alias("u"),
+        ])?
+        .window(vec![first_of_user])?
+        .project(vec![
+            col("name"),
+            col("user"),
+            col("s"),
+            col("n"),
+            col("u"),
+            when(
+                col("user").is_not_null().and(col("of_user").eq(lit(1i64))),
+                lit(1i64),
+            )
+            .otherwise(lit(0i64))?
+            .alias("new_user"),
+        ])?
+        .window(vec![
+            Expr::from(WindowFunction::new(sum_udaf(), vec![col("new_user")])).alias("total_users"),
+        ])?
         .window(vec![position])?
-        .window(vec![total])?
         .project(vec![
             when(head.clone(), col("position"))
                 .otherwise(lit(limit + 1))?
                 .alias("rank"),
-            when(head, col("name")).otherwise(lit(OTHER))?.alias("name"),
-            col("n"),
-            col("total"),
+            when(head, col("name"))
+                .otherwise(lit(OTHER))?
+                .alias("shown"),
+            col("name"),
+            col("user"),
+            col("s"),
+            col("total_users"),
         ])?
         .aggregate(
-            vec![col("rank"), col("name")],
+            vec![col("rank"), col("shown")],
             vec![
-                agg::sum(col("n")).alias("sessions"),
-                agg::count(lit(1i64)).alias("items"),
-                agg::max(col("total")).alias("total"),
+                agg::count_distinct(col("user")).alias("users"),
+                agg::sum(col("s")).alias("sessions"),
+                agg::count_distinct(col("name")).alias("items"),
+                agg::max(col("total_users")).alias("total_users"),
             ],
         )?
         .project(vec![
-            col("rank"),
-            col("name"),
+            cast(col("rank"), DataType::Int64).alias("rank"),
+            col("shown").alias("name"),
+            cast(col("users"), DataType::Int64).alias("users"),
             cast(col("sessions"), DataType::Int64).alias("sessions"),
-            percentage(col("sessions"), col("total")).alias("percentage"),
+            percentage(col("users"), col("total_users")).alias("percentage"),
             when(col("rank").gt(lit(limit)), col("items"))
                 .otherwise(lit(0i64))?
                 .alias("folded"),
+            cast(col("total_users"), DataType::Int64).alias("total_users"),
         ])?
         .sort(vec![col("rank").sort(true, false)])?
         .build()?)
@@ -497,9 +556,20 @@ pub struct RetentionCell {
 pub struct Ranked {
     pub rank: i64,
     pub name: String,
+    /// Distinct users, the numerator of `percentage`.
+    pub users: i64,
     pub sessions: i64,
     pub percentage: f64,
     pub folded: i64,
+}
+
+/// A ranking and its denominator.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranking {
+    /// Distinct users of all sessions counted (not the sum of the rows':
+    /// a user can be in several).
+    pub users: i64,
+    pub items: Vec<Ranked>,
 }
 
 /// What retention reads: the activity rollup plus the raw events it does
@@ -574,25 +644,25 @@ pub async fn retention(
     Ok(out)
 }
 
-/// Next steps after the first `intent` of each session.
+/// Next steps after the first `intent` of each session, ranked by users.
 pub async fn next_after(
     engine: &Engine,
     skill: &str,
     range: Range,
     intent: &Intent,
     limit: usize,
-) -> Result<Vec<Ranked>> {
+) -> Result<Ranking> {
     let plan = next_plan(engine.events_source(), skill, range, intent, limit)?;
     read_ranked(&engine.execute(plan).await?)
 }
 
-/// The top first-five-step paths of sessions.
+/// The top first-five-step paths of sessions, ranked by users.
 pub async fn top_paths(
     engine: &Engine,
     skill: &str,
     range: Range,
     limit: usize,
-) -> Result<Vec<Ranked>> {
+) -> Result<Ranking> {
     let plan = paths_plan(engine.events_source(), skill, range, limit)?;
     read_ranked(&engine.execute(plan).await?)
 }
@@ -606,7 +676,7 @@ pub async fn next_and_paths(
     range: Range,
     intent: &Intent,
     limit: usize,
-) -> Result<(Vec<Ranked>, Vec<Ranked>)> {
+) -> Result<(Ranking, Ranking)> {
     let plan = steps(engine.events_source(), skill, range)?.build()?;
     let logical = std::sync::Arc::new(plan.schema().as_arrow().clone());
     let batches = engine.execute(plan).await?;
@@ -621,11 +691,15 @@ pub async fn next_and_paths(
     Ok((read_ranked(&next)?, read_ranked(&paths)?))
 }
 
-fn read_ranked(batches: &[RecordBatch]) -> Result<Vec<Ranked>> {
+fn read_ranked(batches: &[RecordBatch]) -> Result<Ranking> {
     let mut out = Vec::new();
+    // Every row carries the total; no row, no user.
+    let mut total = 0;
     for b in batches {
         let rank = zeroed(columns::ints(b, "rank"))?;
+        let users = zeroed(columns::ints(b, "users"))?;
         let sessions = zeroed(columns::ints(b, "sessions"))?;
+        let total_users = zeroed(columns::ints(b, "total_users"))?;
         let pct = zeroed(columns::floats(b, "percentage"))?;
         let folded = zeroed(columns::ints(b, "folded"))?;
         let name = zeroed(columns::strings(b, "name"))?;
@@ -633,15 +707,20 @@ fn read_ranked(batches: &[RecordBatch]) -> Result<Vec<Ranked>> {
             out.push(Ranked {
                 rank: rank[i],
                 name: name[i].clone(),
+                users: users[i],
                 sessions: sessions[i],
                 percentage: pct[i],
                 folded: folded[i],
             });
+            total = total_users[i];
         }
     }
     // As in `retention`: the order is the plan's, checked here.
     out.sort_by_key(|r| r.rank);
-    Ok(out)
+    Ok(Ranking {
+        users: total,
+        items: out,
+    })
 }
 
 /// A column as `i64`s (timestamps as epoch milliseconds); nulls read as 0.

@@ -11,15 +11,19 @@
 //! `d` new at 01-12 00:00 exactly; `e` new at 01-19, back two weeks later;
 //! `i` new in the range's last, partly observed week; `h` spoke exactly at
 //! the end (outside); `f` only started a session. Skill `skill-p`, one day:
-//! twelve sessions, ties in both rankings, sessions of one utterance, one
-//! unclassified utterance, two utterances at the same instant, a session
-//! that began before the range, and six steps in one session.
+//! twelve sessions of six users, ties in both rankings, sessions of one
+//! utterance, one unclassified utterance, two utterances at the same
+//! instant, a session that began before the range, and six steps in one
+//! session. Path percentages are of users (document 001): `ua` went from
+//! LaunchRequest to GetScoreIntent in three sessions (one user, ranked
+//! below two users' two sessions), `ub` both to AMAZON.HelpIntent and to
+//! the session's end (counted in both rows).
 
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use metricstore::analytics::{self, Intent, Range, Ranked};
+use metricstore::analytics::{self, Intent, Range, Ranking};
 use metricstore::storage::events::EventRow;
 use serde_json::Value;
 
@@ -91,9 +95,12 @@ fn oracle_retention(rows: &[EventRow], skill: &str, start: i64, end: i64) -> Vec
         .collect()
 }
 
+/// A session's steps in the range, in order, each with its user.
+type Steps = Vec<(String, Option<String>)>;
+
 /// Each session's steps in the range, in order.
-fn oracle_sessions(rows: &[EventRow], skill: &str, start: i64, end: i64) -> Vec<Vec<String>> {
-    let mut sessions: BTreeMap<&str, Vec<(i64, String)>> = BTreeMap::new();
+fn oracle_sessions(rows: &[EventRow], skill: &str, start: i64, end: i64) -> Vec<Steps> {
+    let mut sessions: BTreeMap<&str, Vec<(i64, String, Option<String>)>> = BTreeMap::new();
     for r in rows {
         if r.workspace_id == skill
             && r.event_type == "utterance"
@@ -102,80 +109,123 @@ fn oracle_sessions(rows: &[EventRow], skill: &str, start: i64, end: i64) -> Vec<
             && let Some(s) = r.session_id.as_deref()
         {
             let step = r.intent.clone().unwrap_or_else(|| "(unclassified)".into());
-            sessions.entry(s).or_default().push((r.time, step));
+            sessions
+                .entry(s)
+                .or_default()
+                .push((r.time, step, r.user_id.clone()));
         }
     }
     sessions
         .into_values()
         .map(|mut steps| {
             steps.sort();
-            steps.into_iter().map(|(_, s)| s).collect()
+            steps.into_iter().map(|(_, s, u)| (s, u)).collect()
         })
         .collect()
 }
 
-/// `(name, sessions, percentage, folded)` rows as the API ranks them.
-fn oracle_rank(counts: BTreeMap<String, i64>, limit: usize) -> Vec<(String, i64, f64, i64)> {
-    let total: i64 = counts.values().sum();
-    let mut all: Vec<(String, i64)> = counts.into_iter().collect();
-    all.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    let pct = |n: i64| round2(n as f64 * 100.0 / total as f64);
-    let mut out: Vec<(String, i64, f64, i64)> = all
+/// `(name, users, sessions, percentage, folded)`.
+type Row = (String, i64, i64, f64, i64);
+
+/// Ranks one `(name, user)` per session counted as the API does: by
+/// distinct users, then sessions, then name; percentages of all distinct
+/// users (sessions without a user are no user). Also gives that total.
+fn oracle_rank(counted: &[(String, Option<String>)], limit: usize) -> (i64, Vec<Row>) {
+    let everyone: BTreeSet<&str> = counted.iter().filter_map(|c| c.1.as_deref()).collect();
+    let total = everyone.len() as i64;
+    let mut by_name: BTreeMap<&str, (BTreeSet<&str>, i64)> = BTreeMap::new();
+    for (name, user) in counted {
+        let e = by_name.entry(name).or_default();
+        e.1 += 1;
+        if let Some(u) = user {
+            e.0.insert(u);
+        }
+    }
+    let mut all: Vec<(&str, BTreeSet<&str>, i64)> =
+        by_name.into_iter().map(|(n, (u, s))| (n, u, s)).collect();
+    all.sort_by(|a, b| {
+        b.1.len()
+            .cmp(&a.1.len())
+            .then(b.2.cmp(&a.2))
+            .then(a.0.cmp(b.0))
+    });
+    let pct = |n: usize| round2(n as f64 * 100.0 / total as f64);
+    let mut out: Vec<Row> = all
         .iter()
         .take(limit)
-        .map(|(name, n)| (name.clone(), *n, pct(*n), 0))
+        .map(|(name, users, n)| {
+            (
+                name.to_string(),
+                users.len() as i64,
+                *n,
+                pct(users.len()),
+                0,
+            )
+        })
         .collect();
     if all.len() > limit {
         let tail = &all[limit..];
-        let n: i64 = tail.iter().map(|t| t.1).sum();
-        out.push(("(other)".into(), n, pct(n), tail.len() as i64));
+        let users: BTreeSet<&str> = tail.iter().flat_map(|t| t.1.iter().copied()).collect();
+        let n: i64 = tail.iter().map(|t| t.2).sum();
+        out.push((
+            "(other)".into(),
+            users.len() as i64,
+            n,
+            pct(users.len()),
+            tail.len() as i64,
+        ));
     }
-    out
+    (total, out)
 }
 
-fn oracle_next(
-    sessions: &[Vec<String>],
-    intent: &str,
-    limit: usize,
-) -> Vec<(String, i64, f64, i64)> {
-    let mut counts = BTreeMap::new();
+fn oracle_next(sessions: &[Steps], intent: &str, limit: usize) -> (i64, Vec<Row>) {
+    let mut counted = Vec::new();
     for s in sessions {
-        if let Some(i) = s.iter().position(|x| x == intent) {
+        if let Some(i) = s.iter().position(|x| x.0 == intent) {
             let next = s
                 .get(i + 1)
-                .cloned()
+                .map(|x| x.0.clone())
                 .unwrap_or_else(|| "(session ended)".into());
-            *counts.entry(next).or_insert(0) += 1;
+            counted.push((next, s[i].1.clone()));
         }
     }
-    oracle_rank(counts, limit)
+    oracle_rank(&counted, limit)
 }
 
-fn oracle_paths(sessions: &[Vec<String>], limit: usize) -> Vec<(String, i64, f64, i64)> {
-    let mut counts = BTreeMap::new();
-    for s in sessions {
-        let path = s[..s.len().min(5)].join(" > ");
-        *counts.entry(path).or_insert(0) += 1;
-    }
-    oracle_rank(counts, limit)
+fn oracle_paths(sessions: &[Steps], limit: usize) -> (i64, Vec<Row>) {
+    let counted: Vec<(String, Option<String>)> = sessions
+        .iter()
+        .map(|s| {
+            let path: Vec<&str> = s.iter().take(5).map(|x| x.0.as_str()).collect();
+            (path.join(" > "), s[0].1.clone())
+        })
+        .collect();
+    oracle_rank(&counted, limit)
 }
 
 // ---- comparisons ----
 
-fn check_ranked(what: &str, got: &[Ranked], want: &[(String, i64, f64, i64)]) {
+fn check_ranked(what: &str, got: &Ranking, want: &(i64, Vec<Row>)) {
     let got_view: Vec<_> = got
+        .items
         .iter()
-        .map(|r| (r.name.clone(), r.sessions, r.percentage, r.folded))
+        .map(|r| (r.name.clone(), r.users, r.sessions, r.percentage, r.folded))
         .collect();
+    let (users, want) = want;
+    assert_eq!(got.users, *users, "{what}: users counted");
     assert_eq!(
-        got.len(),
+        got.items.len(),
         want.len(),
         "{what}: got {got_view:?}, want {want:?}"
     );
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+    for (i, (g, w)) in got.items.iter().zip(want).enumerate() {
         assert_eq!(g.rank, i as i64 + 1, "{what}: rank of row {i}");
         assert!(
-            g.name == w.0 && g.sessions == w.1 && g.folded == w.3 && near(g.percentage, w.2),
+            g.name == w.0
+                && g.users == w.1
+                && g.sessions == w.2
+                && g.folded == w.4
+                && near(g.percentage, w.3),
             "{what}: row {i}: got {g:?}, want {w:?}\nall: {got_view:?}"
         );
     }
@@ -311,8 +361,9 @@ async fn paths_match_hand_computed_values() {
     )
     .unwrap();
     let intent = Intent::parse(e["intent"].as_str().unwrap()).unwrap();
-    let rows = |key: &str| -> Vec<(String, i64, f64, i64)> {
-        e[key]
+    // `[name, users, sessions, percentage, folded]`, folded 0 if left out.
+    let rows = |users: &str, key: &str| -> (i64, Vec<Row>) {
+        let rows = e[key]
             .as_array()
             .unwrap()
             .iter()
@@ -320,31 +371,38 @@ async fn paths_match_hand_computed_values() {
                 (
                     r[0].as_str().unwrap().to_string(),
                     r[1].as_i64().unwrap(),
-                    r[2].as_f64().unwrap(),
-                    r.get(3).and_then(Value::as_i64).unwrap_or(0),
+                    r[2].as_i64().unwrap(),
+                    r[3].as_f64().unwrap(),
+                    r.get(4).and_then(Value::as_i64).unwrap_or(0),
                 )
             })
-            .collect()
+            .collect();
+        (e[users].as_i64().unwrap(), rows)
     };
     let got = analytics::next_after(&engine, skill, range, &intent, 10)
         .await
         .unwrap();
-    check_ranked("next, limit 10", &got, &rows("next_all"));
+    check_ranked("next, limit 10", &got, &rows("next_users", "next_all"));
     let got = analytics::next_after(&engine, skill, range, &intent, 2)
         .await
         .unwrap();
-    check_ranked("next, limit 2", &got, &rows("next_limit_2"));
+    check_ranked("next, limit 2", &got, &rows("next_users", "next_limit_2"));
     let got = analytics::top_paths(&engine, skill, range, 3)
         .await
         .unwrap();
-    check_ranked("paths, limit 3", &got, &rows("paths_limit_3"));
+    check_ranked(
+        "paths, limit 3",
+        &got,
+        &rows("paths_users", "paths_limit_3"),
+    );
     // An intent no session has: nothing to rank, not an error.
     let none = Intent::parse("NoSuchIntent").unwrap();
+    let nothing = analytics::next_after(&engine, skill, range, &none, 10)
+        .await
+        .unwrap();
     assert!(
-        analytics::next_after(&engine, skill, range, &none, 10)
-            .await
-            .unwrap()
-            .is_empty()
+        nothing.items.is_empty() && nothing.users == 0,
+        "{nothing:?}"
     );
 }
 
@@ -407,7 +465,16 @@ async fn generated_data_agrees_with_brute_force() {
             .any(|c| c.2.iter().any(|w| w.0 > 0 && w.1 > 0))
     );
     let sessions = oracle_sessions(&rows, "amzn1.ask.skill.demo-trivia", start, end);
-    assert!(oracle_paths(&sessions, 5).last().is_some_and(|r| r.3 > 100));
+    assert!(
+        oracle_paths(&sessions, 5)
+            .1
+            .last()
+            .is_some_and(|r| r.4 > 100)
+    );
+    // Users and sessions rank differently: some user took a path in
+    // several sessions.
+    let (_, all) = oracle_paths(&sessions, usize::MAX);
+    assert!(all.iter().any(|r| r.2 > r.1), "no user repeats a path");
     for skill in ["amzn1.ask.skill.demo-trivia", "amzn1.ask.skill.demo-home"] {
         check_against_oracle(
             &engine,
@@ -447,7 +514,7 @@ async fn the_repl_runs_the_table_functions() {
             .unwrap()
     };
     let out = run(
-        "SELECT name, sessions, folded FROM next_intents('skill-p', '2026-01-05T00:00:00Z', '2026-01-06T00:00:00Z', 'LaunchRequest', 2) ORDER BY rank",
+        "SELECT name, users, sessions, folded FROM next_intents('skill-p', '2026-01-05T00:00:00Z', '2026-01-06T00:00:00Z', 'LaunchRequest', 2) ORDER BY rank",
     );
     assert!(
         out.status.success(),
@@ -459,10 +526,10 @@ async fn the_repl_runs_the_table_functions() {
     assert_eq!(
         lines,
         [
-            "name,sessions,folded",
-            "AMAZON.HelpIntent,3,0",
-            "GetScoreIntent,3,0",
-            "(other),4,3"
+            "name,users,sessions,folded",
+            "AMAZON.HelpIntent,2,3,0",
+            "(session ended),2,2,0",
+            "(other),3,5,3"
         ]
     );
     let out = run(

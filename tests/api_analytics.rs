@@ -158,11 +158,14 @@ async fn paths_answer_json_and_csv() {
     let v = a.json();
     assert_eq!(v["intent"], "LaunchRequest");
     assert_eq!(v["limit"], 2);
+    // Percentages are of users (document 001); sessions are kept.
+    assert_eq!(v["next"]["users"], 5);
     assert_eq!(v["next"]["sessions"], 10);
     assert_eq!(
         v["next"]["items"][2],
-        json!({"rank": 3, "name": "(other)", "sessions": 4, "percentage": 40.0, "folded": 3})
+        json!({"rank": 3, "name": "(other)", "users": 3, "sessions": 5, "percentage": 60.0, "folded": 3})
     );
+    assert_eq!(v["paths"]["users"], 6);
     assert_eq!(v["paths"]["sessions"], 12);
 
     let csv = call(
@@ -177,13 +180,13 @@ async fn paths_answer_json_and_csv() {
     assert_eq!(csv.content_type(), "text/csv; charset=utf-8");
     assert_eq!(
         csv.text,
-        "section,rank,name,sessions,percentage,folded\n\
-         next,1,AMAZON.HelpIntent,3,30,0\n\
-         next,2,GetScoreIntent,3,30,0\n\
-         next,3,(other),4,40,3\n\
-         path,1,LaunchRequest > AMAZON.HelpIntent,2,16.67,0\n\
-         path,2,LaunchRequest > GetScoreIntent,2,16.67,0\n\
-         path,3,(other),8,66.67,8\n"
+        "section,rank,name,users,sessions,percentage,folded\n\
+         next,1,AMAZON.HelpIntent,2,3,40,0\n\
+         next,2,(session ended),2,2,40,0\n\
+         next,3,(other),3,5,60,3\n\
+         path,1,LaunchRequest > AMAZON.HelpIntent,2,2,33.33,0\n\
+         path,2,LaunchRequest > GetScoreIntent,1,2,16.67,0\n\
+         path,3,(other),6,8,100,8\n"
     );
 
     // Another intent.

@@ -98,8 +98,8 @@ function pathsCsv(answer) {
   const rows = [];
   for (const [section, ranking] of [["next", answer.next], ["path", answer.paths]])
     for (const r of ranking.items)
-      rows.push([section, r.rank, r.name, r.sessions, r.percentage, r.folded]);
-  return csvText(["section", "rank", "name", "sessions", "percentage", "folded"], rows);
+      rows.push([section, r.rank, r.name, r.users, r.sessions, r.percentage, r.folded]);
+  return csvText(["section", "rank", "name", "users", "sessions", "percentage", "folded"], rows);
 }
 
 // ---- API ----
@@ -310,24 +310,28 @@ function drawRetention(el, answer) {
   return { points, series: answer.cohorts.length };
 }
 
+// Percentages are of users (document 001: "the percentage of users who
+// invoked a particular intent after the LaunchRequest"); a user who went
+// two ways is in both rows, so they may add up to more than 100%.
 function drawPaths(el, answer) {
   const p = document.createElement("p");
   p.textContent =
-    answer.next.sessions + " sessions with " + answer.intent + "; what came right after it:";
+    answer.next.users + " users (" + answer.next.sessions + " sessions) with " + answer.intent +
+    "; what came right after it, % of those users:";
   el.append(p);
   drawBars(
     el,
     answer.next.items.map((r) => ({
       label: r.folded ? r.name + " (" + r.folded + " more)" : r.name,
-      value: r.sessions,
-      text: r.sessions + " (" + r.percentage + "%)",
+      value: r.users,
+      text: r.users + " users (" + r.percentage + "%), " + r.sessions + " sessions",
       other: r.folded > 0,
     })),
   );
   const table = document.createElement("table");
   table.className = "paths";
   const head = table.createTHead().insertRow();
-  for (const h of ["#", "first steps of the session", "sessions", "%"]) {
+  for (const h of ["#", "first steps of a session", "users", "% of " + answer.paths.users + " users", "sessions"]) {
     const th = document.createElement("th");
     th.textContent = h;
     head.append(th);
@@ -337,12 +341,11 @@ function drawPaths(el, answer) {
     const row = body.insertRow();
     row.insertCell().textContent = String(r.rank);
     row.insertCell().textContent = r.folded ? r.name + " (" + r.folded + " paths)" : r.name;
-    const n = row.insertCell();
-    n.className = "n";
-    n.textContent = String(r.sessions);
-    const pc = row.insertCell();
-    pc.className = "n";
-    pc.textContent = String(r.percentage);
+    for (const v of [r.users, r.percentage, r.sessions]) {
+      const n = row.insertCell();
+      n.className = "n";
+      n.textContent = String(v);
+    }
   }
   el.append(table);
   return { points: answer.next.items.length + answer.paths.items.length, series: 2 };

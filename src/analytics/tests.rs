@@ -91,7 +91,15 @@ fn plans_build_without_a_store_and_name_their_columns() {
         ["cohort_week", "cohort_users", "week", "users", "percentage"]
     );
     let intent = Intent::parse(DEFAULT_INTENT).unwrap();
-    let ranked_columns = ["rank", "name", "sessions", "percentage", "folded"];
+    let ranked_columns = [
+        "rank",
+        "name",
+        "users",
+        "sessions",
+        "percentage",
+        "folded",
+        "total_users",
+    ];
     let plan = next_plan(std::sync::Arc::clone(&source), "skill-a", range, &intent, 5).unwrap();
     assert_eq!(names(&plan), ranked_columns);
     let plan = paths_plan(source, "skill-a", range, 5).unwrap();

@@ -144,16 +144,20 @@ impl RetentionResponse {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Ranking {
-    /// Sessions counted (the denominator of `percentage`).
+    /// Distinct users of the sessions counted (the denominator of
+    /// `percentage`).
+    pub users: i64,
+    /// Sessions counted (the rows' sessions add up to it).
     pub sessions: i64,
     pub items: Vec<Ranked>,
 }
 
 impl Ranking {
-    pub fn new(items: Vec<Ranked>) -> Self {
+    pub fn new(r: analytics::Ranking) -> Self {
         Self {
-            sessions: items.iter().map(|r| r.sessions).sum(),
-            items,
+            users: r.users,
+            sessions: r.items.iter().map(|r| r.sessions).sum(),
+            items: r.items,
         }
     }
 }
@@ -166,9 +170,9 @@ pub struct PathsResponse {
     pub end_time: String,
     pub intent: String,
     pub limit: usize,
-    /// What sessions do right after their first `intent`.
+    /// What users do right after the first `intent` of a session.
     pub next: Ranking,
-    /// The first steps (up to five) of sessions.
+    /// The first steps (up to five) of sessions, by users.
     pub paths: Ranking,
 }
 
@@ -179,6 +183,7 @@ impl PathsResponse {
             "section",
             "rank",
             "name",
+            "users",
             "sessions",
             "percentage",
             "folded",
@@ -189,6 +194,7 @@ impl PathsResponse {
                     section.into(),
                     Cell::Int(r.rank),
                     r.name.as_str().into(),
+                    Cell::Int(r.users),
                     Cell::Int(r.sessions),
                     Cell::Number(r.percentage),
                     Cell::Int(r.folded),
