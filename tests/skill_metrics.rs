@@ -554,19 +554,31 @@ fn same(mut got: Answer, mut want: Answer) -> Result<(), String> {
     Ok(())
 }
 
+/// What [`check_all`] compared.
+struct Checked {
+    /// Answers compared.
+    compared: usize,
+    /// Answers whose expected values held a non-zero value.
+    nonzero: usize,
+    /// Per listed metric (`namespace/NAME`), its answers with a non-zero
+    /// expected value: 0 means it was only ever compared as all zeros,
+    /// which [`same`] lets pass trivially.
+    by_metric: BTreeMap<String, usize>,
+}
+
 /// Asks every metric of every namespace, with every stat, every groupBy
 /// option and one dimension value found in the data, over `periods`, and
-/// compares with the oracle. Returns how many answers were compared and
-/// how many of them held a non-zero value.
+/// compares with the oracle.
 async fn check_all(
     app: &axum::Router,
     rows: &[EventRow],
     skill: &str,
     range: (i64, i64),
     periods: &[&str],
-) -> (usize, usize) {
+) -> Checked {
     let mut compared = 0;
     let mut nonzero = 0;
+    let mut by_metric: BTreeMap<String, usize> = BTreeMap::new();
     for ns in metricstore::definition::builtin::namespaces() {
         let (s, list) = call(
             app,
@@ -578,6 +590,8 @@ async fn check_all(
         assert_eq!(s, StatusCode::OK);
         for m in list["metrics"].as_array().unwrap() {
             let name = m["name"].as_str().unwrap();
+            let key = format!("{}/{name}", ns.namespace);
+            by_metric.insert(key.clone(), 0);
             let stats: Vec<Option<String>> = match m.get("supportedStats") {
                 Some(s) => s
                     .as_array()
@@ -669,6 +683,7 @@ async fn check_all(
                             );
                             if want.values().flatten().any(|(_, v)| *v != 0.0) {
                                 nonzero += 1;
+                                *by_metric.get_mut(&key).unwrap() += 1;
                             }
                             if let Err(e) = same(got, want) {
                                 panic!(
@@ -683,7 +698,11 @@ async fn check_all(
             }
         }
     }
-    (compared, nonzero)
+    Checked {
+        compared,
+        nonzero,
+        by_metric,
+    }
 }
 
 #[tokio::test]
@@ -695,7 +714,11 @@ async fn every_metric_on_the_hand_made_fixture() {
     let app = app(engine);
     // 2026-01-05 and 2026-01-06, by day, by hour and as one value.
     let range = (1_767_571_200_000, 1_767_744_000_000);
-    let (compared, nonzero) = check_all(
+    let Checked {
+        compared,
+        nonzero,
+        by_metric,
+    } = check_all(
         &app,
         &rows,
         "skill-m",
@@ -707,6 +730,19 @@ async fn every_metric_on_the_hand_made_fixture() {
     assert!(
         nonzero * 10 > compared * 7,
         "{nonzero} of {compared} answers are non-zero"
+    );
+    // No metric passes only because its groups are all zeros (which
+    // `same` drops from both sides): each of the 69 documented metrics has
+    // an answer with a non-zero expected value on the fixture.
+    assert_eq!(by_metric.len(), 69, "{by_metric:?}");
+    let all_zero: Vec<&String> = by_metric
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(k, _)| k)
+        .collect();
+    assert!(
+        all_zero.is_empty(),
+        "compared only as zeros on the fixture: {all_zero:?}"
     );
 
     // A few values worked out by hand from the fixture.
@@ -793,7 +829,9 @@ async fn every_metric_on_generated_data() {
     // 2026-01-08 00:00 to 2026-01-10 12:00: two whole days and a half.
     let range = (1_767_830_400_000, 1_768_046_400_000);
     let skill = metricstore::generate::SKILLS[0];
-    let (compared, nonzero) = check_all(&app, &rows, skill, range, &["BY_DAY", "SINGLE"]).await;
+    let Checked {
+        compared, nonzero, ..
+    } = check_all(&app, &rows, skill, range, &["BY_DAY", "SINGLE"]).await;
     assert!(compared > 300, "{compared}");
     assert!(
         nonzero * 10 > compared * 8,
