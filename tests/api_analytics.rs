@@ -17,8 +17,13 @@ const ADMIN: &str = "admin-secret-1";
 const VIEWER_R: &str = "viewer-secret-r";
 
 async fn app() -> (axum::Router, tempfile::TempDir) {
+    app_over("fixtures/events/analytics.jsonl").await
+}
+
+/// The router over the events of `fixture`.
+async fn app_over(fixture: &str) -> (axum::Router, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let engine = common::fixture_engine(dir.path(), "fixtures/events/analytics.jsonl").await;
+    let engine = common::fixture_engine(dir.path(), fixture).await;
     let spec = format!("{ADMIN}:admin:*,{VIEWER_R}:viewer:skill-r");
     let auth = Auth::parse(&spec, 0, 0).unwrap();
     let state = AppState::new(
@@ -148,6 +153,121 @@ async fn retention_answers_json_and_csv() {
          2026-01-19T00:00:00Z,1,2,1,100\n\
          2026-02-02T00:00:00Z,1,0,1,100\n"
     );
+}
+
+/// Skill `skill-s`, three weeks from Monday 2026-01-05: `l1` (live) new
+/// that week and back the next; `l2` (no stage: live) new on 01-06; `d1`
+/// (development) new that week, back in weeks 1 and 2; `d2` (development)
+/// new on 01-07; `m` spoke in development on 01-05 and live on 01-14; `z`
+/// only started a session.
+const STAGES: &str = "fixtures/events/retention_stages.jsonl";
+const STAGES_RETENTION: &str = "/v2/skills/skill-s/analytics/retention?startTime=2026-01-05T00:00:00Z&endTime=2026-01-26T00:00:00Z";
+
+#[tokio::test]
+async fn retention_counts_live_users_unless_asked_otherwise() {
+    let (app, _dir) = app_over(STAGES).await;
+    let ask = |query: &'static str| {
+        let app = app.clone();
+        async move {
+            let a = call(
+                &app,
+                "GET",
+                &format!("{STAGES_RETENTION}{query}"),
+                Some(ADMIN),
+                None,
+                None,
+            )
+            .await;
+            assert_eq!(a.status, StatusCode::OK, "{query}: {}", a.text);
+            a.json()
+        }
+    };
+    let default = ask("").await;
+    let live = ask("&stage=live").await;
+    let all = ask("&stage=all").await;
+    let development = ask("&stage=development").await;
+    // Without `stage`, the answer is the live one, and says so.
+    assert_eq!(default, live);
+    assert_eq!(default["stage"], "live");
+    assert_ne!(default["cohorts"], all["cohorts"]);
+    // Live: l1 and l2 new in the first week, l1 back; m is new in the
+    // second week, when they first spoke live.
+    assert_eq!(
+        live["cohorts"],
+        json!([
+            {"cohortWeek": "2026-01-05T00:00:00Z", "users": 2, "retention": [
+                {"week": 0, "users": 2, "percentage": 100.0},
+                {"week": 1, "users": 1, "percentage": 50.0},
+                {"week": 2, "users": 0, "percentage": 0.0}]},
+            {"cohortWeek": "2026-01-12T00:00:00Z", "users": 1, "retention": [
+                {"week": 0, "users": 1, "percentage": 100.0},
+                {"week": 1, "users": 0, "percentage": 0.0}]}
+        ])
+    );
+    // All stages: five new users in the first week; l1, d1 and m back in
+    // week 1, d1 in week 2.
+    assert_eq!(all["stage"], "all");
+    assert_eq!(
+        all["cohorts"],
+        json!([
+            {"cohortWeek": "2026-01-05T00:00:00Z", "users": 5, "retention": [
+                {"week": 0, "users": 5, "percentage": 100.0},
+                {"week": 1, "users": 3, "percentage": 60.0},
+                {"week": 2, "users": 1, "percentage": 20.0}]}
+        ])
+    );
+    assert_eq!(
+        development["cohorts"],
+        json!([
+            {"cohortWeek": "2026-01-05T00:00:00Z", "users": 3, "retention": [
+                {"week": 0, "users": 3, "percentage": 100.0},
+                {"week": 1, "users": 1, "percentage": 33.33},
+                {"week": 2, "users": 1, "percentage": 33.33}]}
+        ])
+    );
+}
+
+/// Document 002's "total new customers for the day" is the one cohort of a
+/// one-day retention range: the users whose first utterance ever falls in
+/// that day. Checked day by day against a loop over the fixture rows.
+#[tokio::test]
+async fn a_days_new_customers_are_the_cohort_of_a_one_day_range() {
+    let (app, _dir) = app_over(STAGES).await;
+    let rows = common::read_fixture(STAGES);
+    let day = 86_400_000;
+    let mut first: std::collections::BTreeMap<&str, i64> = Default::default();
+    for r in rows.iter().filter(|r| r.event_type == "utterance") {
+        let t = first.entry(r.user_id.as_deref().unwrap()).or_insert(r.time);
+        *t = (*t).min(r.time);
+    }
+    let monday = 1_767_571_200_000i64;
+    let mut seen = 0;
+    for d in 0..14 {
+        let start = monday + d * day;
+        let want = first
+            .values()
+            .filter(|t| (start..start + day).contains(*t))
+            .count() as i64;
+        let a = call(
+            &app,
+            "GET",
+            &format!(
+                "/v2/skills/skill-s/analytics/retention?startTime={start}&endTime={}&stage=all",
+                start + day
+            ),
+            Some(ADMIN),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+        let cohorts = a.json()["cohorts"].as_array().unwrap().clone();
+        let got: i64 = cohorts.iter().map(|c| c["users"].as_i64().unwrap()).sum();
+        assert!(cohorts.len() <= 1, "{cohorts:?}");
+        assert_eq!(got, want, "new customers of day {d}");
+        seen += got;
+    }
+    assert_eq!(seen, 5, "every user is new on exactly one day");
 }
 
 #[tokio::test]
