@@ -555,3 +555,88 @@ async fn the_query_routes_take_the_documented_parameters() {
         assert_eq!(s, StatusCode::NOT_FOUND, "{uri}");
     }
 }
+
+/// Document 004: "Custom metrics cannot use `extraction_mode: "sql_expr"`
+/// due to SQL injection risk." A PUT of the settings with a custom metric
+/// carrying SQL, by the mode or by a `sql_expr` field, is a 400 in the
+/// validation error body (`message`, `code`, `field`, `errors[]`) naming
+/// that field, and nothing is saved.
+#[tokio::test]
+async fn a_custom_metric_with_sql_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::demo_engine(dir.path(), 5_000, 1).await;
+    let app = app(engine, Ai::none());
+    let static_metric = json!({
+        "key": "doubled_latency",
+        "name": "Doubled latency",
+        "metric_type": "numerical",
+        "source": "call_intelligence",
+        "event_types": ["call_intelligence.row"],
+        "extraction_mode": "static",
+        "extract_path": "$.quality_score",
+        "aggregation": "avg"
+    });
+    let mut by_mode = static_metric.clone();
+    by_mode["extraction_mode"] = json!("sql_expr");
+    by_mode.as_object_mut().unwrap().remove("extract_path");
+    let mut by_field = static_metric.clone();
+    by_field["sql_expr"] = json!("latency_ms * 2");
+    let mut both = by_mode.clone();
+    both["sql_expr"] = json!("latency_ms * 2");
+    const MODE: &str = "definitions[1].extraction_mode";
+    const SQL: &str = "definitions[1].sql_expr";
+    // The documented example first, so the refused metric is not the only
+    // one: the whole PUT is refused.
+    let example = fixture("settings_put_curl.json")["definitions"][0].clone();
+    for (metric, fields) in [
+        (by_mode, vec![MODE]),
+        (by_field, vec![SQL]),
+        (both, vec![SQL, MODE]),
+    ] {
+        let field = fields[0];
+        let body = json!({"definitions": [example.clone(), metric]});
+        let (s, b) = call(
+            &app,
+            "PUT",
+            "/v1/ws-demo/settings/metrics",
+            "doc-admin",
+            Some(body),
+        )
+        .await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{field}: {b}");
+        assert_same_shape(
+            &b,
+            &json!({"message": "", "code": "", "field": "", "errors": [{"field": "", "message": ""}]}),
+            field,
+        );
+        assert_eq!(b["code"], "VALIDATION_ERROR", "{b}");
+        assert_eq!(b["field"], field, "{b}");
+        let named: Vec<&str> = b["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(named, fields, "{b}");
+        assert!(b["message"].as_str().unwrap().contains(field), "{b}");
+    }
+    // Nothing was saved: the built-ins alone.
+    let (s, b) = call(
+        &app,
+        "GET",
+        "/v1/ws-demo/settings/metrics",
+        "doc-viewer",
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["definitions"].as_array().unwrap().len(), 41);
+    assert!(
+        b["definitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["builtin"] == true),
+        "{b}"
+    );
+}
