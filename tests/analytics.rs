@@ -98,9 +98,12 @@ fn oracle_retention(rows: &[EventRow], skill: &str, start: i64, end: i64) -> Vec
 /// A session's steps in the range, in order, each with its user.
 type Steps = Vec<(String, Option<String>)>;
 
+/// A step before ordering: its time, name and user.
+type TimedStep = (i64, String, Option<String>);
+
 /// Each session's steps in the range, in order.
 fn oracle_sessions(rows: &[EventRow], skill: &str, start: i64, end: i64) -> Vec<Steps> {
-    let mut sessions: BTreeMap<&str, Vec<(i64, String, Option<String>)>> = BTreeMap::new();
+    let mut sessions: BTreeMap<&str, Vec<TimedStep>> = BTreeMap::new();
     for r in rows {
         if r.workspace_id == skill
             && r.event_type == "utterance"
