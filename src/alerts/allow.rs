@@ -168,8 +168,8 @@ impl AllowList {
         // An allowed name may still point into a private network (a DNS
         // record changed, or rebound between check and connection): its
         // addresses must be public unless an address entry allows them.
-        let refused = |ip: IpAddr| !self.allows_ip(ip) && !(named && is_public(ip));
-        if let Some(bad) = addrs.iter().find(|a| refused(a.ip())) {
+        let allowed = |ip: IpAddr| self.allows_ip(ip) || (named && is_public(ip));
+        if let Some(bad) = addrs.iter().find(|a| !allowed(a.ip())) {
             return Err(format!(
                 "host {host:?} resolves to {}, which METRICSTORE_WEBHOOK_ALLOW does not allow{}",
                 bad.ip(),
