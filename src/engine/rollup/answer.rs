@@ -163,7 +163,9 @@ impl Rollups {
                     .collect();
                 Some((b, at?))
             })
-            .min_by_key(|(b, _)| b.spec.dims.len())
+            // The fewest dimensions, then the widest buckets: the fewest
+            // rows to merge.
+            .min_by_key(|(b, _)| (b.spec.dims.len(), std::cmp::Reverse(b.spec.bucket_ms)))
         else {
             return Ok(None);
         };

@@ -43,6 +43,8 @@ impl Rollups {
             let manifest = self.manifest();
             let mut changes: Vec<(String, RollupSpec, Covered)> = Vec::new();
             let mut stale: Vec<String> = Vec::new();
+            // States made for this day: (spec, the files they cover, rows).
+            let mut made: Vec<(&RollupSpec, Vec<String>, Vec<RecordBatch>)> = Vec::new();
             for spec in &self.specs {
                 let id = spec.id();
                 let prev = manifest
@@ -67,8 +69,58 @@ impl Rollups {
                     continue;
                 }
                 if !new.is_empty() {
-                    let plan = self.states_of_files(spec, &new)?;
+                    // From a finer rollup's states of the same files when
+                    // there are some (thousands of rows instead of a scan
+                    // of the events), else from the events.
+                    let finer = made
+                        .iter()
+                        .filter(|(f, files, _)| spec.coarsens(f) && *files == new)
+                        .max_by_key(|(f, _, _)| f.bucket_ms);
+                    // Or from the parts of a finer rollup that covers
+                    // exactly these files (a coarser rollup added later).
+                    let finer_parts = || {
+                        self.specs
+                            .iter()
+                            .filter(|f| spec.coarsens(f))
+                            .filter_map(|f| {
+                                let fid = f.id();
+                                let covered = changes
+                                    .iter()
+                                    .find(|(id, _, _)| *id == fid)
+                                    .map(|(_, _, c)| c)
+                                    .or_else(|| {
+                                        manifest.rollups.get(&fid).and_then(|b| b.days.get(&day))
+                                    })?;
+                                let same = covered.files.len() == new.len()
+                                    && new.iter().all(|n| covered.files.contains(n));
+                                (same && !covered.parts.is_empty())
+                                    .then(|| (f, covered.parts.clone()))
+                            })
+                            .max_by_key(|(f, _)| f.bucket_ms)
+                    };
+                    let plan = match (finer, finer_parts()) {
+                        (Some((f, _, rows)), _) => {
+                            let full = f.schema();
+                            let rows = rows
+                                .iter()
+                                .map(|b| conform(b, &full))
+                                .collect::<Result<Vec<_>>>()?;
+                            let table = datafusion::datasource::memory::MemTable::try_new(
+                                full,
+                                vec![rows],
+                            )?;
+                            self.coarsened(spec, scan(table)?)?
+                        }
+                        (None, Some((f, parts))) => {
+                            let table = parquet_files(&self.store, &parts, f.schema())?;
+                            let rows =
+                                scan(table)?.filter(days_predicate(std::slice::from_ref(&day)))?;
+                            self.coarsened(spec, rows)?
+                        }
+                        (None, None) => self.states_of_files(spec, &new)?,
+                    };
                     let batches = engine.execute_local(plan).await?;
+                    made.push((spec, new.clone(), batches.clone()));
                     let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
                     if rows > 0 {
                         covered.parts.push(
@@ -118,6 +170,18 @@ impl Rollups {
             input = input.filter(any)?;
         }
         self.states_plan(spec, input)
+    }
+
+    /// Rows of a finer rollup's states (same dimensions and leaves)
+    /// re-grouped into `spec`'s coarser buckets.
+    fn coarsened(&self, spec: &RollupSpec, rows: LogicalPlanBuilder) -> Result<LogicalPlan> {
+        let mut groups = state_groups(&[], spec.bucket_ms);
+        groups.extend(spec.dims.iter().map(|d| col(d.as_str())));
+        let schema = spec.schema();
+        Ok(rows
+            .aggregate(groups, merge_aggregates(&spec.leaves, &self.idset_state))?
+            .project(schema.fields().iter().map(|f| col(f.name())))?
+            .build()?)
     }
 
     /// `input` (events) aggregated to `spec`'s states.
