@@ -325,6 +325,26 @@ impl Engine {
         Ok((self.compile(query)?, AnswerPath::Raw))
     }
 
+    /// Which path would answer `query`, with its logical and physical
+    /// plans (as the REPL's `\explain` shows them); runs nothing.
+    pub async fn explain(&self, query: &Query) -> Result<(AnswerPath, String, String)> {
+        let (compiled, path) = self.plan_traced(query).await?;
+        let ctx = match path {
+            AnswerPath::Rollup => &self.states,
+            AnswerPath::Raw => &self.ctx,
+        };
+        let state = ctx.state();
+        let optimized = state.optimize(&compiled.plan)?;
+        let physical = state.create_physical_plan(&optimized).await?;
+        Ok((
+            path,
+            optimized.display_indent().to_string(),
+            datafusion::physical_plan::displayable(physical.as_ref())
+                .indent(true)
+                .to_string(),
+        ))
+    }
+
     /// As [`Engine::run`], saying which path answered. A rollup answer that
     /// fails to read (a part or tail file removed under it) is answered raw.
     pub async fn run_traced(&self, query: &Query) -> Result<(Vec<Series>, AnswerPath)> {

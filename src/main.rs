@@ -84,6 +84,16 @@ async fn run(cli: Cli) -> Result<(), String> {
             )
             .await?;
             repl::register(&engine).map_err(|e| e.to_string())?;
+            // Rollups answer `\explain`'s metric queries as they would in
+            // `serve` (built by `serve`, `generate` or `rollup`, not here).
+            if std::env::var("METRICSTORE_ROLLUPS").is_ok_and(|v| v == "off") {
+                engine.attach_rollups(None);
+            } else {
+                let rollups = metricstore::engine::Rollups::open(&engine.store)
+                    .await
+                    .map_err(|e| format!("opening the rollups: {e}"))?;
+                engine.attach_rollups(Some(rollups));
+            }
             match args.command {
                 Some(sql) => repl::run_once(&engine, &sql, args.format)
                     .await

@@ -19,6 +19,10 @@ Statements end with ';' and may span lines. Commands:
   \\d            list tables
   \\d TABLE      describe a table's columns
   \\df           list the project's functions (UDAFs, JSON functions)
+  \\explain SKILL BODY
+                explain a skill Metrics API request (BODY: its JSON, as
+                POST /v2/skills/SKILL/metrics takes it): per query, whether
+                rollups or raw events answer it, and its plans
   \\q            quit
   \\?            this help";
 
@@ -40,11 +44,21 @@ pub enum Error {
     UnknownCommand(String),
     #[error("formatting result: {0}")]
     Format(#[from] datafusion::arrow::error::ArrowError),
+    #[error("{0} (\\? shows the command)")]
+    Request(String),
 }
 
 /// Runs one statement or backslash command.
 pub async fn run_input(engine: &Engine, input: &str) -> Result<Outcome, Error> {
     let input = input.trim();
+    if let Some(rest) = input
+        .strip_prefix("\\explain")
+        .filter(|r| r.starts_with(char::is_whitespace))
+    {
+        return Ok(Outcome::Batches(vec![
+            explain(engine, rest.trim().trim_end_matches(';')).await?,
+        ]));
+    }
     if let Some(cmd) = input.strip_prefix('\\') {
         let mut words = cmd.trim_end_matches(';').split_whitespace();
         return match (words.next(), words.next()) {
@@ -59,6 +73,34 @@ pub async fn run_input(engine: &Engine, input: &str) -> Result<Outcome, Error> {
     Ok(Outcome::Batches(
         engine.sql(input.trim_end_matches(';')).await?,
     ))
+}
+
+/// `\\explain SKILL BODY`: which path answers each query of a skill
+/// Metrics API request, and its plans.
+async fn explain(engine: &Engine, args: &str) -> Result<RecordBatch, Error> {
+    let (skill, body) = args
+        .split_once(char::is_whitespace)
+        .ok_or_else(|| Error::Request("\\explain needs a skill id and a request body".into()))?;
+    let body: serde_json::Value = serde_json::from_str(body.trim())
+        .map_err(|e| Error::Request(format!("the request body is not JSON: {e}")))?;
+    let request = crate::skill_metrics::check_request(&body, skill)
+        .map_err(|e| Error::Request(format!("{}: {}", e.code, e.message)))?;
+    let (mut ids, mut paths, mut kinds, mut plans) = (vec![], vec![], vec![], vec![]);
+    for q in &request.queries {
+        let (path, logical, physical) = engine.explain(&q.query).await?;
+        for (kind, plan) in [("logical_plan", logical), ("physical_plan", physical)] {
+            ids.push(q.id.clone());
+            paths.push(path.name().to_string());
+            kinds.push(kind.to_string());
+            plans.push(plan);
+        }
+    }
+    Ok(string_batch(vec![
+        ("query_id", ids),
+        ("answered_from", paths),
+        ("plan_type", kinds),
+        ("plan", plans),
+    ]))
 }
 
 async fn list_tables(engine: &Engine) -> Result<Vec<RecordBatch>, Error> {

@@ -469,3 +469,58 @@ async fn retention_from_the_activity_rollup_equals_raw() {
     rollups.build(&engine, None).await.unwrap();
     check("rebuilt").await;
 }
+
+/// The REPL's `\explain` says which path answers each query of a skill
+/// Metrics request, with its plans.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_repl_explains_which_path_answers() {
+    use datafusion::arrow::array::AsArray;
+    use metricstore::repl::{Outcome, run_input};
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::demo_engine(dir.path(), 20_000, 10).await;
+    let rollups = Rollups::open(&engine.store).await.unwrap();
+    rollups.build(&engine, None).await.unwrap();
+    engine.attach_rollups(Some(rollups));
+    let body = serde_json::json!({
+        "startTime": "2026-01-02T00:00:00Z", "endTime": "2026-01-09T00:00:00Z",
+        "metricQueries": [
+            {"id": "daily", "metricNamespace": "Alexa.Custom", "name": "CUSTOMERS", "aggregationPeriod": "BY_DAY"},
+            {"id": "market", "metricNamespace": "Alexa.Custom", "name": "UTTERANCES", "aggregationPeriod": "BY_DAY",
+             "dimensions": [{"name": "Alexa.Marketplace", "value": "USAmazon"}]}
+        ]
+    });
+    let input = format!("\\explain {} {body}", SKILLS[0]);
+    let Outcome::Batches(batches) = run_input(&engine, &input).await.unwrap() else {
+        panic!("a table")
+    };
+    let b = &batches[0];
+    let text = |c: &str| -> Vec<String> {
+        b.column_by_name(c)
+            .unwrap()
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(text("query_id"), ["daily", "daily", "market", "market"]);
+    assert_eq!(text("answered_from"), ["rollup", "rollup", "raw", "raw"]);
+    let plans = text("plan");
+    // The daily query reads the daily rollup's states; the other scans the
+    // events (its dimension is an attribute no rollup keeps).
+    assert!(
+        plans[0].contains("states") && !plans[0].contains("events"),
+        "{}",
+        plans[0]
+    );
+    assert!(plans[1].contains("/rollups/"), "{}", plans[1]);
+    assert!(plans[2].contains("TableScan: events"), "{}", plans[2]);
+
+    let e = run_input(&engine, &format!("\\explain {} {{not json", SKILLS[0]))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("not JSON"), "{e}");
+    let e = run_input(&engine, "\\explain x {\"metricQueries\": []}")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("metricQueries"), "{e}");
+}
