@@ -348,17 +348,27 @@ impl Engine {
     /// As [`Engine::run`], saying which path answered. A rollup answer that
     /// fails to read (a part or tail file removed under it) is answered raw.
     pub async fn run_traced(&self, query: &Query) -> Result<(Vec<Series>, AnswerPath)> {
+        let (sparse, path) = self.run_sparse(query).await?;
+        Ok((sparse.filled(), path))
+    }
+
+    /// As [`Engine::run_traced`], with gaps not filled yet (a page of the
+    /// answer is filled by [`series::Sparse::page`]).
+    pub async fn run_sparse(&self, query: &Query) -> Result<(series::Sparse, AnswerPath)> {
         let (compiled, path) = self.plan_traced(query).await?;
         if path == AnswerPath::Rollup {
             match self.execute_states(compiled.plan.clone()).await {
-                Ok(batches) => return Ok((series::collect(&compiled, &batches)?, path)),
+                Ok(batches) => return Ok((series::collect_sparse(&compiled, &batches)?, path)),
                 Err(e @ (Error::Busy(_) | Error::Timeout(_))) => return Err(e),
                 Err(e) => tracing::warn!(error = %e, "rollup answer failed; answering raw"),
             }
         }
         let compiled = self.compile(query)?;
         let batches = self.execute(compiled.plan.clone()).await?;
-        Ok((series::collect(&compiled, &batches)?, AnswerPath::Raw))
+        Ok((
+            series::collect_sparse(&compiled, &batches)?,
+            AnswerPath::Raw,
+        ))
     }
 
     /// The distinct top-level keys of `attributes` in a workspace's events

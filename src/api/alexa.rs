@@ -17,7 +17,7 @@ use super::token::Signer;
 use super::{ApiError, AppState, JsonBody};
 use crate::definition::builtin;
 use crate::engine::AnswerPath;
-use crate::series::Series;
+use crate::series::Sparse;
 use types::*;
 
 /// Checks a skill id from the path (1 to 255 characters).
@@ -78,8 +78,8 @@ pub async fn get_metrics(
     let runs = request
         .queries
         .iter()
-        .map(|q| state.engine.run_traced(&q.query));
-    let (all, paths): (Vec<Vec<Series>>, Vec<_>) = futures::future::try_join_all(runs)
+        .map(|q| state.engine.run_sparse(&q.query));
+    let (all, paths): (Vec<Sparse>, Vec<_>) = futures::future::try_join_all(runs)
         .await?
         .into_iter()
         .unzip();
@@ -91,7 +91,7 @@ pub async fn get_metrics(
     let mut next = Vec::with_capacity(all.len());
     let mut more = false;
     for ((q, series), offset) in request.queries.iter().zip(&all).zip(&offsets) {
-        let total: u64 = series.iter().map(|s| s.points.len() as u64).sum();
+        let total = series.total();
         let end = (offset + max).min(total);
         more |= end < total;
         next.push(end);
@@ -122,30 +122,29 @@ pub async fn get_metrics(
 pub const ANSWERED_FROM: &str = "x-metricstore-answered-from";
 
 /// The points `[from, to)` of the series laid end to end, as data entries
-/// (a series cut by the page boundary appears in both pages).
-fn page(series: &[Series], group_by: Option<&str>, from: u64, to: u64) -> Vec<Data> {
-    let mut out = Vec::new();
-    let mut seen = 0u64;
-    for s in series {
-        let len = s.points.len() as u64;
-        let (lo, hi) = (from.max(seen), to.min(seen + len));
-        if lo < hi {
-            let slice = &s.points[(lo - seen) as usize..(hi - seen) as usize];
-            out.push(Data {
-                grouped_by: group_by.map(|field| GroupedBy {
-                    field: field.to_string(),
-                    // The document's `groupedByValue` is a string: events
-                    // without the field (utterances not resolved to an
-                    // intent) form the group "".
-                    value: s.group.first().cloned().flatten().unwrap_or_default(),
-                }),
-                timestamps: slice.iter().map(|(t, _)| *t).collect(),
-                values: slice.iter().map(|(_, v)| *v).collect(),
-            });
-        }
-        seen += len;
-    }
-    out
+/// (a series cut by the page boundary appears in both pages); gaps are
+/// filled for this page only.
+fn page(series: &Sparse, group_by: Option<&str>, from: u64, to: u64) -> Vec<Data> {
+    series
+        .page(from, to)
+        .into_iter()
+        .map(|(i, points)| Data {
+            grouped_by: group_by.map(|field| GroupedBy {
+                field: field.to_string(),
+                // The document's `groupedByValue` is a string: events
+                // without the field (utterances not resolved to an
+                // intent) form the group "".
+                value: series.series[i]
+                    .group
+                    .first()
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_default(),
+            }),
+            timestamps: points.iter().map(|(t, _)| *t).collect(),
+            values: points.iter().map(|(_, v)| *v).collect(),
+        })
+        .collect()
 }
 
 #[derive(Debug, serde::Deserialize)]
