@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod events;
+pub mod faults;
 pub mod values;
 
 /// Ids up to this many bytes are stored as their hex (two bytes a byte).
