@@ -57,14 +57,30 @@ impl Ingest {
     /// Merges the ingest files of every partition holding more than
     /// `threshold` of them into one file. Returns the partitions compacted.
     pub async fn compact(&self, threshold: usize) -> Result<usize> {
-        let _one = self.flushing.lock().await;
+        let unfinished = self.flushing.lock().await;
+        // The files of a flush that failed half-way stay out: its retry
+        // writes them again under the same names, which would count their
+        // rows twice if they had been merged away meanwhile.
+        let in_flight = unfinished
+            .as_ref()
+            .map(|m| format!("ingest-{}.parquet", m.name));
+        // A compaction that failed half-way (its merged file written, a
+        // source not deleted yet) is finished first, or its sources would
+        // be merged a second time. Under the publish lock, as the
+        // compaction itself: no reader sees the merged file and a source.
+        {
+            let _guard = self.pending.publish.write().await;
+            self.recover_compactions().await?;
+        }
         let files = self.store.list(EVENTS_DIR).await?;
         let mut by_day: std::collections::BTreeMap<String, Vec<object_store::path::Path>> =
             Default::default();
         for m in files {
             let loc = m.location.as_ref();
             let name = loc.rsplit('/').next().unwrap_or_default();
-            if !(name.starts_with("ingest-") && name.ends_with(".parquet")) {
+            if !(name.starts_with("ingest-") && name.ends_with(".parquet"))
+                || in_flight.as_deref() == Some(name)
+            {
                 continue;
             }
             if let Some(day) = loc.split('/').find_map(|p| p.strip_prefix("date=")) {
