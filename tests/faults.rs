@@ -1,7 +1,10 @@
-//! A put, delete or list that fails in the middle of a flush or a
-//! compaction (through `storage::faults::FaultyStore`): whether the same
-//! process retries or the server is restarted on the same files, every
-//! acknowledged event is counted exactly once.
+//! A put, delete or list that fails in the middle of a flush, a
+//! compaction or a pipeline run (through `storage::faults::FaultyStore`):
+//! whether the same process retries or the server is restarted on the same
+//! files, every acknowledged event is counted exactly once, and a rerun of
+//! the pipeline leaves every value once.
+
+mod common;
 
 use std::sync::Arc;
 
@@ -149,4 +152,99 @@ async fn any_single_failed_put_delete_or_list_during_flush_and_compaction_loses_
         }
     }
     eprintln!("{cases} fault cases ({made:?} puts, deletes, lists), every event counted once");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Materialised values: rows, distinct (metric, source, period, subject,
+/// category) keys, and the sum of their sample sizes.
+async fn values(engine: &metricstore::engine::Engine) -> (i64, i64, i64) {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::Int64Type;
+    let b = engine
+        .sql(
+            "SELECT count(*), count(DISTINCT concat_ws('|', workspace_id, metric_key, source, granularity, \
+             CAST(period_start AS VARCHAR), scope, coalesce(entity_type, ''), coalesce(entity_id, ''), \
+             coalesce(service_id, ''), coalesce(session_id, ''), coalesce(category, ''))), \
+             CAST(coalesce(sum(sample_size), 0) AS BIGINT) FROM metric_values",
+        )
+        .await
+        .unwrap();
+    let c = |i: usize| b[0].column(i).as_primitive::<Int64Type>().value(0);
+    (c(0), c(1), c(2))
+}
+
+/// Runs the pipeline over two days on a copy of `template`, with `fault`
+/// planned for the first run; a second run follows without faults.
+/// Returns the values after it and the operations the first run made.
+async fn pipeline_case(
+    template: &std::path::Path,
+    fault: Option<(Op, usize)>,
+) -> ((i64, i64, i64), [usize; 3]) {
+    use metricstore::pipeline;
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(template, dir.path());
+    let base = Store::open(dir.path().to_str().unwrap()).unwrap();
+    let faulty = FaultyStore::new(Arc::clone(&base.object_store));
+    let store = Store {
+        object_store: Arc::new(faulty.clone()),
+        ..base
+    };
+    let engine = metricstore::repl::session(store).await.unwrap();
+    let ai = metricstore::metric_store::extract::Ai::none();
+    let opts = pipeline::Options {
+        from: Some("2026-01-09".parse().unwrap()),
+        to: Some("2026-01-10".parse().unwrap()),
+        now_ms: 1_768_089_600_000, // 2026-01-11T00:00:00Z
+    };
+    match fault {
+        Some((op, n)) => faulty.fail_nth(op, n),
+        None => faulty.reset(),
+    }
+    let first = pipeline::run(&engine, &ai, &opts).await;
+    let made = [
+        faulty.count(Op::Put),
+        faulty.count(Op::Delete),
+        faulty.count(Op::List),
+    ];
+    faulty.reset();
+    if fault.is_none() {
+        first.unwrap();
+    }
+    pipeline::run(&engine, &ai, &opts).await.unwrap();
+    (values(&engine).await, made)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_put_or_list_during_a_pipeline_run_leaves_every_value_once() {
+    let template = tempfile::tempdir().unwrap();
+    drop(common::demo_engine(template.path(), 20_000, 3).await);
+    let (want, made) = pipeline_case(template.path(), None).await;
+    assert!(want.0 > 100, "{want:?}");
+    assert_eq!(want.0, want.1, "one value per key");
+    let mut cases = 0;
+    for (op, total) in [Op::Put, Op::Delete, Op::List].into_iter().zip(made) {
+        // At most twelve positions per kind, spread over the run.
+        let step = total.div_ceil(12).max(1);
+        for n in (1..=total).step_by(step) {
+            let (got, _) = pipeline_case(template.path(), Some((op, n))).await;
+            assert_eq!(
+                got, want,
+                "{op:?} number {n} of {total} failed, then a rerun"
+            );
+            cases += 1;
+        }
+    }
+    eprintln!("{cases} pipeline fault cases ({made:?} puts, deletes, lists), every value once");
 }
