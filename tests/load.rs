@@ -4,9 +4,10 @@
 //! pool plus a stated margin, and every acknowledged event is there at the
 //! end (counted after a kill and a restart's recovery).
 //!
-//! `cargo test` runs 16 clients for 8 s over 100k events; the long run is
-//! `METRICSTORE_LOAD_CLIENTS=64 METRICSTORE_LOAD_SECONDS=60
-//! METRICSTORE_LOAD_ROWS=1000000 cargo test --release --test load -- --nocapture`.
+//! `cargo test` runs 16 clients for 8 s over 100k events; the long run
+//! (with the server from a release build) is
+//! `METRICSTORE_TEST_BIN=target/release/metricstore METRICSTORE_LOAD_CLIENTS=64
+//! METRICSTORE_LOAD_SECONDS=60 METRICSTORE_LOAD_ROWS=1000000 cargo test --test load -- --nocapture`.
 
 mod common;
 

@@ -27,9 +27,13 @@ pub(crate) async fn demo_engine(dir: &Path, rows: u64, days: u32) -> Engine {
     metricstore::repl::session(store).await.unwrap()
 }
 
-/// The binary under test.
+/// The binary under test: this build's, or `METRICSTORE_TEST_BIN` (e.g. a
+/// release build for the long load run).
 pub(crate) fn bin() -> std::process::Command {
-    std::process::Command::new(env!("CARGO_BIN_EXE_metricstore"))
+    match std::env::var_os("METRICSTORE_TEST_BIN") {
+        Some(path) => std::process::Command::new(path),
+        None => std::process::Command::new(env!("CARGO_BIN_EXE_metricstore")),
+    }
 }
 
 /// Loads a JSON-lines event fixture into `dir` and opens an engine on it.
