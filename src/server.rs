@@ -124,9 +124,16 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             "published events left in the write-ahead log"
         );
     }
+    // How often acknowledged events are published as Parquet (default
+    // 1 s; crash tests flush more often to be killed mid-flush).
+    let flush_every = std::env::var("METRICSTORE_FLUSH_INTERVAL_MS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|ms| *ms > 0)
+        .unwrap_or(1_000);
     state
         .ingest
-        .spawn_background(std::time::Duration::from_secs(1));
+        .spawn_background(std::time::Duration::from_millis(flush_every));
     if args.pipeline_interval > 0 {
         spawn_pipeline(
             std::sync::Arc::clone(&state),

@@ -597,7 +597,9 @@ async fn a_lost_executor_gives_a_correct_answer_or_a_clear_error() {
     let _ = lost.0.wait();
     let out = client.wait_with_output().unwrap();
     let took = started.elapsed();
-    assert!(took < Duration::from_secs(120), "took {took:?}");
+    // Bounded (no hang), with room for a machine busy with other work:
+    // the lost tasks are rerun after the executor timeout.
+    assert!(took < Duration::from_secs(300), "took {took:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if out.status.success() {

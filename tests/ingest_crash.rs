@@ -111,11 +111,38 @@ async fn every_acknowledged_event_survives_kill_cycles() {
 /// A sender's next batch, and the one sent but not yet answered.
 type SenderState = (u64, Option<u64>);
 
+/// The body of keyed batch `b`: 25 events 7 hours apart, so that every
+/// flush writes a file in each of about eight days.
+fn keyed_body(b: u64) -> String {
+    (0..BATCH)
+        .map(|i| {
+            format!(
+                "{{\"time\":{},\"event_type\":\"crash.key\",\"session_id\":\"b{b}\",\"user_id\":\"e{i}\"}}\n",
+                1_767_600_000_000u64 + b * 1_000 + i as u64 * 25_200_000
+            )
+        })
+        .collect()
+}
+
 /// Senders that resend an unanswered batch with its `Idempotency-Key`
 /// after each kill, until it is answered: at the end every batch is there
-/// exactly once, however the kill cut its first attempt.
+/// exactly once, however the kill cut its first attempt. 100 kills (more
+/// with `METRICSTORE_CRASH_CYCLES`), at random moments: while bodies
+/// arrive (one sender sends its bodies in slow pieces), during flushes of
+/// about eight days each (every 200 ms), and during compactions (the
+/// server compacts after every flush, days of more than three files).
 #[tokio::test]
 async fn resent_batches_with_idempotency_keys_count_once_across_kill_cycles() {
+    let cycles: usize = std::env::var("METRICSTORE_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let env = [
+        ("METRICSTORE_FLUSH_INTERVAL_MS", "200"),
+        ("METRICSTORE_COMPACT_EVERY", "1"),
+        ("METRICSTORE_COMPACT_FILES", "3"),
+        ("METRICSTORE_ROLLUPS", "off"),
+    ];
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_str().unwrap().to_string();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -127,8 +154,8 @@ async fn resent_batches_with_idempotency_keys_count_once_across_kill_cycles() {
     let senders_state: Arc<Mutex<Vec<SenderState>>> =
         Arc::new(Mutex::new((0..3).map(|s| (s * 100_000, None)).collect()));
     let resent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    for _cycle in 0..20 {
-        let server = common::serve(&data, TOKENS, "2026-01-10T12:00:00Z");
+    for _cycle in 0..cycles {
+        let server = common::serve_with_env(&data, TOKENS, "2026-01-10T12:00:00Z", &env);
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut tasks = Vec::new();
         for s in 0..3usize {
@@ -155,9 +182,26 @@ async fn resent_batches_with_idempotency_keys_count_once_across_kill_cycles() {
                             }
                         }
                     };
-                    let body: String = (0..BATCH)
-                        .map(|i| format!("{{\"time\":{},\"event_type\":\"crash.key\",\"session_id\":\"b{b}\",\"user_id\":\"e{i}\"}}\n", 1_767_600_000_000u64 + b * 1_000 + i as u64))
-                        .collect();
+                    let body = keyed_body(b);
+                    // Sender 0 sends its bodies in three pieces 40 ms
+                    // apart, so kills land while a body arrives.
+                    let body = if s == 0 {
+                        let pieces: Vec<Result<Vec<u8>, std::io::Error>> = body
+                            .into_bytes()
+                            .chunks(BATCH * 30)
+                            .map(|c| Ok(c.to_vec()))
+                            .collect();
+                        let stream = futures::StreamExt::then(
+                            futures::stream::iter(pieces),
+                            |p| async move {
+                                tokio::time::sleep(Duration::from_millis(40)).await;
+                                p
+                            },
+                        );
+                        reqwest::Body::wrap_stream(stream)
+                    } else {
+                        reqwest::Body::from(body)
+                    };
                     let r = client
                         .post(format!("{base}/v1/ws-crash/events"))
                         .bearer_auth("crash-admin-1")
@@ -167,14 +211,16 @@ async fn resent_batches_with_idempotency_keys_count_once_across_kill_cycles() {
                         .await;
                     match r {
                         Ok(r) if r.status() == 200 => state.lock().unwrap()[s].1 = None,
-                        Ok(r) if r.status() == 503 => tokio::time::sleep(Duration::from_millis(50)).await,
+                        Ok(r) if r.status() == 503 => {
+                            tokio::time::sleep(Duration::from_millis(50)).await
+                        }
                         Ok(r) => panic!("unexpected status {}", r.status()),
                         Err(_) => break, // the server is gone: resend next cycle
                     }
                 }
             }));
         }
-        tokio::time::sleep(Duration::from_millis(rng.random_range(150..700))).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(150..1_500))).await;
         drop(server); // SIGKILL
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for t in tasks {
@@ -182,7 +228,7 @@ async fn resent_batches_with_idempotency_keys_count_once_across_kill_cycles() {
         }
     }
     // A last cycle answers what is still unanswered.
-    let server = common::serve(&data, TOKENS, "2026-01-10T12:00:00Z");
+    let server = common::serve_with_env(&data, TOKENS, "2026-01-10T12:00:00Z", &env);
     let pending: Vec<u64> = senders_state
         .lock()
         .unwrap()
@@ -190,9 +236,7 @@ async fn resent_batches_with_idempotency_keys_count_once_across_kill_cycles() {
         .filter_map(|s| s.1)
         .collect();
     for b in &pending {
-        let body: String = (0..BATCH)
-            .map(|i| format!("{{\"time\":{},\"event_type\":\"crash.key\",\"session_id\":\"b{b}\",\"user_id\":\"e{i}\"}}\n", 1_767_600_000_000u64 + b * 1_000 + i as u64))
-            .collect();
+        let body = keyed_body(*b);
         let r = client
             .post(format!("{}/v1/ws-crash/events", server.base))
             .bearer_auth("crash-admin-1")
@@ -237,9 +281,36 @@ async fn resent_batches_with_idempotency_keys_count_once_across_kill_cycles() {
         );
     }
     assert_eq!(counts.len(), sent.len());
+    // The servers compacted (merged files are there), and killed ones
+    // left flushes and compactions for recovery now and then.
+    let compacted = walk(&dir.path().join("events"))
+        .iter()
+        .filter(|p| p.contains("/compact-"))
+        .count();
+    assert!(
+        compacted > 0,
+        "no compaction ran: {:?}",
+        walk(&dir.path().join("events"))
+    );
     eprintln!(
-        "{} batches sent, {} resent after a kill, each stored once",
+        "{cycles} kills: {} batches sent, {} resent after a kill, each stored once; {compacted} compacted files",
         sent.len(),
         resent.load(std::sync::atomic::Ordering::Relaxed)
     );
+}
+
+/// Every file under `dir`, as paths.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p.to_string_lossy().to_string());
+            }
+        }
+    }
+    out
 }
