@@ -65,6 +65,9 @@ pub struct QueryLimits {
     pub memory_bytes: usize,
     pub timeout: std::time::Duration,
     pub max_concurrent: usize,
+    /// Metric queries of one workspace at once, so one tenant's dashboards
+    /// leave turns for the others.
+    pub max_per_tenant: usize,
     /// How long a query waits for a turn before it is refused.
     pub queue_wait: std::time::Duration,
 }
@@ -75,6 +78,7 @@ impl Default for QueryLimits {
             memory_bytes: 4 << 30,
             timeout: std::time::Duration::from_secs(120),
             max_concurrent: 16,
+            max_per_tenant: 8,
             queue_wait: std::time::Duration::from_secs(10),
         }
     }
@@ -82,7 +86,9 @@ impl Default for QueryLimits {
 
 impl QueryLimits {
     /// `METRICSTORE_MEMORY_LIMIT_MB` (default 4096),
-    /// `METRICSTORE_QUERY_TIMEOUT_S` (120), `METRICSTORE_MAX_QUERIES` (16).
+    /// `METRICSTORE_QUERY_TIMEOUT_S` (120), `METRICSTORE_MAX_QUERIES` (16),
+    /// `METRICSTORE_MAX_QUERIES_PER_TENANT` (half of the server's, at
+    /// least 1).
     pub fn from_env() -> Self {
         let num = |name: &str| {
             std::env::var(name)
@@ -97,6 +103,13 @@ impl QueryLimits {
             timeout: num("METRICSTORE_QUERY_TIMEOUT_S")
                 .map_or(d.timeout, std::time::Duration::from_secs),
             max_concurrent: num("METRICSTORE_MAX_QUERIES").map_or(d.max_concurrent, |n| n as usize),
+            max_per_tenant: num("METRICSTORE_MAX_QUERIES_PER_TENANT").map_or_else(
+                || {
+                    num("METRICSTORE_MAX_QUERIES")
+                        .map_or(d.max_per_tenant, |n| (n as usize / 2).max(1))
+                },
+                |n| n as usize,
+            ),
             queue_wait: d.queue_wait,
         }
     }
@@ -129,6 +142,9 @@ pub struct Engine {
     events: Arc<EventsTable>,
     limits: QueryLimits,
     turns: Arc<tokio::sync::Semaphore>,
+    /// Turns of each workspace's metric queries (see
+    /// [`QueryLimits::max_per_tenant`]).
+    tenants: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>>,
     /// Rollups that answer compiled queries when they cover them (shared
     /// by clones).
     rollups: Arc<std::sync::RwLock<Option<Arc<Rollups>>>>,
@@ -221,6 +237,7 @@ impl Engine {
             events,
             limits,
             turns,
+            tenants: Arc::default(),
             rollups: Arc::default(),
         };
         engine.register(&engine.ctx)?;
@@ -325,6 +342,34 @@ impl Engine {
         Ok((self.compile(query)?, AnswerPath::Raw))
     }
 
+    /// A turn among `workspace`'s metric queries: waits as a query waits
+    /// for a server turn, then refuses as busy.
+    async fn tenant_turn(&self, workspace: &str) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        let turns = {
+            let mut tenants = self.tenants.lock().expect("not poisoned");
+            // Forget idle workspaces now and then, so the map holds the
+            // busy ones only.
+            if tenants.len() > 1_000 {
+                let max = self.limits.max_per_tenant;
+                tenants.retain(|_, t| t.available_permits() < max);
+            }
+            Arc::clone(tenants.entry(workspace.to_string()).or_insert_with(|| {
+                Arc::new(tokio::sync::Semaphore::new(
+                    self.limits.max_per_tenant.max(1),
+                ))
+            }))
+        };
+        tokio::time::timeout(self.limits.queue_wait, turns.acquire_owned())
+            .await
+            .map_err(|_| {
+                Error::Busy(format!(
+                    "{} queries of this workspace are running",
+                    self.limits.max_per_tenant
+                ))
+            })
+            .map(|permit| permit.expect("the semaphore is never closed"))
+    }
+
     /// Which path would answer `query`, with its logical and physical
     /// plans (as the REPL's `\explain` shows them); runs nothing.
     pub async fn explain(&self, query: &Query) -> Result<(AnswerPath, String, String)> {
@@ -355,6 +400,7 @@ impl Engine {
     /// As [`Engine::run_traced`], with gaps not filled yet (a page of the
     /// answer is filled by [`series::Sparse::page`]).
     pub async fn run_sparse(&self, query: &Query) -> Result<(series::Sparse, AnswerPath)> {
+        let _tenant = self.tenant_turn(&query.workspace_id).await?;
         let (compiled, path) = self.plan_traced(query).await?;
         if path == AnswerPath::Rollup {
             match self.execute_states(compiled.plan.clone()).await {

@@ -286,3 +286,57 @@ async fn queries_past_their_limits_are_refused_not_fatal() {
     let e: metricstore::api::ApiError = Error::Timeout(std::time::Duration::from_secs(1)).into();
     assert!(matches!(e, metricstore::api::ApiError::Unavailable { .. }));
 }
+
+/// One workspace's queries take at most their share of the turns: past it
+/// they wait, then are refused as busy, while another workspace's query
+/// still answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_workspace_cannot_take_every_turn() {
+    use metricstore::engine::{Engine, Error, QueryLimits, session_config};
+    let dir = tempfile::tempdir().unwrap();
+    drop(common::demo_engine(dir.path(), 200_000, 3).await);
+    let store = metricstore::storage::Store::open(dir.path().to_str().unwrap()).unwrap();
+    let engine = Engine::with_limits(
+        store,
+        session_config(),
+        QueryLimits {
+            max_per_tenant: 1,
+            queue_wait: std::time::Duration::from_millis(1),
+            ..QueryLimits::default()
+        },
+    )
+    .await
+    .unwrap();
+    let query = |skill: &str| {
+        let body = serde_json::json!({"startTime": "2026-01-08T00:00:00Z", "endTime": "2026-01-11T00:00:00Z",
+            "metricQueries": [{"id": "q", "metricNamespace": "Alexa.Custom", "name": "SKILL_LATENCY",
+                               "aggregationPeriod": "BY_15", "stat": "p90", "groupBy": "intent"}]});
+        metricstore::skill_metrics::check_request(&body, skill)
+            .unwrap()
+            .queries
+            .remove(0)
+            .query
+    };
+    let (a, b) = (
+        query(metricstore::generate::SKILLS[0]),
+        query(metricstore::generate::SKILLS[1]),
+    );
+    let (many, other) = tokio::join!(
+        futures::future::join_all((0..6).map(|_| engine.run(&a))),
+        async {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            engine.run(&b).await
+        }
+    );
+    let busy = many
+        .iter()
+        .filter(|r| matches!(r, Err(Error::Busy(m)) if m.contains("this workspace")))
+        .count();
+    let answered = many.iter().filter(|r| r.is_ok()).count();
+    assert!(
+        answered >= 1 && busy >= 1,
+        "{answered} answered, {busy} busy"
+    );
+    assert_eq!(answered + busy, 6);
+    assert!(!other.unwrap().is_empty(), "the other workspace answered");
+}
