@@ -187,12 +187,7 @@ async fn the_dashboard_draws_every_chart_and_its_csv_matches_the_api() {
     // requests, and an answer from raw events and its CSV replay from
     // rollups differ within the percentiles' bound).
     let engine = common::demo_engine(dir.path(), 150_000, 30).await;
-    metricstore::engine::Rollups::open(&engine.store)
-        .await
-        .unwrap()
-        .build(&engine, None)
-        .await
-        .unwrap();
+    common::build_rollups(&engine).await;
     drop(engine);
     let server = common::serve(
         dir.path().to_str().unwrap(),

@@ -70,12 +70,7 @@ async fn many_dashboards_and_an_ingest_stream_are_all_answered_and_nothing_is_lo
     let rows = env_num("METRICSTORE_LOAD_ROWS", 100_000);
     let dir = tempfile::tempdir().unwrap();
     let engine = common::demo_engine(dir.path(), rows, 30).await;
-    metricstore::engine::Rollups::open(&engine.store)
-        .await
-        .unwrap()
-        .build(&engine, None)
-        .await
-        .unwrap();
+    common::build_rollups(&engine).await;
     drop(engine);
     let pool = POOL_MB.to_string();
     let server = common::serve_with_env(

@@ -351,12 +351,7 @@ async fn a_changed_definition_and_a_dead_build_fall_back_to_raw() {
 async fn the_api_answers_the_same_from_rollups_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let engine = common::demo_engine(dir.path(), 30_000, 5).await;
-    Rollups::open(&engine.store)
-        .await
-        .unwrap()
-        .build(&engine, None)
-        .await
-        .unwrap();
+    common::build_rollups(&engine).await;
     drop(engine);
     let data = dir.path().to_str().unwrap();
     let tokens = format!("t-rollup-1:viewer:{}", SKILLS[0]);
@@ -478,9 +473,7 @@ async fn the_repl_explains_which_path_answers() {
     use metricstore::repl::{Outcome, run_input};
     let dir = tempfile::tempdir().unwrap();
     let engine = common::demo_engine(dir.path(), 20_000, 10).await;
-    let rollups = Rollups::open(&engine.store).await.unwrap();
-    rollups.build(&engine, None).await.unwrap();
-    engine.attach_rollups(Some(rollups));
+    engine.attach_rollups(Some(common::build_rollups(&engine).await));
     let body = serde_json::json!({
         "startTime": "2026-01-02T00:00:00Z", "endTime": "2026-01-09T00:00:00Z",
         "metricQueries": [

@@ -27,6 +27,16 @@ pub(crate) async fn demo_engine(dir: &Path, rows: u64, days: u32) -> Engine {
     metricstore::repl::session(store).await.unwrap()
 }
 
+/// Builds the rollups of every day with events in `engine`'s store (as a
+/// server's first background build would).
+pub(crate) async fn build_rollups(engine: &Engine) -> std::sync::Arc<metricstore::engine::Rollups> {
+    let rollups = metricstore::engine::Rollups::open(&engine.store)
+        .await
+        .unwrap();
+    rollups.build(engine, None).await.unwrap();
+    rollups
+}
+
 /// The binary under test: this build's, or `METRICSTORE_TEST_BIN` (e.g. a
 /// release build for the long load run).
 pub(crate) fn bin() -> std::process::Command {
