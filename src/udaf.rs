@@ -31,13 +31,24 @@ pub use ratio::{ratio, ratio_udaf};
 
 /// Registers every function of the project (our UDAFs and the JSON functions
 /// over `attributes`) in `ctx`.
+/// The project's aggregate functions that every process knows by name
+/// (`idset_state` over raw ids needs a server's dictionary and is made
+/// where one is, see `engine::rollup`).
+pub fn aggregates() -> Vec<Arc<datafusion::logical_expr::AggregateUDF>> {
+    vec![
+        quantile_udaf(),
+        rate_udaf(),
+        ratio_udaf(),
+        sketch::sketch_state_udaf(),
+        sketch::sketch_quantile_udaf(),
+        idset::idset_count_udaf(),
+    ]
+}
+
 pub fn register_all(ctx: &SessionContext) -> Result<()> {
-    ctx.register_udaf(quantile_udaf().as_ref().clone());
-    ctx.register_udaf(rate_udaf().as_ref().clone());
-    ctx.register_udaf(ratio_udaf().as_ref().clone());
-    ctx.register_udaf(sketch::sketch_state_udaf().as_ref().clone());
-    ctx.register_udaf(sketch::sketch_quantile_udaf().as_ref().clone());
-    ctx.register_udaf(idset::idset_count_udaf().as_ref().clone());
+    for udaf in aggregates() {
+        ctx.register_udaf(udaf.as_ref().clone());
+    }
     // The context shares its state across clones, so registering through
     // a clone registers in `ctx` (functions, `->` operators and rewrites).
     datafusion_functions_json::register_all(&mut ctx.clone())

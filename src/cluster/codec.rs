@@ -370,14 +370,8 @@ mod tests {
     fn the_project_functions_decode_by_name() {
         let codec = LogicalCodec::new();
         let physical = PhysicalCodec::default();
-        for name in [
-            "quantile",
-            "rate",
-            "ratio",
-            "sketch_state",
-            "sketch_quantile",
-            "idset_count",
-        ] {
+        for udaf in crate::udaf::aggregates() {
+            let name = udaf.name();
             assert!(codec.try_decode_udaf(name, &[]).is_ok(), "{name}");
             assert!(physical.try_decode_udaf(name, &[]).is_ok(), "{name}");
         }

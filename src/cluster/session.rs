@@ -190,14 +190,8 @@ mod tests {
     fn every_process_knows_the_project_functions() {
         let registry = executor_functions().unwrap();
         use datafusion::execution::FunctionRegistry;
-        for name in [
-            "quantile",
-            "rate",
-            "ratio",
-            "sketch_state",
-            "sketch_quantile",
-            "idset_count",
-        ] {
+        for udaf in crate::udaf::aggregates() {
+            let name = udaf.name();
             assert!(registry.udaf(name).is_ok(), "{name}");
         }
         assert!(registry.udf("json_get_str").is_ok());
