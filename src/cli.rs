@@ -110,7 +110,23 @@ pub struct SqlArgs {
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
     #[command(flatten)]
+    pub rollups: RollupsArgs,
+    #[command(flatten)]
     pub cluster: ClusterArgs,
+}
+
+/// On or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+#[derive(Debug, Args)]
+pub struct RollupsArgs {
+    /// Answer the queries rollups cover from them (off: from raw events).
+    #[arg(long = "rollups", env = "METRICSTORE_ROLLUPS", value_enum, default_value_t = Switch::On)]
+    pub rollups: Switch,
 }
 
 #[derive(Debug, Args)]
@@ -167,6 +183,24 @@ pub struct ServeArgs {
     /// run starts right after the server does).
     #[arg(long, env = "METRICSTORE_PIPELINE_INTERVAL", default_value_t = 3600)]
     pub pipeline_interval: u64,
+    #[command(flatten)]
+    pub rollups: RollupsArgs,
+    /// Seconds between background rollup builds over the files flushed
+    /// since (0: never).
+    #[arg(long, env = "METRICSTORE_ROLLUP_INTERVAL", default_value_t = 60)]
+    pub rollup_interval: u64,
+    /// Milliseconds between flushes of acknowledged events to Parquet.
+    #[arg(long, env = "METRICSTORE_FLUSH_INTERVAL_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub flush_interval_ms: u64,
+    /// Flushes between compactions.
+    #[arg(long, env = "METRICSTORE_COMPACT_EVERY", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub compact_every: u64,
+    /// Ingest files a day holds before a compaction merges them.
+    #[arg(long, env = "METRICSTORE_COMPACT_FILES", default_value_t = 32,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub compact_files: u64,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }

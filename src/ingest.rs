@@ -26,6 +26,7 @@ mod once;
 pub mod pending;
 mod recover;
 
+pub use flush::Compaction;
 pub use once::{MAX_KEY_CHARS, check_key};
 pub use pending::Pending;
 

@@ -86,9 +86,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             repl::register(&engine).map_err(|e| e.to_string())?;
             // Rollups answer `\explain`'s metric queries as they would in
             // `serve` (built by `serve`, `generate` or `rollup`, not here).
-            if std::env::var("METRICSTORE_ROLLUPS").is_ok_and(|v| v == "off") {
-                engine.attach_rollups(None);
-            } else {
+            if args.rollups.rollups == metricstore::cli::Switch::On {
                 let rollups = metricstore::engine::Rollups::open(&engine.store)
                     .await
                     .map_err(|e| format!("opening the rollups: {e}"))?;

@@ -19,17 +19,7 @@ pub const DEMO_DAYS: u32 = 30;
 /// builds them every `METRICSTORE_ROLLUP_INTERVAL` seconds (default 60;
 /// 0: only use what is built) over the files flushed since.
 /// `METRICSTORE_ROLLUPS=off` answers everything from raw events.
-async fn start_rollups(engine: &Engine) -> Result<(), String> {
-    if std::env::var("METRICSTORE_ROLLUPS").is_ok_and(|v| v == "off") {
-        return Ok(());
-    }
-    let interval: u64 = match std::env::var("METRICSTORE_ROLLUP_INTERVAL") {
-        Ok(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| format!("METRICSTORE_ROLLUP_INTERVAL must be whole seconds, got {v:?}"))?,
-        Err(_) => 60,
-    };
+async fn start_rollups(engine: &Engine, interval: u64) -> Result<(), String> {
     let rollups = crate::engine::Rollups::open(&engine.store)
         .await
         .map_err(|e| format!("opening the rollups: {e}"))?;
@@ -94,7 +84,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     // With --cluster too: rollups are built and answer in this process
     // (see `Engine::execute_local`); what they do not cover goes to the
     // cluster.
-    start_rollups(&engine).await?;
+    if args.rollups.rollups == crate::cli::Switch::On {
+        start_rollups(&engine, args.rollup_interval).await?;
+    }
     let clock = Clock::from_env()?;
 
     let mut spec = std::env::var("METRICSTORE_TOKENS").unwrap_or_default();
@@ -124,16 +116,13 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             "published events left in the write-ahead log"
         );
     }
-    // How often acknowledged events are published as Parquet (default
-    // 1 s; crash tests flush more often to be killed mid-flush).
-    let flush_every = std::env::var("METRICSTORE_FLUSH_INTERVAL_MS")
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|ms| *ms > 0)
-        .unwrap_or(1_000);
-    state
-        .ingest
-        .spawn_background(std::time::Duration::from_millis(flush_every));
+    state.ingest.spawn_background(
+        std::time::Duration::from_millis(args.flush_interval_ms),
+        crate::ingest::Compaction {
+            every_flushes: args.compact_every,
+            files: args.compact_files as usize,
+        },
+    );
     if args.pipeline_interval > 0 {
         spawn_pipeline(
             std::sync::Arc::clone(&state),

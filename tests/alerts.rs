@@ -158,7 +158,10 @@ async fn node(dir: &std::path::Path, clock: Clock) -> Node {
 impl Node {
     /// Starts the flusher and the evaluator, as `serve` does.
     fn start(&self, name: &str) {
-        self.state.ingest.spawn_background(Duration::from_secs(1));
+        self.state.ingest.spawn_background(
+            Duration::from_secs(1),
+            metricstore::ingest::Compaction::default(),
+        );
         metricstore::alerts::evaluator::spawn(
             std::sync::Arc::clone(&self.state),
             metricstore::alerts::Config {
@@ -281,6 +284,22 @@ async fn metric_and_rule(n: &Node, url: &str, for_: &str) -> (String, String) {
     (metric_id, r["id"].as_str().unwrap().to_string())
 }
 
+/// Raises `rule`'s threshold to 100, keeping its channels (sent back
+/// without their secrets, which the route keeps).
+async fn raise_threshold(n: &Node, rule: &str) {
+    let path = format!("/api/metric-alerts/{rule}");
+    let (_, got) = n.call("GET", &path, "al-viewer-token", None).await;
+    let (s, updated) = n
+        .call(
+            "PUT",
+            &path,
+            "al-admin-token",
+            Some(json!({"condition": {"operator": "gt", "threshold": 100}, "channels": got["channels"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{updated}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fires_once_after_for_then_resolves_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -334,15 +353,7 @@ async fn fires_once_after_for_then_resolves_once() {
     );
 
     // Raising the threshold resolves it, once.
-    let (s, updated) = n
-        .call(
-            "PUT",
-            &format!("/api/metric-alerts/{rule}"),
-            "al-admin-token",
-            Some(json!({"condition": {"operator": "gt", "threshold": 100}, "channels": got["channels"]})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{updated}");
+    raise_threshold(&n, &rule).await;
     let resolved = rx.wait_for("resolved", 1, Duration::from_secs(5)).await;
     assert_eq!(resolved.len(), 1);
     verify(&resolved[0]);
@@ -426,23 +437,7 @@ async fn a_receiver_gets_its_notifications_in_order() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(rx.hits().len(), 1);
-    let (_, got) = n
-        .call(
-            "GET",
-            &format!("/api/metric-alerts/{rule}"),
-            "al-viewer-token",
-            None,
-        )
-        .await;
-    let (s, updated) = n
-        .call(
-            "PUT",
-            &format!("/api/metric-alerts/{rule}"),
-            "al-admin-token",
-            Some(json!({"condition": {"operator": "gt", "threshold": 100}, "channels": got["channels"]})),
-        )
-        .await;
-    assert_eq!(s, StatusCode::OK, "{updated}");
+    raise_threshold(&n, &rule).await;
     let resolved = rx.wait_for("resolved", 1, Duration::from_secs(15)).await;
     assert_eq!(resolved.len(), 1);
     let hits = rx.hits();

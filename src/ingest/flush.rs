@@ -12,6 +12,23 @@ use super::{Ingest, Manifest, Result, new_id};
 use crate::storage;
 use crate::storage::events::{self, DATE_COLUMN, EVENTS_DIR};
 
+/// When the background task compacts: every `every_flushes` flushes, the
+/// days holding more than `files` ingest files.
+#[derive(Debug, Clone, Copy)]
+pub struct Compaction {
+    pub every_flushes: u64,
+    pub files: usize,
+}
+
+impl Default for Compaction {
+    fn default() -> Self {
+        Self {
+            every_flushes: 60,
+            files: 32,
+        }
+    }
+}
+
 impl Ingest {
     pub(super) fn segment_path(&self, id: &str) -> object_store::path::Path {
         self.store.path(&format!("wal/seg-{id}.parquet"))
@@ -119,22 +136,8 @@ impl Ingest {
 
     /// Flushes every `every` (or sooner when the backlog passes a quarter
     /// of its limit) and compacts now and then, until the process ends.
-    ///
-    /// Compaction runs every `METRICSTORE_COMPACT_EVERY` flushes (default
-    /// 60) on the days holding more than `METRICSTORE_COMPACT_FILES` ingest
-    /// files (default 32); crash tests set both low to kill the server
-    /// while it compacts.
-    pub fn spawn_background(self: &Arc<Self>, every: Duration) {
+    pub fn spawn_background(self: &Arc<Self>, every: Duration, compaction: Compaction) {
         let this = Arc::clone(self);
-        let setting = |name: &str, default: u64| {
-            std::env::var(name)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .filter(|n| *n > 0)
-                .unwrap_or(default)
-        };
-        let compact_every = setting("METRICSTORE_COMPACT_EVERY", 60);
-        let compact_files = setting("METRICSTORE_COMPACT_FILES", 32) as usize;
         tokio::spawn(async move {
             let mut ticks = 0u64;
             loop {
@@ -147,8 +150,8 @@ impl Ingest {
                     tracing::error!(error = %e, "flushing ingested events failed; will retry");
                 }
                 ticks += 1;
-                if ticks.is_multiple_of(compact_every)
-                    && let Err(e) = this.compact(compact_files).await
+                if ticks.is_multiple_of(compaction.every_flushes.max(1))
+                    && let Err(e) = this.compact(compaction.files).await
                 {
                     tracing::error!(error = %e, "compaction failed; will retry");
                 }
