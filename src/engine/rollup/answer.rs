@@ -31,22 +31,25 @@ type PartDays = BTreeMap<String, Vec<String>>;
 struct Split {
     parts: PartDays,
     tail: Vec<String>,
-    covered_days: usize,
 }
 
-/// Splits listed days (each with its event files) by `built`'s coverage.
-/// A day without files counts as covered: there is nothing to read.
-fn split(built: &Built, listed: impl IntoIterator<Item = (String, BTreeSet<String>)>) -> Split {
+/// Splits listed days (each with its event files) by `built`'s coverage;
+/// `None` when it covers none of them (the raw plan is as good). A day
+/// without files counts as covered: there is nothing to read.
+fn split(
+    built: &Built,
+    listed: impl IntoIterator<Item = (String, BTreeSet<String>)>,
+) -> Option<Split> {
     let mut out = Split {
         parts: PartDays::new(),
         tail: Vec::new(),
-        covered_days: 0,
     };
+    let mut covered_days = 0;
     for (day, files) in listed {
         match built.days.get(&day) {
-            _ if files.is_empty() => out.covered_days += 1,
+            _ if files.is_empty() => covered_days += 1,
             Some(c) if c.files.is_subset(&files) => {
-                out.covered_days += 1;
+                covered_days += 1;
                 for p in &c.parts {
                     out.parts.entry(p.clone()).or_default().push(day.clone());
                 }
@@ -55,7 +58,7 @@ fn split(built: &Built, listed: impl IntoIterator<Item = (String, BTreeSet<Strin
             _ => out.tail.extend(files),
         }
     }
-    out
+    (covered_days > 0).then_some(out)
 }
 
 /// Runs `list` and takes the unflushed rows under the ingest's publish
@@ -186,14 +189,9 @@ impl Rollups {
                 .await
         })
         .await?;
-        let Split {
-            parts,
-            tail,
-            covered_days,
-        } = split(built, listed);
-        if covered_days == 0 {
+        let Some(Split { parts, tail }) = split(built, listed) else {
             return Ok(None);
-        }
+        };
         // Rows of states: the parts (the query's leaves' columns, renamed
         // to their place in `sub`) and the tail aggregated the same way.
         let full = built.spec.schema();
@@ -249,14 +247,9 @@ impl Rollups {
         let (mut listed, pending) = under_publish_lock(engine, self.event_files()).await?;
         let end_day = events::date_of_millis(end_ms);
         listed.retain(|day, _| *day <= end_day);
-        let Split {
-            parts,
-            tail,
-            covered_days,
-        } = split(built, listed);
-        if covered_days == 0 {
+        let Some(Split { parts, tail }) = split(built, listed) else {
             return Ok(None);
-        }
+        };
         let columns = |b: LogicalPlanBuilder| -> Result<LogicalPlanBuilder> {
             Ok(b.project(vec![
                 col("time"),

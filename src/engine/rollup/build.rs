@@ -22,6 +22,10 @@ use crate::storage::key_segment;
 /// Id dictionary files a workspace keeps before they are merged.
 const MAX_ID_PARTS: usize = 32;
 
+/// States a build made for a day: the rollup, the event files they
+/// cover, the rows.
+type Made<'a> = (&'a RollupSpec, Vec<String>, Vec<RecordBatch>);
+
 impl Rollups {
     /// Builds or extends the rollups of `days` (all days with events when
     /// `None`): states of the files each rollup does not cover yet.
@@ -43,8 +47,7 @@ impl Rollups {
             let manifest = self.manifest();
             let mut changes: Vec<(String, RollupSpec, Covered)> = Vec::new();
             let mut stale: Vec<String> = Vec::new();
-            // States made for this day: (spec, the files they cover, rows).
-            let mut made: Vec<(&RollupSpec, Vec<String>, Vec<RecordBatch>)> = Vec::new();
+            let mut made: Vec<Made<'_>> = Vec::new();
             for spec in &self.specs {
                 let id = spec.id();
                 let prev = manifest
@@ -69,55 +72,16 @@ impl Rollups {
                     continue;
                 }
                 if !new.is_empty() {
-                    // From a finer rollup's states of the same files when
-                    // there are some (thousands of rows instead of a scan
-                    // of the events), else from the events.
-                    let finer = made
-                        .iter()
-                        .filter(|(f, files, _)| spec.coarsens(f) && *files == new)
-                        .max_by_key(|(f, _, _)| f.bucket_ms);
-                    // Or from the parts of a finer rollup that covers
-                    // exactly these files (a coarser rollup added later).
-                    let finer_parts = || {
-                        self.specs
+                    let covered_now = |fid: &str| {
+                        changes
                             .iter()
-                            .filter(|f| spec.coarsens(f))
-                            .filter_map(|f| {
-                                let fid = f.id();
-                                let covered = changes
-                                    .iter()
-                                    .find(|(id, _, _)| *id == fid)
-                                    .map(|(_, _, c)| c)
-                                    .or_else(|| {
-                                        manifest.rollups.get(&fid).and_then(|b| b.days.get(&day))
-                                    })?;
-                                let same = covered.files.len() == new.len()
-                                    && new.iter().all(|n| covered.files.contains(n));
-                                (same && !covered.parts.is_empty())
-                                    .then(|| (f, covered.parts.clone()))
-                            })
-                            .max_by_key(|(f, _)| f.bucket_ms)
+                            .find(|(id, _, _)| id == fid)
+                            .map(|(_, _, c)| c)
+                            .or_else(|| manifest.rollups.get(fid).and_then(|b| b.days.get(&day)))
                     };
-                    let plan = match (finer, finer_parts()) {
-                        (Some((f, _, rows)), _) => {
-                            let full = f.schema();
-                            let rows = rows
-                                .iter()
-                                .map(|b| conform(b, &full))
-                                .collect::<Result<Vec<_>>>()?;
-                            let table = datafusion::datasource::memory::MemTable::try_new(
-                                full,
-                                vec![rows],
-                            )?;
-                            self.coarsened(spec, scan(table)?)?
-                        }
-                        (None, Some((f, parts))) => {
-                            let table = parquet_files(&self.store, &parts, f.schema())?;
-                            let rows =
-                                scan(table)?.filter(days_predicate(std::slice::from_ref(&day)))?;
-                            self.coarsened(spec, rows)?
-                        }
-                        (None, None) => self.states_of_files(spec, &new)?,
+                    let plan = match self.finer_states(spec, &day, &new, &made, covered_now)? {
+                        Some(rows) => self.coarsened(spec, rows)?,
+                        None => self.states_of_files(spec, &new)?,
                     };
                     let batches = engine.execute_local(plan).await?;
                     made.push((spec, new.clone(), batches.clone()));
@@ -170,6 +134,53 @@ impl Rollups {
             input = input.filter(any)?;
         }
         self.states_plan(spec, input)
+    }
+
+    /// States of a finer rollup (same dimensions and leaves) for exactly
+    /// the files `new` of `day`: those this build just `made`, else the
+    /// parts of a finer rollup whose coverage of the day (`covered_now`,
+    /// by rollup id) is exactly `new` (a coarser rollup added to existing
+    /// ones); `None` when neither exists (then from the events).
+    fn finer_states<'a>(
+        &self,
+        spec: &RollupSpec,
+        day: &str,
+        new: &[String],
+        made: &[Made<'_>],
+        covered_now: impl Fn(&str) -> Option<&'a Covered>,
+    ) -> Result<Option<LogicalPlanBuilder>> {
+        if let Some((finer, _, rows)) = made
+            .iter()
+            .filter(|(f, files, _)| spec.coarsens(f) && files == new)
+            .max_by_key(|(f, _, _)| f.bucket_ms)
+        {
+            let full = finer.schema();
+            let rows = rows
+                .iter()
+                .map(|b| conform(b, &full))
+                .collect::<Result<Vec<_>>>()?;
+            let table = datafusion::datasource::memory::MemTable::try_new(full, vec![rows])?;
+            return Ok(Some(scan(table)?));
+        }
+        let same_files =
+            |c: &Covered| c.files.len() == new.len() && new.iter().all(|n| c.files.contains(n));
+        let from_parts = self
+            .specs
+            .iter()
+            .filter(|f| spec.coarsens(f))
+            .filter_map(|f| {
+                let covered = covered_now(&f.id())?;
+                (same_files(covered) && !covered.parts.is_empty()).then_some((f, covered))
+            })
+            .max_by_key(|(f, _)| f.bucket_ms);
+        match from_parts {
+            Some((finer, covered)) => {
+                let table = parquet_files(&self.store, &covered.parts, finer.schema())?;
+                let day = [day.to_string()];
+                Ok(Some(scan(table)?.filter(days_predicate(&day))?))
+            }
+            None => Ok(None),
+        }
     }
 
     /// Rows of a finer rollup's states (same dimensions and leaves)
