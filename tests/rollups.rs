@@ -229,6 +229,30 @@ fn late_rows(dir: &std::path::Path, n: usize, seed: u64) -> Vec<EventRow> {
         .collect()
 }
 
+/// Late events: a new file of `file` (rows, seed) late rows in covered
+/// days, and `unflushed` (rows, seed) rows not in any file yet.
+async fn add_late(
+    engine: &Engine,
+    dir: &std::path::Path,
+    file: (usize, u64),
+    unflushed: (usize, u64),
+) {
+    events::write_rows(&engine.store, "late", &late_rows(dir, file.0, file.1))
+        .await
+        .unwrap();
+    let pending = Arc::new(Pending::default());
+    pending
+        .rows
+        .lock()
+        .unwrap()
+        .push(events::rows_to_batch(&late_rows(
+            dir,
+            unflushed.0,
+            unflushed.1,
+        )));
+    engine.attach_unpublished(pending);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn rollups_plus_tail_equal_raw_answers() {
     let dir = tempfile::tempdir().unwrap();
@@ -255,17 +279,7 @@ async fn rollups_plus_tail_equal_raw_answers() {
 
     // Late events: a new file in covered days (the tail), then rows not in
     // any file yet.
-    let late = late_rows(dir.path(), 3_000, 2);
-    events::write_rows(&engine.store, "late", &late)
-        .await
-        .unwrap();
-    let pending = Arc::new(Pending::default());
-    pending
-        .rows
-        .lock()
-        .unwrap()
-        .push(events::rows_to_batch(&late_rows(dir.path(), 500, 3)));
-    engine.attach_unpublished(Arc::clone(&pending) as _);
+    add_late(&engine, dir.path(), (3_000, 2), (500, 3)).await;
     compare(&engine, &rollups, 4, 40, true).await;
 
     // A build covers the late file with a delta part.
@@ -450,16 +464,7 @@ async fn retention_from_the_activity_rollup_equals_raw() {
         }
     };
     assert_eq!(check("built").await, 9);
-    events::write_rows(&engine.store, "late", &late_rows(dir.path(), 2_000, 11))
-        .await
-        .unwrap();
-    let pending = Arc::new(Pending::default());
-    pending
-        .rows
-        .lock()
-        .unwrap()
-        .push(events::rows_to_batch(&late_rows(dir.path(), 300, 12)));
-    engine.attach_unpublished(Arc::clone(&pending) as _);
+    add_late(&engine, dir.path(), (2_000, 11), (300, 12)).await;
     check("late file and unflushed rows").await;
     rollups.build(&engine, None).await.unwrap();
     check("rebuilt").await;
