@@ -544,7 +544,7 @@ pub struct Cohort {
     pub weeks: Vec<RetentionCell>,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct RetentionCell {
     pub week: i64,
     pub users: i64,
@@ -552,7 +552,7 @@ pub struct RetentionCell {
 }
 
 /// One row of a ranking.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Ranked {
     pub rank: i64,
     pub name: String,

@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod interaction;
 pub mod metric_store;
+pub mod openapi;
 pub mod token;
 
 use std::collections::HashSet;
@@ -19,8 +20,10 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::routing::{get, post};
+use axum::routing::get;
 use serde::de::DeserializeOwned;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::engine::Engine;
 use auth::{Auth, Principal};
@@ -138,89 +141,77 @@ impl Clock {
 
 /// The router of every API.
 pub fn router(state: Arc<AppState>) -> Router {
-    router_with(state, Router::new())
+    router_with(state, OpenApiRouter::new())
+}
+
+/// The routes of every API, with their OpenAPI entries, before state.
+fn routes(
+    extra: OpenApiRouter<Arc<AppState>>,
+) -> (Router<Arc<AppState>>, utoipa::openapi::OpenApi) {
+    // Ingest takes larger bodies than the other routes.
+    let (schemas, paths, ingest) = routes!(events::ingest_events);
+    let ingest = ingest.layer(axum::extract::DefaultBodyLimit::max(
+        crate::ingest::Limits::default().max_body_bytes,
+    ));
+    let (router, mut doc) = OpenApiRouter::with_openapi(openapi::base())
+        .merge(extra)
+        .routes(routes!(health))
+        .routes(routes!(alexa::list_metrics))
+        .routes(routes!(alexa::get_metrics))
+        .routes(routes!(analytics::retention))
+        .routes(routes!(analytics::paths))
+        .routes(routes!(analytics::sessions))
+        .routes(routes!(analytics::intents))
+        .routes((schemas, paths, ingest))
+        .routes(routes!(interaction::list, interaction::create))
+        .routes(routes!(interaction::list_types))
+        .routes(routes!(interaction::discover))
+        .routes(routes!(interaction::calculate_all))
+        .routes(routes!(
+            interaction::get,
+            interaction::update,
+            interaction::delete
+        ))
+        .routes(routes!(interaction::calculate))
+        .routes(routes!(
+            metric_store::get_settings,
+            metric_store::put_settings
+        ))
+        .routes(routes!(metric_store::latest))
+        .routes(routes!(metric_store::catalog))
+        .routes(routes!(metric_store::values))
+        .routes(routes!(metric_store::trend))
+        .routes(routes!(metric_store::evaluate))
+        .split_for_parts();
+    dashboard::document(&mut doc);
+    openapi::finish(&mut doc);
+    (router.merge(dashboard::routes()), doc)
+}
+
+/// The OpenAPI document of every route, the metric alerts' included when
+/// `extra` holds them.
+pub fn openapi_document(extra: OpenApiRouter<Arc<AppState>>) -> utoipa::openapi::OpenApi {
+    routes(extra).1
 }
 
 /// The router of every API plus `extra` routes of the layers above (the
-/// metric alerts), under the same fallbacks, limits and tracing.
-pub fn router_with(state: Arc<AppState>, extra: Router<Arc<AppState>>) -> Router {
-    Router::new()
-        .merge(extra)
+/// metric alerts), under the same fallbacks, limits and tracing, and
+/// `GET /openapi.json`, the document of them all.
+pub fn router_with(state: Arc<AppState>, extra: OpenApiRouter<Arc<AppState>>) -> Router {
+    let (router, doc) = routes(extra);
+    let doc = Arc::new(doc.to_pretty_json().expect("the document serialises"));
+    router
         .route(
-            "/health",
-            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
-        )
-        .route("/v2/skills/metrics", get(alexa::list_metrics))
-        .route("/v2/skills/{skill_id}/metrics", post(alexa::get_metrics))
-        .route(
-            "/v2/skills/{skill_id}/analytics/retention",
-            get(analytics::retention),
-        )
-        .route(
-            "/v2/skills/{skill_id}/analytics/paths",
-            get(analytics::paths),
-        )
-        .route(
-            "/v2/skills/{skill_id}/analytics/sessions",
-            get(analytics::sessions),
-        )
-        .route(
-            "/v2/skills/{skill_id}/analytics/intents",
-            get(analytics::intents),
-        )
-        .merge(dashboard::routes())
-        .route(
-            "/v1/{workspace_id}/events",
-            post(events::ingest_events).layer(axum::extract::DefaultBodyLimit::max(
-                crate::ingest::Limits::default().max_body_bytes,
-            )),
-        )
-        .route(
-            "/api/interaction-metrics",
-            get(interaction::list).post(interaction::create),
-        )
-        .route(
-            "/api/interaction-metrics/types",
-            get(interaction::list_types),
-        )
-        .route(
-            "/api/interaction-metrics/fields/discover",
-            get(interaction::discover),
-        )
-        .route(
-            "/api/interaction-metrics/calculate-all",
-            post(interaction::calculate_all),
-        )
-        .route(
-            "/api/interaction-metrics/{id}",
-            get(interaction::get)
-                .put(interaction::update)
-                .delete(interaction::delete),
-        )
-        .route(
-            "/api/interaction-metrics/{id}/calculate",
-            post(interaction::calculate),
-        )
-        .route(
-            "/v1/{workspace_id}/settings/metrics",
-            get(metric_store::get_settings).put(metric_store::put_settings),
-        )
-        .route("/v1/{workspace_id}/metrics", get(metric_store::latest))
-        .route(
-            "/v1/{workspace_id}/metrics/catalog",
-            get(metric_store::catalog),
-        )
-        .route(
-            "/v1/{workspace_id}/metrics/{metric_key}",
-            get(metric_store::values),
-        )
-        .route(
-            "/v1/{workspace_id}/metrics/{metric_key}/trend",
-            get(metric_store::trend),
-        )
-        .route(
-            "/v1/{workspace_id}/metrics/{metric_key}/evaluate",
-            post(metric_store::evaluate),
+            "/openapi.json",
+            get(move || {
+                let doc = Arc::clone(&doc);
+                async move {
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        doc.as_str().to_owned(),
+                    )
+                }
+            }),
         )
         .fallback(|| async { ApiError::not_found("NOT_FOUND", "no such route") })
         .method_not_allowed_fallback(|| async {
@@ -229,6 +220,19 @@ pub fn router_with(state: Arc<AppState>, extra: Router<Arc<AppState>>) -> Router
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// `GET /health`: the server is up.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "Server",
+    responses((status = 200, description = "The server is up", body = openapi::Health))
+)]
+pub async fn health() -> axum::Json<openapi::Health> {
+    axum::Json(openapi::Health {
+        status: "ok".into(),
+    })
 }
 
 impl FromRequestParts<Arc<AppState>> for Principal {

@@ -19,7 +19,7 @@
 //! row groups and the events table derives its `date` partitions from them.
 
 pub mod batch;
-mod expr;
+pub mod expr;
 pub mod states;
 
 use std::sync::Arc;

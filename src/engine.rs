@@ -24,7 +24,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::datasource::provider_as_source;
 use datafusion::error::DataFusionError;
-use datafusion::logical_expr::{LogicalPlan, TableSource, col, lit};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, TableSource, col, lit};
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 pub use events_table::{EventsTable, Unpublished};
@@ -55,6 +55,17 @@ pub enum Error {
     Busy(String),
     #[error("the query ran longer than {} s and was stopped; narrow the range or the grouping", .0.as_secs())]
     Timeout(std::time::Duration),
+    /// Refused before it ran: its answer would exceed the result budget.
+    #[error(
+        "this query would compute about {points} points ({buckets} buckets x about {groups} groups), \
+         more than this server's budget of {budget}; use a coarser period, a shorter range or a filter"
+    )]
+    TooLarge {
+        points: u64,
+        buckets: u64,
+        groups: u64,
+        budget: u64,
+    },
 }
 
 /// What one server lets its queries use: memory (a pool that DataFusion's
@@ -70,6 +81,9 @@ pub struct QueryLimits {
     pub max_per_tenant: usize,
     /// How long a query waits for a turn before it is refused.
     pub queue_wait: std::time::Duration,
+    /// The most points (buckets x groups) a metric query may compute,
+    /// checked before it runs ([`Engine::check_budget`]).
+    pub max_result_points: u64,
 }
 
 impl Default for QueryLimits {
@@ -80,6 +94,7 @@ impl Default for QueryLimits {
             max_concurrent: 16,
             max_per_tenant: 8,
             queue_wait: std::time::Duration::from_secs(10),
+            max_result_points: 2_000_000,
         }
     }
 }
@@ -111,6 +126,7 @@ impl QueryLimits {
                 |n| n as usize,
             ),
             queue_wait: d.queue_wait,
+            max_result_points: num("METRICSTORE_MAX_RESULT_POINTS").unwrap_or(d.max_result_points),
         }
     }
 }
@@ -123,6 +139,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 fn describe_datafusion(e: &DataFusionError) -> String {
     e.to_string()
 }
+
+/// Groups a query may have without its count being estimated before it
+/// runs (see [`Engine::check_budget`]).
+pub const FREE_GROUPS: u64 = 1_000;
 
 /// A session over one data location.
 #[derive(Clone)]
@@ -401,6 +421,7 @@ impl Engine {
     /// answer is filled by [`series::Sparse::page`]).
     pub async fn run_sparse(&self, query: &Query) -> Result<(series::Sparse, AnswerPath)> {
         let _tenant = self.tenant_turn(&query.workspace_id).await?;
+        self.check_budget(query).await?;
         let (compiled, path) = self.plan_traced(query).await?;
         if path == AnswerPath::Rollup {
             match self.execute_states(compiled.plan.clone()).await {
@@ -415,6 +436,69 @@ impl Engine {
             series::collect_sparse(&compiled, &batches)?,
             AnswerPath::Raw,
         ))
+    }
+
+    /// Refuses, before it runs, a query whose answer would hold more than
+    /// [`QueryLimits::max_result_points`] points: its buckets times its
+    /// groups. Buckets are known from the range; groups are estimated
+    /// (`approx_distinct` of each group-by dimension over the query's
+    /// events, multiplied) only when the buckets leave room for fewer than
+    /// [`FREE_GROUPS`] groups, so common queries pay nothing for the check.
+    pub async fn check_budget(&self, query: &Query) -> Result<()> {
+        let budget = self.limits.max_result_points;
+        let buckets = query.bucket.width_ms().map_or(1, |w| {
+            let first = query
+                .bucket
+                .floor(query.range.start_ms, query.range.start_ms);
+            ((query.range.end_ms - first).max(0) + w - 1).div_euclid(w) as u64
+        });
+        let refuse = |groups: u64| Error::TooLarge {
+            points: buckets.saturating_mul(groups),
+            buckets,
+            groups,
+            budget,
+        };
+        if buckets > budget {
+            return Err(refuse(1));
+        }
+        if query.group_by.is_empty() || buckets.saturating_mul(FREE_GROUPS) <= budget {
+            return Ok(());
+        }
+        let predicate =
+            compile::events_predicate(&query.workspace_id, query.range, &[], &query.filters)?;
+        let counts: Vec<Expr> = query
+            .group_by
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                datafusion::functions_aggregate::expr_fn::approx_distinct(
+                    compile::expr::dimension_expr(d),
+                )
+                .alias(format!("g{i}"))
+            })
+            .collect();
+        let plan = LogicalPlanBuilder::scan("events", self.events_source(), None)?
+            .filter(predicate)?
+            .aggregate(Vec::<Expr>::new(), counts)?
+            .build()?;
+        let batches = self.execute(plan).await?;
+        let mut groups: u64 = 1;
+        if let Some(b) = batches.iter().find(|b| b.num_rows() > 0) {
+            for c in b.columns() {
+                let c = datafusion::arrow::compute::cast(c, &DataType::UInt64)
+                    .map_err(DataFusionError::from)?;
+                let n = c
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::UInt64Array>()
+                    .map_or(1, |a| a.value(0));
+                // Events without the field form one more group.
+                groups = groups.saturating_mul(n + 1);
+            }
+        }
+        if buckets.saturating_mul(groups) > budget {
+            return Err(refuse(groups));
+        }
+        Ok(())
     }
 
     /// The distinct top-level keys of `attributes` in a workspace's events

@@ -168,6 +168,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 args.cluster.cluster.as_deref(),
             )
             .await?;
+            let _lease = metricstore::storage::lease::hold(&engine.store).await?;
             let ai = metricstore::metric_store::extract::Ai::from_env()?;
             let now_ms = metricstore::api::Clock::from_env()?.now_ms();
             let opts = metricstore::pipeline::Options {
@@ -200,6 +201,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Executor(args) => metricstore::cluster::process::run_executor(args).await,
         Command::Generate(args) => {
             let store = Store::open(&args.storage.data).map_err(|e| e.to_string())?;
+            let _lease = metricstore::storage::lease::hold(&store).await?;
             let end = args.end.unwrap_or_else(|| chrono::Utc::now().date_naive());
             let opts = generate::Options {
                 rows: args.rows,
@@ -224,6 +226,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Rollup(args) => {
             let store = Store::open(&args.storage.data).map_err(|e| e.to_string())?;
+            let _lease = metricstore::storage::lease::hold(&store).await?;
             let days = match (args.from, args.to) {
                 (None, None) => None,
                 (from, to) => {

@@ -111,7 +111,19 @@ pub const MAX_EVENT_TYPES: usize = 20;
 pub const MAX_EVENT_TYPE_CHARS: usize = 100;
 
 /// Where a metric's events come from: each source is a set of event types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Source {
     CallIntelligence,
@@ -169,7 +181,19 @@ impl Source {
 
 /// Where a value's events come from: real conversations, or simulated
 /// ones (events whose `attributes.simulation` is `true`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DataSource {
     Production,
@@ -202,7 +226,7 @@ impl DataSource {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MetricType {
     Numerical,
@@ -210,7 +234,7 @@ pub enum MetricType {
     Boolean,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExtractionMode {
     Static,
@@ -233,7 +257,7 @@ impl ExtractionMode {
 /// A definition's `aggregation` as the document names it. Only a name:
 /// what it computes is the shared [`crate::definition::Aggregation`] it
 /// lowers to ([`MetricDef::shared_aggregation`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AggregationName {
     Count,
@@ -275,7 +299,19 @@ impl AggregationName {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Granularity {
     Hourly,
@@ -306,7 +342,7 @@ impl Granularity {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChannelScope {
     #[default]
@@ -350,7 +386,9 @@ impl ChannelScope {
 /// model name of the configured endpoint (`METRICSTORE_AI_MODELS`).
 /// `standard` and `advanced`, the names of an earlier release, still read
 /// as `balanced` and `max`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ModelTier {
     #[default]
@@ -394,7 +432,7 @@ impl ModelTier {
 /// their default (`description` "", `period_granularity` daily,
 /// `channel_scope` all) are left out, so a definition reads back as it was
 /// written. Built-ins leave `event_types` out: they read their source's.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MetricDef {
     pub key: String,
     pub name: String,

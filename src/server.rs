@@ -51,6 +51,9 @@ async fn start_rollups(engine: &Engine, interval: u64) -> Result<(), String> {
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
     let store = Store::open(&args.storage.data).map_err(|e| e.to_string())?;
+    // One writer per location: taken before the demo data, the log's
+    // recovery and every background writer (see `storage::lease`).
+    let lease = crate::storage::lease::hold(&store).await?;
     // Days of freshly generated demo events: the first pipeline run covers
     // them all, so trends have history from the start.
     let mut demo_days = None;
@@ -164,7 +167,9 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    // The log holds what was not flushed; the next server recovers it.
+    lease.release().await.map_err(|e| e.to_string())
 }
 
 /// Runs the Metric Store pipeline now and then every `every`, over the

@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod events;
 pub mod faults;
+pub mod lease;
 pub mod values;
 
 /// Ids up to this many bytes are stored as their hex (two bytes a byte).

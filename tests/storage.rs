@@ -340,3 +340,67 @@ async fn one_workspace_cannot_take_every_turn() {
     assert_eq!(answered + busy, 6);
     assert!(!other.unwrap().is_empty(), "the other workspace answered");
 }
+
+/// A query whose answer would exceed the result budget (buckets times the
+/// estimated groups) is refused before it runs, with a 400 saying why and
+/// what to change; a coarser period of the same query answers, and its
+/// groups stay within the estimate.
+#[tokio::test]
+async fn a_query_past_the_result_budget_is_refused_before_it_runs() {
+    use metricstore::engine::{Engine, Error, QueryLimits, session_config};
+    let dir = tempfile::tempdir().unwrap();
+    drop(common::demo_engine(dir.path(), 50_000, 10).await);
+    let store = metricstore::storage::Store::open(dir.path().to_str().unwrap()).unwrap();
+    let engine = Engine::with_limits(
+        store,
+        session_config(),
+        QueryLimits {
+            max_result_points: 5_000,
+            ..QueryLimits::default()
+        },
+    )
+    .await
+    .unwrap();
+    let query = |period: &str, group_by: Option<&str>| {
+        let mut q = serde_json::json!({"id": "q", "metricNamespace": "Alexa.Custom",
+            "name": "UTTERANCES", "aggregationPeriod": period, "stat": "count"});
+        if let Some(g) = group_by {
+            q["groupBy"] = g.into();
+        }
+        let body = serde_json::json!({"startTime": "2026-01-01T00:00:00Z",
+            "endTime": "2026-01-11T00:00:00Z", "metricQueries": [q]});
+        metricstore::skill_metrics::check_request(&body, metricstore::generate::SKILLS[0])
+            .unwrap()
+            .queries
+            .remove(0)
+            .query
+    };
+    // 960 quarter hours: room for 5 groups only, and the skill has more
+    // intents than that.
+    let err = engine
+        .run(&query("BY_15", Some("intent")))
+        .await
+        .unwrap_err();
+    let Error::TooLarge {
+        buckets, groups, ..
+    } = err
+    else {
+        panic!("expected the budget's refusal, got {err}");
+    };
+    assert_eq!(buckets, 960);
+    let text = err.to_string();
+    assert!(text.contains("coarser period"), "{text}");
+    let api: metricstore::api::ApiError = err.into();
+    assert_eq!(api.status(), 400);
+    // By day the same grouping fits, and the answer's groups are within
+    // the estimate (approx_distinct plus the group without an intent).
+    let series = engine.run(&query("BY_DAY", Some("intent"))).await.unwrap();
+    assert!(
+        series.len() as u64 <= groups + 1,
+        "{} > {groups}",
+        series.len()
+    );
+    assert!(series.len() > 5);
+    // Ungrouped, quarter hours fit.
+    assert_eq!(engine.run(&query("BY_15", None)).await.unwrap().len(), 1);
+}

@@ -15,7 +15,8 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::Value as JsonValue;
 
 use axum::Router;
-use axum::routing;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::alerts::service;
 use crate::api::auth::Principal;
@@ -23,15 +24,12 @@ use crate::api::{ApiError, AppState, JsonBody};
 use types::*;
 
 /// The routes of the metric alerts API, for [`crate::api::router_with`].
-pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
-        .route("/api/metric-alerts", routing::get(list).post(create))
-        .route(
-            "/api/metric-alerts/{id}",
-            routing::get(get).put(update).delete(delete),
-        )
-        .route("/api/metric-alerts/{id}/history", routing::get(history))
-        .route("/api/metric-alerts/{id}/evaluate", routing::post(evaluate))
+pub fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(get, update, delete))
+        .routes(routes!(history))
+        .routes(routes!(evaluate))
 }
 
 /// Every API of the server, the metric alerts included.
@@ -49,17 +47,24 @@ async fn view(
     state: &AppState,
     ws: &str,
     rule: &crate::alerts::rule::AlertRule,
-) -> Result<JsonValue, ApiError> {
+) -> Result<RuleView, ApiError> {
     let st = service::rule_state(state, ws, rule.id).await?;
-    Ok(rule_view(rule, &st))
+    Ok(RuleView::new(rule, &st))
 }
 
 /// `GET /api/metric-alerts`: every rule with its state.
+#[utoipa::path(
+    get,
+    path = "/api/metric-alerts",
+    tag = "Metric alerts",
+    params(("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
+    responses((status = 200, description = "Every rule with its state", body = Vec<RuleView>))
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     headers: HeaderMap,
-) -> Result<Json<Vec<JsonValue>>, ApiError> {
+) -> Result<Json<Vec<RuleView>>, ApiError> {
     let ws = principal.workspace_from(&headers)?;
     let rules = service::list(&state, &ws).await?;
     let views = futures::future::try_join_all(rules.iter().map(|r| view(&state, &ws, r))).await?;
@@ -67,12 +72,20 @@ pub async fn list(
 }
 
 /// `POST /api/metric-alerts`: 201 with the stored rule.
+#[utoipa::path(
+    post,
+    path = "/api/metric-alerts",
+    tag = "Metric alerts",
+    params(("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
+    request_body = crate::alerts::http::types::RuleRequest,
+    responses((status = 201, description = "The stored rule", body = RuleView))
+)]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     headers: HeaderMap,
     JsonBody(body): JsonBody<JsonValue>,
-) -> Result<(StatusCode, Json<JsonValue>), ApiError> {
+) -> Result<(StatusCode, Json<RuleView>), ApiError> {
     let ws = principal.workspace_from(&headers)?;
     principal.require_admin()?;
     let rule = service::create(&state, &ws, &body).await?;
@@ -80,12 +93,19 @@ pub async fn create(
 }
 
 /// `GET /api/metric-alerts/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/metric-alerts/{id}",
+    tag = "Metric alerts",
+    params(("id" = uuid::Uuid, Path, description = "The rule's id"), ("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
+    responses((status = 200, description = "The rule with its state", body = RuleView))
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
-) -> Result<Json<JsonValue>, ApiError> {
+) -> Result<Json<RuleView>, ApiError> {
     let ws = principal.workspace_from(&headers)?;
     let id = rule_id(path)?;
     let rule = service::get(&state, &ws, id).await?;
@@ -93,13 +113,21 @@ pub async fn get(
 }
 
 /// `PUT /api/metric-alerts/{id}`: fields given replace the stored ones.
+#[utoipa::path(
+    put,
+    path = "/api/metric-alerts/{id}",
+    tag = "Metric alerts",
+    params(("id" = uuid::Uuid, Path, description = "The rule's id"), ("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
+    request_body = crate::alerts::http::types::RuleRequest,
+    responses((status = 200, description = "The rule as stored now", body = RuleView))
+)]
 pub async fn update(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
     JsonBody(body): JsonBody<JsonValue>,
-) -> Result<Json<JsonValue>, ApiError> {
+) -> Result<Json<RuleView>, ApiError> {
     let ws = principal.workspace_from(&headers)?;
     principal.require_admin()?;
     let id = rule_id(path)?;
@@ -108,6 +136,13 @@ pub async fn update(
 }
 
 /// `DELETE /api/metric-alerts/{id}`: 204.
+#[utoipa::path(
+    delete,
+    path = "/api/metric-alerts/{id}",
+    tag = "Metric alerts",
+    params(("id" = uuid::Uuid, Path, description = "The rule's id"), ("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
+    responses((status = 204, description = "Deleted"))
+)]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -129,6 +164,13 @@ pub struct HistoryParams {
 }
 
 /// `GET /api/metric-alerts/{id}/history?maxResults=&nextToken=`.
+#[utoipa::path(
+    get,
+    path = "/api/metric-alerts/{id}/history",
+    tag = "Metric alerts",
+    params(("id" = uuid::Uuid, Path, description = "The rule's id"), ("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo"), ("maxResults" = Option<u32>, Query, description = "1 to 100 transitions (default 50)"), ("nextToken" = Option<String>, Query, description = "The previous page's nextToken")),
+    responses((status = 200, description = "State transitions, newest first", body = HistoryPage))
+)]
 pub async fn history(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -161,6 +203,13 @@ pub async fn history(
 }
 
 /// `POST /api/metric-alerts/{id}/evaluate`: evaluates now, stores nothing.
+#[utoipa::path(
+    post,
+    path = "/api/metric-alerts/{id}/evaluate",
+    tag = "Metric alerts",
+    params(("id" = uuid::Uuid, Path, description = "The rule's id"), ("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
+    responses((status = 200, description = "What an evaluation now would find and do", body = service::Preview))
+)]
 pub async fn evaluate(
     State(state): State<Arc<AppState>>,
     principal: Principal,

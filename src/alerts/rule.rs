@@ -45,7 +45,7 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
     Ok(n * unit_ms)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Operator {
     Gt,
@@ -81,7 +81,7 @@ impl Operator {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
     Both,
@@ -90,7 +90,7 @@ pub enum Direction {
 }
 
 /// When a rule's value is alarming.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Condition {
     /// The value compared with a threshold.
@@ -109,7 +109,7 @@ pub enum Condition {
 
 /// A Skill Metrics query (`POST /v2/skills/{skillId}/metrics`) over the
 /// rule's workspace as the skill, one value per look-back window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SkillMetric {
     pub metric_namespace: String,
@@ -120,21 +120,21 @@ pub struct SkillMetric {
     pub look_back: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NameValue {
     pub name: String,
     pub value: String,
 }
 
 /// A Metric Store metric of the workspace, computed over the look-back.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MetricStoreMetric {
     pub metric_key: String,
     pub look_back: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NoDataState {
     Ok,
@@ -142,7 +142,7 @@ pub enum NoDataState {
     Nodata,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ErrorState {
     Error,
@@ -151,7 +151,7 @@ pub enum ErrorState {
     Keep,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Channel {
     #[serde(rename = "type")]
     pub kind: String,

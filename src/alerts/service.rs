@@ -262,9 +262,10 @@ pub async fn history(
 }
 
 /// What an evaluation now would find and do, per group.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PreviewGroup {
+    #[schema(value_type = Option<Object>)]
     pub dimensions: Option<super::source::Dimensions>,
     pub value: Option<f64>,
     pub threshold: Option<f64>,
@@ -276,10 +277,11 @@ pub struct PreviewGroup {
     /// `previous` of a change, `mean`, `stddev`, `lower`, `upper` and
     /// `samples` of an anomaly).
     #[serde(flatten)]
+    #[schema(value_type = Object)]
     pub detail: serde_json::Map<String, Json>,
 }
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Preview {
     pub rule_id: uuid::Uuid,

@@ -47,6 +47,19 @@ pub(super) async fn require_events(state: &AppState, skill: &str) -> Result<(), 
 }
 
 /// `POST /v2/skills/{skillId}/metrics`.
+#[utoipa::path(
+    post,
+    path = "/v2/skills/{skill_id}/metrics",
+    tag = "Skill Metrics",
+    params(("skill_id" = String, Path, description = "The skill (its events' workspace), 1 to 255 characters", example = "amzn1.ask.skill.demo-trivia")),
+    request_body = crate::api::openapi::GetMetricsRequest,
+    responses((
+        status = 200,
+        description = "One result per query; `paginationContext` when a query has more points",
+        content((GetMetricsResponse = "application/json"), (String = "text/csv")),
+        headers(("x-metricstore-answered-from" = String, description = "Per query, in order: `rollup` or `raw`"))
+    ))
+)]
 pub async fn get_metrics(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -158,6 +171,17 @@ pub struct ListParams {
 }
 
 /// `GET /v2/skills/metrics?metricNamespace=&maxResults=&nextToken=`.
+#[utoipa::path(
+    get,
+    path = "/v2/skills/metrics",
+    tag = "Skill Metrics",
+    params(
+        ("metricNamespace" = Option<String>, Query, description = "Only this namespace's metrics"),
+        ("maxResults" = Option<u32>, Query, description = "1 to 100 metrics a page"),
+        ("nextToken" = Option<String>, Query, description = "The previous page's nextToken"),
+    ),
+    responses((status = 200, description = "The metrics, their stats, group-bys and dimensions", body = ListMetricsResponse))
+)]
 pub async fn list_metrics(
     State(state): State<Arc<AppState>>,
     _principal: Principal,

@@ -36,6 +36,18 @@ fn params(p: Result<Query<Params>, QueryRejection>) -> Result<Params, ApiError> 
 }
 
 /// `GET /v2/skills/{skillId}/analytics/retention?startTime=&endTime=`.
+#[utoipa::path(
+    get,
+    path = "/v2/skills/{skill_id}/analytics/retention",
+    tag = "Skill analytics",
+    params(
+        ("skill_id" = String, Path, description = "The skill (its events' workspace)", example = "amzn1.ask.skill.demo-trivia"),
+        ("startTime" = String, Query, description = "RFC 3339 or epoch milliseconds, inclusive"),
+        ("endTime" = String, Query, description = "RFC 3339 or epoch milliseconds, exclusive"),
+        ("stage" = Option<String>, Query, description = "live (default), development or all"),
+    ),
+    responses((status = 200, description = "Weekly cohorts of first-seen users and the share active in each later week", content((RetentionResponse = "application/json"), (String = "text/csv"))))
+)]
 pub async fn retention(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -59,6 +71,18 @@ pub async fn retention(
 }
 
 /// `GET /v2/skills/{skillId}/analytics/sessions?startTime=&endTime=&stage=`.
+#[utoipa::path(
+    get,
+    path = "/v2/skills/{skill_id}/analytics/sessions",
+    tag = "Skill analytics",
+    params(
+        ("skill_id" = String, Path, description = "The skill (its events' workspace)", example = "amzn1.ask.skill.demo-trivia"),
+        ("startTime" = String, Query, description = "RFC 3339 or epoch milliseconds, inclusive"),
+        ("endTime" = String, Query, description = "RFC 3339 or epoch milliseconds, exclusive"),
+        ("stage" = Option<String>, Query, description = "live, development or all (default)"),
+    ),
+    responses((status = 200, description = "Sessions by outcome", content((SessionsResponse = "application/json"), (String = "text/csv"))))
+)]
 pub async fn sessions(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -79,6 +103,18 @@ pub async fn sessions(
 }
 
 /// `GET /v2/skills/{skillId}/analytics/intents?startTime=&endTime=&stage=`.
+#[utoipa::path(
+    get,
+    path = "/v2/skills/{skill_id}/analytics/intents",
+    tag = "Skill analytics",
+    params(
+        ("skill_id" = String, Path, description = "The skill (its events' workspace)", example = "amzn1.ask.skill.demo-trivia"),
+        ("startTime" = String, Query, description = "RFC 3339 or epoch milliseconds, inclusive"),
+        ("endTime" = String, Query, description = "RFC 3339 or epoch milliseconds, exclusive"),
+        ("stage" = Option<String>, Query, description = "live, development or all (default)"),
+    ),
+    responses((status = 200, description = "Utterances, customers and failures per intent", content((IntentsResponse = "application/json"), (String = "text/csv"))))
+)]
 pub async fn intents(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -99,6 +135,19 @@ pub async fn intents(
 }
 
 /// `GET /v2/skills/{skillId}/analytics/paths?startTime=&endTime=&intent=&limit=`.
+#[utoipa::path(
+    get,
+    path = "/v2/skills/{skill_id}/analytics/paths",
+    tag = "Skill analytics",
+    params(
+        ("skill_id" = String, Path, description = "The skill (its events' workspace)", example = "amzn1.ask.skill.demo-trivia"),
+        ("startTime" = String, Query, description = "RFC 3339 or epoch milliseconds, inclusive"),
+        ("endTime" = String, Query, description = "RFC 3339 or epoch milliseconds, exclusive"),
+        ("intent" = Option<String>, Query, description = "The intent paths start from (default LaunchRequest)"),
+        ("limit" = Option<u32>, Query, description = "How many next steps and paths to rank"),
+    ),
+    responses((status = 200, description = "The intents users invoke next, and the commonest paths", content((PathsResponse = "application/json"), (String = "text/csv"))))
+)]
 pub async fn paths(
     State(state): State<Arc<AppState>>,
     principal: Principal,

@@ -76,3 +76,30 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         router.route(asset.path, get(move || async move { respond(asset) }))
     })
 }
+
+/// The assets' entries in the OpenAPI document (they are not handlers with
+/// a `#[utoipa::path]`, being one closure per embedded file).
+pub fn document(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::path::{HttpMethod, OperationBuilder};
+    use utoipa::openapi::{ContentBuilder, ObjectBuilder, ResponseBuilder, Type};
+    for asset in &ASSETS {
+        let media = asset.content_type.split(';').next().unwrap_or_default();
+        let op = OperationBuilder::new()
+            .tag("Dashboard")
+            .summary(Some(format!("The dashboard's {}", asset.path)))
+            .response(
+                "200",
+                ResponseBuilder::new()
+                    .description("The embedded file")
+                    .content(
+                        media,
+                        ContentBuilder::new()
+                            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                            .build(),
+                    )
+                    .build(),
+            );
+        doc.paths
+            .add_path_operation(asset.path, vec![HttpMethod::Get], op.build());
+    }
+}

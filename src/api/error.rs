@@ -189,6 +189,9 @@ impl From<crate::engine::Error> for ApiError {
                 message: e.to_string(),
                 retry_after: Duration::from_secs(2),
             },
+            e @ crate::engine::Error::TooLarge { .. } => {
+                ApiError::bad("RESULT_TOO_LARGE", e.to_string())
+            }
             e @ crate::engine::Error::Timeout(_) => ApiError::Unavailable {
                 message: e.to_string(),
                 retry_after: Duration::from_secs(30),

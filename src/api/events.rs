@@ -14,11 +14,24 @@ use super::auth::Principal;
 use super::{ApiError, AppState};
 use crate::ingest;
 
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     pub accepted: usize,
 }
 
+/// `POST /v1/{workspace_id}/events`: newline-delimited JSON events.
+#[utoipa::path(
+    post,
+    path = "/v1/{workspace_id}/events",
+    tag = "Events",
+    params(
+        ("workspace_id" = String, Path, description = "The workspace the events belong to", example = "ws-demo"),
+        ("Idempotency-Key" = Option<String>, Header, description = "A resent body with the same key (kept 24 hours) is counted once"),
+        ("Content-Encoding" = Option<String>, Header, description = "gzip or zstd, or none"),
+    ),
+    request_body(content = String, content_type = "text/plain", description = "Newline-delimited JSON: one event (EVENTS.md) a line; any Content-Type is read so"),
+    responses((status = 200, description = "Every event is durable", body = Accepted))
+)]
 pub async fn ingest_events(
     State(state): State<Arc<AppState>>,
     principal: Principal,

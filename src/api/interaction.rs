@@ -29,6 +29,13 @@ fn metric_id(path: Result<Path<String>, PathRejection>) -> Result<uuid::Uuid, Ap
 }
 
 /// `GET /api/interaction-metrics`.
+#[utoipa::path(
+    get,
+    path = "/api/interaction-metrics",
+    tag = "Interaction Metrics",
+    params(("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
+    responses((status = 200, description = "The workspace's metrics", body = Vec<InteractionMetric>))
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -39,6 +46,14 @@ pub async fn list(
 }
 
 /// `POST /api/interaction-metrics`: 201 with the stored metric.
+#[utoipa::path(
+    post,
+    path = "/api/interaction-metrics",
+    tag = "Interaction Metrics",
+    params(("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
+    request_body = crate::api::openapi::InteractionMetricRequest,
+    responses((status = 201, description = "The stored metric", body = InteractionMetric))
+)]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -52,6 +67,13 @@ pub async fn create(
 }
 
 /// `GET /api/interaction-metrics/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/interaction-metrics/{id}",
+    tag = "Interaction Metrics",
+    params(("id" = uuid::Uuid, Path, description = "The metric's id"), ("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
+    responses((status = 200, description = "The metric", body = InteractionMetric))
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -65,6 +87,14 @@ pub async fn get(
 
 /// `PUT /api/interaction-metrics/{id}`: fields given replace the stored
 /// ones; fields left out keep their values.
+#[utoipa::path(
+    put,
+    path = "/api/interaction-metrics/{id}",
+    tag = "Interaction Metrics",
+    params(("id" = uuid::Uuid, Path, description = "The metric's id"), ("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
+    request_body = crate::api::openapi::InteractionMetricRequest,
+    responses((status = 200, description = "The metric as stored now", body = InteractionMetric))
+)]
 pub async fn update(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -81,6 +111,13 @@ pub async fn update(
 }
 
 /// `DELETE /api/interaction-metrics/{id}`: 204.
+#[utoipa::path(
+    delete,
+    path = "/api/interaction-metrics/{id}",
+    tag = "Interaction Metrics",
+    params(("id" = uuid::Uuid, Path, description = "The metric's id"), ("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
+    responses((status = 204, description = "Deleted"))
+)]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -97,6 +134,13 @@ pub async fn delete(
 /// `GET /api/interaction-metrics/types`: the same for every workspace, so
 /// any token may ask; a workspace named in `X-Workspace-Id` must still be
 /// the token's (a wall answers the same whatever is behind it).
+#[utoipa::path(
+    get,
+    path = "/api/interaction-metrics/types",
+    tag = "Interaction Metrics",
+    params(("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
+    responses((status = 200, description = "Every metric type", body = Vec<MetricType>))
+)]
 pub async fn list_types(
     principal: Principal,
     headers: HeaderMap,
@@ -116,6 +160,13 @@ pub struct DiscoverParams {
 
 /// `GET /api/interaction-metrics/fields/discover?resourceTypeId=&actionId=`:
 /// a JSON array of the `interaction.{key}` paths in matching events.
+#[utoipa::path(
+    get,
+    path = "/api/interaction-metrics/fields/discover",
+    tag = "Interaction Metrics",
+    params(("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo"), ("resourceTypeId" = Option<String>, Query, description = "Only events of this resource type"), ("actionId" = Option<String>, Query, description = "Only events of this action")),
+    responses((status = 200, description = "The `interaction.KEY` fields seen", body = Vec<String>))
+)]
 pub async fn discover(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -135,6 +186,13 @@ pub async fn discover(
 }
 
 /// `POST /api/interaction-metrics/{id}/calculate`.
+#[utoipa::path(
+    post,
+    path = "/api/interaction-metrics/{id}/calculate",
+    tag = "Interaction Metrics",
+    params(("id" = uuid::Uuid, Path, description = "The metric's id"), ("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
+    responses((status = 200, description = "The metric's values over its window", content((Calculation = "application/json"), (String = "text/csv"))))
+)]
 pub async fn calculate(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -152,6 +210,13 @@ pub async fn calculate(
 }
 
 /// `POST /api/interaction-metrics/calculate-all`: every enabled metric.
+#[utoipa::path(
+    post,
+    path = "/api/interaction-metrics/calculate-all",
+    tag = "Interaction Metrics",
+    params(("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
+    responses((status = 200, description = "Every enabled metric's values (admin tokens only)", content((CalculateAll = "application/json"), (String = "text/csv"))))
+)]
 pub async fn calculate_all(
     State(state): State<Arc<AppState>>,
     principal: Principal,

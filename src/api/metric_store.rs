@@ -107,6 +107,15 @@ fn settings_response(s: &Settings) -> SettingsResponse {
 }
 
 /// `GET /v1/{workspace_id}/settings/metrics`.
+#[utoipa::path(
+    get,
+    path = "/v1/{workspace_id}/settings/metrics",
+    tag = "Metric Store",
+    params(
+        ("workspace_id" = String, Path, description = "The workspace", example = "ws-demo")
+    ),
+    responses((status = 200, description = "Every definition, built-in and custom", body = SettingsResponse))
+)]
 pub async fn get_settings(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -120,6 +129,16 @@ pub async fn get_settings(
 
 /// `PUT /v1/{workspace_id}/settings/metrics`: replaces the custom set (and
 /// built-ins' `active` flags) in one catalog write, or changes nothing.
+#[utoipa::path(
+    put,
+    path = "/v1/{workspace_id}/settings/metrics",
+    tag = "Metric Store",
+    params(
+        ("workspace_id" = String, Path, description = "The workspace", example = "ws-demo")
+    ),
+    request_body = crate::api::openapi::SettingsRequest,
+    responses((status = 200, description = "Every definition after the change", body = SettingsResponse))
+)]
 pub async fn put_settings(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -152,6 +171,21 @@ pub async fn put_settings(
 
 /// `GET /v1/{workspace_id}/metrics`: the newest value of every active
 /// metric, per subject and source the parameters select.
+#[utoipa::path(
+    get,
+    path = "/v1/{workspace_id}/metrics",
+    tag = "Metric Store",
+    params(
+        ("workspace_id" = String, Path, description = "The workspace", example = "ws-demo"),
+        ("source" = Option<String>, Query, description = "production, simulation or all"),
+        ("scope" = Option<String>, Query, description = "workspace, service or session"),
+        ("entity_type" = Option<String>, Query, description = "workspace, service or session"),
+        ("entity_id" = Option<String>, Query, description = "The subject's id"),
+        ("service_id" = Option<String>, Query, description = "A service of the workspace"),
+        ("session_id" = Option<String>, Query, description = "A call or session")
+    ),
+    responses((status = 200, description = "The newest value of every active metric", content((LatestResponse = "application/json"), (String = "text/csv"))))
+)]
 pub async fn latest(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -187,6 +221,26 @@ pub async fn latest(
 }
 
 /// `GET /v1/{workspace_id}/metrics/{metric_key}`: values over a range.
+#[utoipa::path(
+    get,
+    path = "/v1/{workspace_id}/metrics/{metric_key}",
+    tag = "Metric Store",
+    params(
+        ("workspace_id" = String, Path, description = "The workspace", example = "ws-demo"),
+        ("metric_key" = String, Path, description = "A metric key of the catalog", example = "call_count"),
+        ("date_from" = Option<String>, Query, description = "RFC 3339 time or date, inclusive"),
+        ("date_to" = Option<String>, Query, description = "RFC 3339 time or date, exclusive (default now)"),
+        ("limit" = Option<u32>, Query, description = "1 to 365 values (default 90)"),
+        ("granularity" = Option<String>, Query, description = "hourly or daily"),
+        ("source" = Option<String>, Query, description = "production, simulation or all"),
+        ("scope" = Option<String>, Query, description = "workspace, service or session"),
+        ("entity_type" = Option<String>, Query, description = "workspace, service or session"),
+        ("entity_id" = Option<String>, Query, description = "The subject's id"),
+        ("service_id" = Option<String>, Query, description = "A service of the workspace"),
+        ("session_id" = Option<String>, Query, description = "A call or session")
+    ),
+    responses((status = 200, description = "Stored values, newest first", content((ValuesResponse = "application/json"), (String = "text/csv"))))
+)]
 pub async fn values(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -253,6 +307,23 @@ pub async fn values(
 
 /// `GET /v1/{workspace_id}/metrics/{metric_key}/trend`: daily values of
 /// the last `days` days (today included).
+#[utoipa::path(
+    get,
+    path = "/v1/{workspace_id}/metrics/{metric_key}/trend",
+    tag = "Metric Store",
+    params(
+        ("workspace_id" = String, Path, description = "The workspace", example = "ws-demo"),
+        ("metric_key" = String, Path, description = "A metric key of the catalog", example = "call_count"),
+        ("days" = Option<u32>, Query, description = "1 to 365 days (default 30)"),
+        ("source" = Option<String>, Query, description = "production, simulation or all"),
+        ("scope" = Option<String>, Query, description = "workspace, service or session"),
+        ("entity_type" = Option<String>, Query, description = "workspace, service or session"),
+        ("entity_id" = Option<String>, Query, description = "The subject's id"),
+        ("service_id" = Option<String>, Query, description = "A service of the workspace"),
+        ("session_id" = Option<String>, Query, description = "A call or session")
+    ),
+    responses((status = 200, description = "One point a day and how the values moved", content((TrendResponse = "application/json"), (String = "text/csv"))))
+)]
 pub async fn trend(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -287,6 +358,15 @@ pub async fn trend(
 }
 
 /// `GET /v1/{workspace_id}/metrics/catalog`.
+#[utoipa::path(
+    get,
+    path = "/v1/{workspace_id}/metrics/catalog",
+    tag = "Metric Store",
+    params(
+        ("workspace_id" = String, Path, description = "The workspace", example = "ws-demo")
+    ),
+    responses((status = 200, description = "Every metric the workspace can compute", body = CatalogResponse))
+)]
 pub async fn catalog(
     State(state): State<Arc<AppState>>,
     principal: Principal,
@@ -339,6 +419,17 @@ pub async fn catalog(
 /// value now, without storing it: for `subject_id` (a call's
 /// `session_id`), or the subject and range of the other fields (default:
 /// the workspace, the last 24 hours).
+#[utoipa::path(
+    post,
+    path = "/v1/{workspace_id}/metrics/{metric_key}/evaluate",
+    tag = "Metric Store",
+    params(
+        ("workspace_id" = String, Path, description = "The workspace", example = "ws-demo"),
+        ("metric_key" = String, Path, description = "A metric key of the catalog", example = "call_count")
+    ),
+    request_body = crate::api::openapi::EvaluateRequest,
+    responses((status = 200, description = "The value computed now, not stored", content((EvaluateResponse = "application/json"), (String = "text/csv"))))
+)]
 pub async fn evaluate(
     State(state): State<Arc<AppState>>,
     principal: Principal,

@@ -20,8 +20,9 @@ pub const MAX_GROUP_BY: usize = 5;
 /// A metric type as `GET /api/interaction-metrics/types` lists it. The ids
 /// are stable strings (`count-metric-type`, ...); `metricTypeId` takes an
 /// id or, as a convenience, a mnemonic, and is stored as the id.
-#[derive(Debug, PartialEq, Eq, Serialize)]
+#[derive(Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = InteractionMetricType)]
 pub struct MetricType {
     pub id: &'static str,
     pub name: &'static str,
@@ -109,7 +110,7 @@ pub fn metric_type(text: &str) -> Option<&'static MetricType> {
 /// UTC with milliseconds, `2026-03-20T14:30:00.000Z`.
 pub use crate::format::instant_millis as timestamp;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FilterSpec {
     pub field: String,
     pub operator: String,
@@ -117,7 +118,7 @@ pub struct FilterSpec {
 }
 
 /// A stored interaction metric, as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InteractionMetric {
     pub id: uuid::Uuid,
@@ -591,15 +592,16 @@ fn number<S: serde::Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error
 
 /// One value of a calculation; `dimensions` is `null` for an ungrouped
 /// metric, else `{"interaction_country": "ZA", ...}`.
-#[derive(Debug, Serialize, Clone)]
+#[derive(Debug, Serialize, Clone, utoipa::ToSchema)]
 pub struct ResultRow {
     #[serde(serialize_with = "number")]
     pub value: Option<f64>,
+    #[schema(value_type = Option<Object>)]
     pub dimensions: Option<serde_json::Map<String, Json>>,
 }
 
 /// `POST /api/interaction-metrics/{id}/calculate`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Calculation {
     pub metric_id: uuid::Uuid,
@@ -610,7 +612,7 @@ pub struct Calculation {
 }
 
 /// One metric of `calculate-all`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CalculatedMetric {
     pub metric_id: uuid::Uuid,
@@ -640,7 +642,7 @@ impl From<Calculation> for CalculatedMetric {
 }
 
 /// `POST /api/interaction-metrics/calculate-all`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CalculateAll {
     pub calculated: usize,
     pub results: Vec<CalculatedMetric>,

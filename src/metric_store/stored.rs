@@ -26,7 +26,7 @@ pub struct Subject {
 }
 
 /// One value of one metric for one period and subject.
-#[derive(Debug, Serialize, Clone, PartialEq)]
+#[derive(Debug, Serialize, Clone, PartialEq, utoipa::ToSchema)]
 pub struct MetricValue {
     pub metric_key: String,
     pub name: String,
@@ -56,7 +56,7 @@ pub struct MetricValue {
 }
 
 /// Why a metric has no value.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct NotComputed {
     pub metric_key: String,
     pub reason: String,
@@ -70,7 +70,7 @@ pub struct Latest {
 }
 
 /// One day of a trend.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct TrendPoint {
     pub date: String,
     pub value: Option<f64>,
@@ -78,7 +78,7 @@ pub struct TrendPoint {
 }
 
 /// Daily values of a window, and how they moved.
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Trend {
     /// One point per day of the window, oldest first; `value` is null for
     /// a day without a stored value.

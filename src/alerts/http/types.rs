@@ -4,15 +4,18 @@
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use crate::alerts::rule::AlertRule;
+use crate::alerts::rule::{
+    AlertRule, Condition, ErrorState, MetricStoreMetric, NoDataState, SkillMetric,
+};
 use crate::alerts::state::AlertState;
 use crate::alerts::store::RuleState;
 use crate::alerts::timestamp;
 
 /// A group's state as a rule reads back.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupStatus {
+    #[schema(value_type = Option<Object>)]
     pub dimensions: Option<serde_json::Map<String, Json>>,
     pub state: AlertState,
     pub since: String,
@@ -23,7 +26,7 @@ pub struct GroupStatus {
 
 /// A rule's evaluation state: `state` is its most urgent group's
 /// (`paused` when disabled, `ok` before any group exists).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Status {
     pub state: &'static str,
@@ -65,23 +68,110 @@ impl Status {
 
 /// A rule as the API shows it: every stored field, channels as
 /// `{type, url, secretSet}`, and `status`.
-pub fn rule_view(rule: &AlertRule, st: &RuleState) -> Json {
-    let mut v = serde_json::to_value(rule).expect("rules serialise");
-    if let Some(Json::Array(channels)) = v.get_mut("channels") {
-        for c in channels.iter_mut().filter_map(Json::as_object_mut) {
-            c.remove("secret");
-            c.insert("secretSet".into(), true.into());
-        }
-    }
-    v["status"] = serde_json::to_value(Status::new(rule, st)).expect("serialisable");
-    v
+/// A channel as it reads back: its secret is never shown, only that one
+/// is set.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelView {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub url: String,
+    pub secret_set: bool,
 }
 
-/// `GET /api/metric-alerts/{id}/history`.
-#[derive(Debug, Serialize)]
+/// A rule as the API shows it: the stored rule without channel secrets,
+/// and its evaluation state.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleView {
+    pub id: uuid::Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub enabled: bool,
+    pub metric_id: Option<uuid::Uuid>,
+    pub skill_metric: Option<SkillMetric>,
+    pub metric_store: Option<MetricStoreMetric>,
+    pub condition: Condition,
+    pub evaluation_interval: String,
+    #[serde(rename = "for")]
+    pub for_: String,
+    pub keep_firing_for: String,
+    pub no_data_state: NoDataState,
+    pub error_state: ErrorState,
+    pub channels: Vec<ChannelView>,
+    pub silenced_until: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub status: Status,
+}
+
+impl RuleView {
+    pub fn new(rule: &AlertRule, st: &RuleState) -> Self {
+        let r = rule.clone();
+        Self {
+            status: Status::new(rule, st),
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            enabled: r.enabled,
+            metric_id: r.metric_id,
+            skill_metric: r.skill_metric,
+            metric_store: r.metric_store,
+            condition: r.condition,
+            evaluation_interval: r.evaluation_interval,
+            for_: r.for_,
+            keep_firing_for: r.keep_firing_for,
+            no_data_state: r.no_data_state,
+            error_state: r.error_state,
+            channels: r
+                .channels
+                .into_iter()
+                .map(|c| ChannelView {
+                    kind: c.kind,
+                    url: c.url,
+                    secret_set: true,
+                })
+                .collect(),
+            silenced_until: r.silenced_until,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HistoryPage {
+    /// Newest first: each a group's move from one state to another.
+    #[schema(value_type = Vec<Object>)]
     pub transitions: Vec<Json>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
+}
+
+/// `POST /api/metric-alerts` and `PUT .../{id}`: a rule watches exactly
+/// one of `metricId` (an interaction metric), `skillMetric` or
+/// `metricStore`. On PUT fields left out keep their values.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleRequest {
+    #[schema(example = "Too many failed utterances")]
+    pub name: String,
+    pub description: Option<String>,
+    pub enabled: Option<bool>,
+    pub metric_id: Option<uuid::Uuid>,
+    pub skill_metric: Option<SkillMetric>,
+    pub metric_store: Option<MetricStoreMetric>,
+    pub condition: Condition,
+    /// At least `1s` (default `1m`).
+    #[schema(example = "1m")]
+    pub evaluation_interval: Option<String>,
+    #[serde(rename = "for")]
+    #[schema(example = "5m")]
+    pub for_: Option<String>,
+    pub keep_firing_for: Option<String>,
+    pub no_data_state: Option<NoDataState>,
+    pub error_state: Option<ErrorState>,
+    pub channels: Option<Vec<crate::alerts::rule::Channel>>,
+    pub silenced_until: Option<String>,
 }

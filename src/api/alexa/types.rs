@@ -9,7 +9,7 @@ pub use crate::skill_metrics::{
 };
 
 /// One series (or the part of it on this page).
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Data {
     #[serde(rename = "groupedBy", skip_serializing_if = "Option::is_none")]
     pub grouped_by: Option<GroupedBy>,
@@ -18,7 +18,7 @@ pub struct Data {
     pub values: Vec<f64>,
 }
 
-#[derive(Debug, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct GroupedBy {
     #[serde(rename = "groupedByField")]
     pub field: String,
@@ -26,7 +26,7 @@ pub struct GroupedBy {
     pub value: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct QueryResult {
     pub data: Vec<Data>,
     pub id: String,
@@ -40,20 +40,20 @@ pub struct QueryResult {
 }
 
 /// Present only when there is a next page.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PaginationContext {
     #[serde(rename = "nextToken")]
     pub next_token: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct GetMetricsResponse {
     #[serde(rename = "paginationContext", skip_serializing_if = "Option::is_none")]
     pub pagination_context: Option<PaginationContext>,
     pub results: Vec<QueryResult>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MetricInfo {
     pub name: String,
     #[serde(rename = "supportedDimensions")]
@@ -67,7 +67,7 @@ pub struct MetricInfo {
     pub supported_stats: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ListMetricsResponse {
     #[serde(rename = "paginationContext", skip_serializing_if = "Option::is_none")]
     pub pagination_context: Option<PaginationContext>,

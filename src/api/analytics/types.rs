@@ -83,7 +83,7 @@ impl Params {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RetentionResponse {
     pub skill_id: String,
@@ -95,7 +95,7 @@ pub struct RetentionResponse {
     pub cohorts: Vec<CohortOut>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CohortOut {
     pub cohort_week: String,
@@ -141,7 +141,7 @@ impl RetentionResponse {
 }
 
 /// A ranking: every row up to `limit`, then `(other)` for the tail.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Ranking {
     /// Distinct users of the sessions counted (the denominator of
@@ -162,7 +162,7 @@ impl Ranking {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PathsResponse {
     pub skill_id: String,
@@ -206,7 +206,7 @@ impl PathsResponse {
 }
 
 /// A count and its percentage of the total it is part of.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ShareOut {
     pub sessions: i64,
     pub percentage: f64,
@@ -222,7 +222,7 @@ impl From<Share> for ShareOut {
 }
 
 /// `GET /v2/skills/{skillId}/analytics/sessions`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionsResponse {
     pub skill_id: String,
@@ -270,7 +270,7 @@ impl SessionsResponse {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IntentOut {
     /// `null`: utterances not resolved to an intent.
@@ -285,7 +285,7 @@ pub struct IntentOut {
 }
 
 /// `GET /v2/skills/{skillId}/analytics/intents`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IntentsResponse {
     pub skill_id: String,

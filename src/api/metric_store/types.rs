@@ -348,13 +348,13 @@ pub fn subject_of(
 
 /// `GET/PUT /v1/{ws}/settings/metrics`: every definition, built-in and
 /// custom.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SettingsResponse {
     pub definitions: Vec<MetricDef>,
 }
 
 /// `GET /v1/{ws}/metrics`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LatestResponse {
     pub workspace_id: String,
     pub as_of: String,
@@ -364,7 +364,7 @@ pub struct LatestResponse {
 }
 
 /// `GET /v1/{ws}/metrics/{key}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ValuesResponse {
     pub workspace_id: String,
     pub metric_key: String,
@@ -380,7 +380,7 @@ pub struct ValuesResponse {
 }
 
 /// `GET /v1/{ws}/metrics/{key}/trend`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TrendResponse {
     pub workspace_id: String,
     pub metric_key: String,
@@ -395,13 +395,13 @@ pub struct TrendResponse {
     pub trend: Trend,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SourceInfo {
     pub name: &'static str,
     pub event_types: &'static [&'static str],
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CatalogEntry {
     pub key: String,
     pub name: String,
@@ -424,7 +424,7 @@ pub struct CatalogEntry {
 }
 
 /// `GET /v1/{ws}/metrics/catalog`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CatalogResponse {
     pub workspace_id: String,
     pub sources: Vec<SourceInfo>,
@@ -433,7 +433,7 @@ pub struct CatalogResponse {
 }
 
 /// The value `evaluate` computed.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EvaluatedMetric {
     pub metric_key: String,
     pub metric_type: MetricType,
@@ -453,7 +453,7 @@ pub struct EvaluatedMetric {
 }
 
 /// `POST /v1/{ws}/metrics/{key}/evaluate`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EvaluateResponse {
     pub metric: EvaluatedMetric,
     /// Always false: evaluated values are not stored.
