@@ -81,6 +81,12 @@ pub enum Error {
     Empty,
     #[error("ingest is behind: {pending} events wait to be written; retry shortly")]
     Backpressure { pending: usize },
+    /// Another server holds the location's writer lease (see
+    /// `storage::lease`); this one takes over if that one stops.
+    #[error(
+        "this server is standing by: another server writes to its data location; send events there, or retry after it stops"
+    )]
+    Standby,
     #[error("Idempotency-Key {0:?} was used for another body; use a new key for new events")]
     KeyReused(String),
     #[error(transparent)]
@@ -105,6 +111,9 @@ pub struct Ingest {
     /// that failed half-way, retried under the same names (so a day
     /// already published is overwritten, never published twice).
     flushing: tokio::sync::Mutex<Option<Manifest>>,
+    /// Set while another server holds the writer lease: events are
+    /// refused (the writer's log is not this server's to write).
+    standby: std::sync::atomic::AtomicBool,
 }
 
 fn new_id() -> String {
@@ -126,7 +135,21 @@ impl Ingest {
             pending,
             limits,
             flushing: Default::default(),
+            standby: Default::default(),
         })
+    }
+
+    /// Refuses events while `on` (another server writes), takes them again
+    /// once this server holds the writer lease.
+    pub fn set_standby(&self, on: bool) {
+        self.standby.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn check_writer(&self) -> Result<()> {
+        if self.standby.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(Error::Standby);
+        }
+        Ok(())
     }
 
     /// Decompresses a body per its `Content-Encoding`, within the limits.
@@ -233,6 +256,7 @@ impl Ingest {
 
     /// Makes `rows` durable and visible; returns how many were taken.
     pub async fn append(&self, rows: &[EventRow]) -> Result<usize> {
+        self.check_writer()?;
         let pending = self.pending.rows();
         if pending + rows.len() > self.limits.max_pending_rows {
             return Err(Error::Backpressure { pending });

@@ -10,20 +10,29 @@ use crate::cli::ServeArgs;
 use crate::engine::Engine;
 use crate::generate;
 use crate::storage::Store;
+use crate::storage::lease::Lease;
 
 /// Demo data written by `serve --demo` into an empty location.
 pub const DEMO_ROWS: u64 = 500_000;
 pub const DEMO_DAYS: u32 = 30;
 
-/// Opens the store's rollups, lets them answer the queries they cover, and
-/// builds them every `METRICSTORE_ROLLUP_INTERVAL` seconds (default 60;
-/// 0: only use what is built) over the files flushed since.
+/// Opens the store's rollups and lets them answer the queries they cover.
 /// `METRICSTORE_ROLLUPS=off` answers everything from raw events.
-async fn start_rollups(engine: &Engine, interval: u64) -> Result<(), String> {
+async fn open_rollups(engine: &Engine) -> Result<std::sync::Arc<crate::engine::Rollups>, String> {
     let rollups = crate::engine::Rollups::open(&engine.store)
         .await
         .map_err(|e| format!("opening the rollups: {e}"))?;
     engine.attach_rollups(Some(std::sync::Arc::clone(&rollups)));
+    Ok(rollups)
+}
+
+/// Builds the rollups every `METRICSTORE_ROLLUP_INTERVAL` seconds (default
+/// 60; 0: only use what is built) over the files flushed since.
+fn spawn_rollup_builds(
+    engine: &Engine,
+    rollups: std::sync::Arc<crate::engine::Rollups>,
+    interval: u64,
+) {
     if interval > 0 {
         let engine = engine.clone();
         tokio::spawn(async move {
@@ -46,18 +55,113 @@ async fn start_rollups(engine: &Engine, interval: u64) -> Result<(), String> {
             }
         });
     }
-    Ok(())
+}
+
+/// What a server does as its location's writer: recover the log, then
+/// flush and compact it, run the Metric Store pipeline and build rollups.
+struct Writer {
+    flush_every: std::time::Duration,
+    compaction: crate::ingest::Compaction,
+    pipeline_interval: u64,
+    demo_days: Option<(chrono::NaiveDate, chrono::NaiveDate)>,
+    rollups: Option<(std::sync::Arc<crate::engine::Rollups>, u64)>,
+}
+
+impl Writer {
+    async fn start(self, state: &std::sync::Arc<AppState>) -> Result<(), String> {
+        let recovered = state
+            .ingest
+            .recover()
+            .await
+            .map_err(|e| format!("recovering the write-ahead log: {e}"))?;
+        if recovered > 0 {
+            tracing::info!(
+                events = recovered,
+                "published events left in the write-ahead log"
+            );
+        }
+        state.ingest.set_standby(false);
+        state
+            .ingest
+            .spawn_background(self.flush_every, self.compaction);
+        if self.pipeline_interval > 0 {
+            spawn_pipeline(
+                std::sync::Arc::clone(state),
+                std::time::Duration::from_secs(self.pipeline_interval),
+                self.demo_days,
+            );
+        }
+        if let Some((rollups, interval)) = self.rollups {
+            spawn_rollup_builds(&state.engine, rollups, interval);
+        }
+        Ok(())
+    }
+}
+
+/// Keeps the writer lease renewed; losing it ends the process (see
+/// `storage::lease`).
+fn keep_lease(lease: &Lease) {
+    lease.spawn_renewal(|e| {
+        tracing::error!(error = %e, "lost the writer lease; stopping");
+        eprintln!("metricstore: {e}; stopping so that two servers never write at once");
+        std::process::exit(3);
+    });
+}
+
+/// Stands by while another server writes: tries for the lease every
+/// third of its time to live, and once it has it, starts writing.
+fn spawn_standby(
+    state: std::sync::Arc<AppState>,
+    writer: Writer,
+    taken: std::sync::Arc<tokio::sync::OnceCell<Lease>>,
+) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(crate::storage::lease::TTL / 3).await;
+            match Lease::acquire(&state.engine.store, crate::storage::lease::TTL).await {
+                Ok(lease) => {
+                    keep_lease(&lease);
+                    let _ = taken.set(lease);
+                    tracing::warn!("took over the writer lease; this server now writes");
+                    if let Err(e) = writer.start(&state).await {
+                        tracing::error!(error = %e, "could not start writing; stopping");
+                        std::process::exit(3);
+                    }
+                    return;
+                }
+                Err(crate::storage::lease::Error::Held(..)) => {}
+                Err(e) => tracing::warn!(error = %e, "could not read the writer lease"),
+            }
+        }
+    });
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), String> {
     let store = Store::open(&args.storage.data).map_err(|e| e.to_string())?;
     // One writer per location: taken before the demo data, the log's
-    // recovery and every background writer (see `storage::lease`).
-    let lease = crate::storage::lease::hold(&store).await?;
+    // recovery and every background writer (see `storage::lease`). A
+    // server that finds it held stands by: it answers queries and catalog
+    // changes, refuses events, and takes over when the writer stops.
+    let lease = std::sync::Arc::new(tokio::sync::OnceCell::new());
+    match Lease::acquire(&store, crate::storage::lease::TTL).await {
+        Ok(held) => {
+            keep_lease(&held);
+            let _ = lease.set(held);
+        }
+        Err(e @ crate::storage::lease::Error::Held(..)) => {
+            tracing::warn!("{e}");
+            eprintln!(
+                "metricstore: standing by (queries and definitions are served; events are refused until this server takes over): {e}"
+            );
+        }
+        Err(e) => return Err(e.to_string()),
+    }
+    let writing = lease.initialized();
     // Days of freshly generated demo events: the first pipeline run covers
     // them all, so trends have history from the start.
     let mut demo_days = None;
     if args.demo
+        && writing
         && store
             .list("events")
             .await
@@ -87,9 +191,11 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     // With --cluster too: rollups are built and answer in this process
     // (see `Engine::execute_local`); what they do not cover goes to the
     // cluster.
-    if args.rollups.rollups == crate::cli::Switch::On {
-        start_rollups(&engine, args.rollup_interval).await?;
-    }
+    let rollups = if args.rollups.rollups == crate::cli::Switch::On {
+        Some((open_rollups(&engine).await?, args.rollup_interval))
+    } else {
+        None
+    };
     let clock = Clock::from_env()?;
 
     let mut spec = std::env::var("METRICSTORE_TOKENS").unwrap_or_default();
@@ -108,29 +214,24 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let alerts = crate::alerts::Config::from_env()?;
     crate::alerts::configure(alerts.clone());
     let state = AppState::with_ai(engine, auth, clock, signer, ai);
-    let recovered = state
-        .ingest
-        .recover()
-        .await
-        .map_err(|e| format!("recovering the write-ahead log: {e}"))?;
-    if recovered > 0 {
-        tracing::info!(
-            events = recovered,
-            "published events left in the write-ahead log"
-        );
-    }
-    state.ingest.spawn_background(
-        std::time::Duration::from_millis(args.flush_interval_ms),
-        crate::ingest::Compaction {
+    let writer = Writer {
+        flush_every: std::time::Duration::from_millis(args.flush_interval_ms),
+        compaction: crate::ingest::Compaction {
             every_flushes: args.compact_every,
             files: args.compact_files as usize,
         },
-    );
-    if args.pipeline_interval > 0 {
-        spawn_pipeline(
+        pipeline_interval: args.pipeline_interval,
+        demo_days,
+        rollups,
+    };
+    if writing {
+        writer.start(&state).await?;
+    } else {
+        state.ingest.set_standby(true);
+        spawn_standby(
             std::sync::Arc::clone(&state),
-            std::time::Duration::from_secs(args.pipeline_interval),
-            demo_days,
+            writer,
+            std::sync::Arc::clone(&lease),
         );
     }
     crate::alerts::evaluator::spawn(std::sync::Arc::clone(&state), alerts);
@@ -169,7 +270,10 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     // The log holds what was not flushed; the next server recovers it.
-    lease.release().await.map_err(|e| e.to_string())
+    match lease.get() {
+        Some(held) => held.release().await.map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
 }
 
 /// Runs the Metric Store pipeline now and then every `every`, over the

@@ -161,3 +161,72 @@ async fn documented_example_against_brute_force() {
         .unwrap();
     assert_eq!(r.status(), 400);
 }
+
+/// Two servers on one data location: the second stands by (it answers
+/// queries, refuses events with a 503 saying why) and takes over the
+/// writer lease once the first is gone, recovering what the first
+/// acknowledged but did not publish.
+#[tokio::test]
+async fn a_second_server_stands_by_and_takes_over_when_the_writer_stops() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_string();
+    let tokens = "lease-admin-token:admin:*";
+    let now = "2026-01-10T12:00:00Z";
+    let client = reqwest::Client::new();
+    let send = |base: String, line: String| {
+        let client = client.clone();
+        async move {
+            let r = client
+                .post(format!("{base}/v1/ws-lease/events"))
+                .bearer_auth("lease-admin-token")
+                .body(line)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.text().await.unwrap())
+        }
+    };
+    let event = |n: u32| {
+        format!(
+            r#"{{"time":"2026-01-10T10:00:{n:02}Z","event_type":"utterance","user_id":"u{n}","session_id":"s{n}","intent":"I"}}"#
+        )
+    };
+    let writer = common::serve(&data, tokens, now);
+    let standby = common::serve(&data, tokens, now);
+    assert_eq!(send(writer.base.clone(), event(1)).await.0, 200);
+    let (status, text) = send(standby.base.clone(), event(2)).await;
+    assert_eq!(status, 503, "{text}");
+    assert!(text.contains("standing by"), "{text}");
+    let health = client
+        .get(format!("{}/health", standby.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    // The writer is killed; the standby takes over within a lease check
+    // or two and then takes events.
+    drop(writer);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        let (status, text) = send(standby.base.clone(), event(3)).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{text}");
+        assert!(std::time::Instant::now() < deadline, "no takeover: {text}");
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    drop(standby);
+    // Both acknowledged events are kept, once each (a restart recovers
+    // what the last one had not published yet).
+    drop(common::serve(&data, tokens, now));
+    let rows = common::read_events(dir.path());
+    let mut users: Vec<_> = rows
+        .iter()
+        .filter(|r| r.workspace_id == "ws-lease")
+        .filter_map(|r| r.user_id.clone())
+        .collect();
+    users.sort();
+    assert_eq!(users, ["u1", "u3"]);
+}

@@ -116,6 +116,10 @@ impl From<ingest::Error> for ApiError {
                 message: e.to_string(),
                 retry_after: std::time::Duration::from_secs(1),
             },
+            E::Standby => ApiError::Unavailable {
+                message: e.to_string(),
+                retry_after: std::time::Duration::from_secs(10),
+            },
             E::KeyReused(_) => ApiError::Unprocessable(e.to_string()),
             E::Storage(s) => ApiError::internal(s),
         }

@@ -113,6 +113,7 @@ impl Ingest {
         if let Some(found) = self.read_record(&self.record_path(workspace, key)).await? {
             return answer(found);
         }
+        self.check_writer()?;
         let pending = self.pending.rows();
         if pending + rows.len() > self.limits.max_pending_rows {
             return Err(Error::Backpressure { pending });
