@@ -188,12 +188,6 @@ fn routes(
     (router.merge(dashboard::routes()), doc)
 }
 
-/// The OpenAPI document of every route, the metric alerts' included when
-/// `extra` holds them.
-pub fn openapi_document(extra: OpenApiRouter<Arc<AppState>>) -> utoipa::openapi::OpenApi {
-    routes(extra).1
-}
-
 /// The router of every API plus `extra` routes of the layers above (the
 /// metric alerts), under the same fallbacks, limits and tracing, and
 /// `GET /openapi.json`, the document of them all.

@@ -98,16 +98,6 @@ impl Writer {
     }
 }
 
-/// Keeps the writer lease renewed; losing it ends the process (see
-/// `storage::lease`).
-fn keep_lease(lease: &Lease) {
-    lease.spawn_renewal(|e| {
-        tracing::error!(error = %e, "lost the writer lease; stopping");
-        eprintln!("metricstore: {e}; stopping so that two servers never write at once");
-        std::process::exit(3);
-    });
-}
-
 /// Stands by while another server writes: tries for the lease every
 /// third of its time to live, and once it has it, starts writing.
 fn spawn_standby(
@@ -120,7 +110,7 @@ fn spawn_standby(
             tokio::time::sleep(crate::storage::lease::TTL / 3).await;
             match Lease::acquire(&state.engine.store, crate::storage::lease::TTL).await {
                 Ok(lease) => {
-                    keep_lease(&lease);
+                    lease.keep_renewed();
                     let _ = taken.set(lease);
                     tracing::warn!("took over the writer lease; this server now writes");
                     if let Err(e) = writer.start(&state).await {
@@ -145,7 +135,7 @@ pub async fn run(args: ServeArgs) -> Result<(), String> {
     let lease = std::sync::Arc::new(tokio::sync::OnceCell::new());
     match Lease::acquire(&store, crate::storage::lease::TTL).await {
         Ok(held) => {
-            keep_lease(&held);
+            held.keep_renewed();
             let _ = lease.set(held);
         }
         Err(e @ crate::storage::lease::Error::Held(..)) => {

@@ -138,8 +138,10 @@ fn schemathesis_finds_every_answer_documented() {
             &examples,
             "--seed",
             "20261201",
+            // One worker: schemathesis's example extraction has failed
+            // with two (a FlakyFailure inside hypothesis, not an answer).
             "--workers",
-            "2",
+            "1",
             "--request-timeout",
             "60",
             "--no-color",

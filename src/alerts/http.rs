@@ -57,7 +57,7 @@ async fn view(
     get,
     path = "/api/metric-alerts",
     tag = "Metric alerts",
-    params(("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
+    params(crate::api::openapi::WorkspaceHeader),
     responses((status = 200, description = "Every rule with its state", body = Vec<RuleView>))
 )]
 pub async fn list(
@@ -76,7 +76,7 @@ pub async fn list(
     post,
     path = "/api/metric-alerts",
     tag = "Metric alerts",
-    params(("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
+    params(crate::api::openapi::WorkspaceHeader),
     request_body = crate::alerts::http::types::RuleRequest,
     responses((status = 201, description = "The stored rule", body = RuleView))
 )]
@@ -97,7 +97,7 @@ pub async fn create(
     get,
     path = "/api/metric-alerts/{id}",
     tag = "Metric alerts",
-    params(("id" = uuid::Uuid, Path, description = "The rule's id"), ("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
+    params(("id" = uuid::Uuid, Path, description = "The rule's id"), crate::api::openapi::WorkspaceHeader),
     responses((status = 200, description = "The rule with its state", body = RuleView))
 )]
 pub async fn get(
@@ -117,7 +117,7 @@ pub async fn get(
     put,
     path = "/api/metric-alerts/{id}",
     tag = "Metric alerts",
-    params(("id" = uuid::Uuid, Path, description = "The rule's id"), ("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
+    params(("id" = uuid::Uuid, Path, description = "The rule's id"), crate::api::openapi::WorkspaceHeader),
     request_body = crate::alerts::http::types::RuleRequest,
     responses((status = 200, description = "The rule as stored now", body = RuleView))
 )]
@@ -140,7 +140,7 @@ pub async fn update(
     delete,
     path = "/api/metric-alerts/{id}",
     tag = "Metric alerts",
-    params(("id" = uuid::Uuid, Path, description = "The rule's id"), ("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
+    params(("id" = uuid::Uuid, Path, description = "The rule's id"), crate::api::openapi::WorkspaceHeader),
     responses((status = 204, description = "Deleted"))
 )]
 pub async fn delete(
@@ -168,7 +168,7 @@ pub struct HistoryParams {
     get,
     path = "/api/metric-alerts/{id}/history",
     tag = "Metric alerts",
-    params(("id" = uuid::Uuid, Path, description = "The rule's id"), ("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo"), ("maxResults" = Option<u32>, Query, description = "1 to 100 transitions (default 50)"), ("nextToken" = Option<String>, Query, description = "The previous page's nextToken")),
+    params(("id" = uuid::Uuid, Path, description = "The rule's id"), crate::api::openapi::WorkspaceHeader, ("maxResults" = Option<u32>, Query, description = "1 to 100 transitions (default 50)"), ("nextToken" = Option<String>, Query, description = "The previous page's nextToken")),
     responses((status = 200, description = "State transitions, newest first", body = HistoryPage))
 )]
 pub async fn history(
@@ -207,7 +207,7 @@ pub async fn history(
     post,
     path = "/api/metric-alerts/{id}/evaluate",
     tag = "Metric alerts",
-    params(("id" = uuid::Uuid, Path, description = "The rule's id"), ("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
+    params(("id" = uuid::Uuid, Path, description = "The rule's id"), crate::api::openapi::WorkspaceHeader),
     responses((status = 200, description = "What an evaluation now would find and do", body = service::Preview))
 )]
 pub async fn evaluate(

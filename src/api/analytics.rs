@@ -42,8 +42,7 @@ fn params(p: Result<Query<Params>, QueryRejection>) -> Result<Params, ApiError> 
     tag = "Skill analytics",
     params(
         ("skill_id" = String, Path, description = "The skill (its events' workspace)", example = "amzn1.ask.skill.demo-trivia"),
-        ("startTime" = String, Query, description = "RFC 3339 or epoch milliseconds, inclusive"),
-        ("endTime" = String, Query, description = "RFC 3339 or epoch milliseconds, exclusive"),
+        crate::api::openapi::RangeParams,
         ("stage" = Option<String>, Query, description = "live (default), development or all"),
     ),
     responses((status = 200, description = "Weekly cohorts of first-seen users and the share active in each later week", content((RetentionResponse = "application/json"), (String = "text/csv"))))
@@ -77,8 +76,7 @@ pub async fn retention(
     tag = "Skill analytics",
     params(
         ("skill_id" = String, Path, description = "The skill (its events' workspace)", example = "amzn1.ask.skill.demo-trivia"),
-        ("startTime" = String, Query, description = "RFC 3339 or epoch milliseconds, inclusive"),
-        ("endTime" = String, Query, description = "RFC 3339 or epoch milliseconds, exclusive"),
+        crate::api::openapi::RangeParams,
         ("stage" = Option<String>, Query, description = "live, development or all (default)"),
     ),
     responses((status = 200, description = "Sessions by outcome", content((SessionsResponse = "application/json"), (String = "text/csv"))))
@@ -109,8 +107,7 @@ pub async fn sessions(
     tag = "Skill analytics",
     params(
         ("skill_id" = String, Path, description = "The skill (its events' workspace)", example = "amzn1.ask.skill.demo-trivia"),
-        ("startTime" = String, Query, description = "RFC 3339 or epoch milliseconds, inclusive"),
-        ("endTime" = String, Query, description = "RFC 3339 or epoch milliseconds, exclusive"),
+        crate::api::openapi::RangeParams,
         ("stage" = Option<String>, Query, description = "live, development or all (default)"),
     ),
     responses((status = 200, description = "Utterances, customers and failures per intent", content((IntentsResponse = "application/json"), (String = "text/csv"))))
@@ -141,8 +138,7 @@ pub async fn intents(
     tag = "Skill analytics",
     params(
         ("skill_id" = String, Path, description = "The skill (its events' workspace)", example = "amzn1.ask.skill.demo-trivia"),
-        ("startTime" = String, Query, description = "RFC 3339 or epoch milliseconds, inclusive"),
-        ("endTime" = String, Query, description = "RFC 3339 or epoch milliseconds, exclusive"),
+        crate::api::openapi::RangeParams,
         ("intent" = Option<String>, Query, description = "The intent paths start from (default LaunchRequest)"),
         ("limit" = Option<u32>, Query, description = "How many next steps and paths to rank"),
     ),

@@ -77,6 +77,11 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     })
 }
 
+/// Whether `path` is one of the dashboard's files (open to anyone).
+pub fn is_asset(path: &str) -> bool {
+    ASSETS.iter().any(|a| a.path == path)
+}
+
 /// The assets' entries in the OpenAPI document (they are not handlers with
 /// a `#[utoipa::path]`, being one closure per embedded file).
 pub fn document(doc: &mut utoipa::openapi::OpenApi) {

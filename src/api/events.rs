@@ -30,7 +30,11 @@ pub struct Accepted {
         ("Content-Encoding" = Option<String>, Header, description = "gzip or zstd, or none"),
     ),
     request_body(content = String, content_type = "text/plain", description = "Newline-delimited JSON: one event (EVENTS.md) a line; any Content-Type is read so"),
-    responses((status = 200, description = "Every event is durable", body = Accepted))
+    responses(
+        (status = 200, description = "Every event is durable", body = Accepted),
+        (status = 415, description = "A Content-Encoding other than gzip or zstd", body = crate::api::openapi::ErrorBody),
+        (status = 422, description = "The Idempotency-Key was used before with another body", body = crate::api::openapi::ErrorBody),
+    )
 )]
 pub async fn ingest_events(
     State(state): State<Arc<AppState>>,

@@ -33,7 +33,7 @@ fn metric_id(path: Result<Path<String>, PathRejection>) -> Result<uuid::Uuid, Ap
     get,
     path = "/api/interaction-metrics",
     tag = "Interaction Metrics",
-    params(("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
+    params(crate::api::openapi::WorkspaceHeader),
     responses((status = 200, description = "The workspace's metrics", body = Vec<InteractionMetric>))
 )]
 pub async fn list(
@@ -50,7 +50,7 @@ pub async fn list(
     post,
     path = "/api/interaction-metrics",
     tag = "Interaction Metrics",
-    params(("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
+    params(crate::api::openapi::WorkspaceHeader),
     request_body = crate::api::openapi::InteractionMetricRequest,
     responses((status = 201, description = "The stored metric", body = InteractionMetric))
 )]
@@ -71,7 +71,7 @@ pub async fn create(
     get,
     path = "/api/interaction-metrics/{id}",
     tag = "Interaction Metrics",
-    params(("id" = uuid::Uuid, Path, description = "The metric's id"), ("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
+    params(("id" = uuid::Uuid, Path, description = "The metric's id"), crate::api::openapi::WorkspaceHeader),
     responses((status = 200, description = "The metric", body = InteractionMetric))
 )]
 pub async fn get(
@@ -91,7 +91,7 @@ pub async fn get(
     put,
     path = "/api/interaction-metrics/{id}",
     tag = "Interaction Metrics",
-    params(("id" = uuid::Uuid, Path, description = "The metric's id"), ("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
+    params(("id" = uuid::Uuid, Path, description = "The metric's id"), crate::api::openapi::WorkspaceHeader),
     request_body = crate::api::openapi::InteractionMetricRequest,
     responses((status = 200, description = "The metric as stored now", body = InteractionMetric))
 )]
@@ -115,7 +115,7 @@ pub async fn update(
     delete,
     path = "/api/interaction-metrics/{id}",
     tag = "Interaction Metrics",
-    params(("id" = uuid::Uuid, Path, description = "The metric's id"), ("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
+    params(("id" = uuid::Uuid, Path, description = "The metric's id"), crate::api::openapi::WorkspaceHeader),
     responses((status = 204, description = "Deleted"))
 )]
 pub async fn delete(
@@ -138,7 +138,7 @@ pub async fn delete(
     get,
     path = "/api/interaction-metrics/types",
     tag = "Interaction Metrics",
-    params(("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
+    params(crate::api::openapi::WorkspaceHeader),
     responses((status = 200, description = "Every metric type", body = Vec<MetricType>))
 )]
 pub async fn list_types(
@@ -164,7 +164,7 @@ pub struct DiscoverParams {
     get,
     path = "/api/interaction-metrics/fields/discover",
     tag = "Interaction Metrics",
-    params(("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo"), ("resourceTypeId" = Option<String>, Query, description = "Only events of this resource type"), ("actionId" = Option<String>, Query, description = "Only events of this action")),
+    params(crate::api::openapi::WorkspaceHeader, ("resourceTypeId" = Option<String>, Query, description = "Only events of this resource type"), ("actionId" = Option<String>, Query, description = "Only events of this action")),
     responses((status = 200, description = "The `interaction.KEY` fields seen", body = Vec<String>))
 )]
 pub async fn discover(
@@ -190,8 +190,11 @@ pub async fn discover(
     post,
     path = "/api/interaction-metrics/{id}/calculate",
     tag = "Interaction Metrics",
-    params(("id" = uuid::Uuid, Path, description = "The metric's id"), ("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
-    responses((status = 200, description = "The metric's values over its window", content((Calculation = "application/json"), (String = "text/csv"))))
+    params(("id" = uuid::Uuid, Path, description = "The metric's id"), crate::api::openapi::WorkspaceHeader),
+    responses(
+        (status = 200, description = "The metric's values over its window", content((Calculation = "application/json"), (String = "text/csv"))),
+        (status = 422, description = "The metric cannot be calculated as defined", body = crate::api::openapi::ErrorBody),
+    )
 )]
 pub async fn calculate(
     State(state): State<Arc<AppState>>,
@@ -214,8 +217,11 @@ pub async fn calculate(
     post,
     path = "/api/interaction-metrics/calculate-all",
     tag = "Interaction Metrics",
-    params(("X-Workspace-Id" = Option<String>, Header, description = "The workspace; may be left out when the token covers one workspace only", example = "ws-demo")),
-    responses((status = 200, description = "Every enabled metric's values (admin tokens only)", content((CalculateAll = "application/json"), (String = "text/csv"))))
+    params(crate::api::openapi::WorkspaceHeader),
+    responses(
+        (status = 200, description = "Every enabled metric's values (admin tokens only)", content((CalculateAll = "application/json"), (String = "text/csv"))),
+        (status = 422, description = "The metric cannot be calculated as defined", body = crate::api::openapi::ErrorBody),
+    )
 )]
 pub async fn calculate_all(
     State(state): State<Arc<AppState>>,

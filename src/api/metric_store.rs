@@ -177,12 +177,7 @@ pub async fn put_settings(
     tag = "Metric Store",
     params(
         ("workspace_id" = String, Path, description = "The workspace", example = "ws-demo"),
-        ("source" = Option<String>, Query, description = "production, simulation or all"),
-        ("scope" = Option<String>, Query, description = "workspace, service or session"),
-        ("entity_type" = Option<String>, Query, description = "workspace, service or session"),
-        ("entity_id" = Option<String>, Query, description = "The subject's id"),
-        ("service_id" = Option<String>, Query, description = "A service of the workspace"),
-        ("session_id" = Option<String>, Query, description = "A call or session")
+        crate::api::openapi::SubjectParams
     ),
     responses((status = 200, description = "The newest value of every active metric", content((LatestResponse = "application/json"), (String = "text/csv"))))
 )]
@@ -232,12 +227,7 @@ pub async fn latest(
         ("date_to" = Option<String>, Query, description = "RFC 3339 time or date, exclusive (default now)"),
         ("limit" = Option<u32>, Query, description = "1 to 365 values (default 90)"),
         ("granularity" = Option<String>, Query, description = "hourly or daily"),
-        ("source" = Option<String>, Query, description = "production, simulation or all"),
-        ("scope" = Option<String>, Query, description = "workspace, service or session"),
-        ("entity_type" = Option<String>, Query, description = "workspace, service or session"),
-        ("entity_id" = Option<String>, Query, description = "The subject's id"),
-        ("service_id" = Option<String>, Query, description = "A service of the workspace"),
-        ("session_id" = Option<String>, Query, description = "A call or session")
+        crate::api::openapi::SubjectParams
     ),
     responses((status = 200, description = "Stored values, newest first", content((ValuesResponse = "application/json"), (String = "text/csv"))))
 )]
@@ -315,12 +305,7 @@ pub async fn values(
         ("workspace_id" = String, Path, description = "The workspace", example = "ws-demo"),
         ("metric_key" = String, Path, description = "A metric key of the catalog", example = "call_count"),
         ("days" = Option<u32>, Query, description = "1 to 365 days (default 30)"),
-        ("source" = Option<String>, Query, description = "production, simulation or all"),
-        ("scope" = Option<String>, Query, description = "workspace, service or session"),
-        ("entity_type" = Option<String>, Query, description = "workspace, service or session"),
-        ("entity_id" = Option<String>, Query, description = "The subject's id"),
-        ("service_id" = Option<String>, Query, description = "A service of the workspace"),
-        ("session_id" = Option<String>, Query, description = "A call or session")
+        crate::api::openapi::SubjectParams
     ),
     responses((status = 200, description = "One point a day and how the values moved", content((TrendResponse = "application/json"), (String = "text/csv"))))
 )]
@@ -428,7 +413,11 @@ pub async fn catalog(
         ("metric_key" = String, Path, description = "A metric key of the catalog", example = "call_count")
     ),
     request_body = crate::api::openapi::EvaluateRequest,
-    responses((status = 200, description = "The value computed now, not stored", content((EvaluateResponse = "application/json"), (String = "text/csv"))))
+    responses(
+        (status = 200, description = "The value computed now, not stored", content((EvaluateResponse = "application/json"), (String = "text/csv"))),
+        (status = 422, description = "The metric cannot be evaluated for this subject", body = crate::api::openapi::ErrorBody),
+        (status = 502, description = "The AI endpoint failed", body = crate::api::openapi::ErrorBody),
+    )
 )]
 pub async fn evaluate(
     State(state): State<Arc<AppState>>,

@@ -10,9 +10,8 @@
 //!
 //! What every route may answer besides its success (the error shape, 401,
 //! 429 with `Retry-After`, ...) is added to each operation in one place,
-//! [`common_answers`], rather than repeated on every handler.
-
-use std::collections::BTreeMap;
+//! [`common_answers`], rather than repeated on every handler; statuses only
+//! some routes give are in their handlers' `responses`.
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -136,9 +135,7 @@ pub const BEARER: &str = "bearer";
 
 /// Routes open to anyone (no token): everything else needs one.
 fn is_open(path: &str) -> bool {
-    path == "/health"
-        || path == "/openapi.json"
-        || !(path.starts_with("/v") || path.starts_with("/api/"))
+    path == "/health" || path == "/openapi.json" || super::dashboard::is_asset(path)
 }
 
 /// The operations of a path, whatever their method.
@@ -178,9 +175,36 @@ fn error_response(description: &str, retry_after: bool) -> Response {
     r.build()
 }
 
-/// Adds what any route may answer to every operation: the documented
-/// error shape for 400, 401, 403, 404, 413, 415, 422, 429, 502 and 503
-/// (only those a route can give), and the bearer token requirement.
+/// What any route may answer besides its success: status, description,
+/// whether it carries `Retry-After`.
+const COMMON: [(&str, &str, bool); 7] = [
+    (
+        "400",
+        "The request is malformed or a value is out of range.",
+        false,
+    ),
+    (
+        "401",
+        "No token, or a token this server does not know.",
+        false,
+    ),
+    (
+        "403",
+        "The token does not cover this workspace, or needs the admin role.",
+        false,
+    ),
+    ("404", "No such route, workspace, skill or resource.", false),
+    ("413", "The body is larger than the route takes.", false),
+    ("429", "The token's request rate is spent.", true),
+    (
+        "503",
+        "The server is busy or a query ran out of time; retry after Retry-After seconds.",
+        true,
+    ),
+];
+
+/// Adds [`COMMON`] to every operation (only 404 to the open routes), and
+/// the bearer token requirement to those that need a token.
 pub fn common_answers(doc: &mut OpenApi) {
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
@@ -199,66 +223,21 @@ pub fn common_answers(doc: &mut OpenApi) {
         <ErrorBody as utoipa::PartialSchema>::schema(),
     );
 
-    let every: BTreeMap<&str, (&str, bool)> = BTreeMap::from([
-        (
-            "400",
-            (
-                "The request is malformed or a value is out of range.",
-                false,
-            ),
-        ),
-        (
-            "401",
-            ("No token, or a token this server does not know.", false),
-        ),
-        (
-            "403",
-            (
-                "The token does not cover this workspace, or needs the admin role.",
-                false,
-            ),
-        ),
-        (
-            "404",
-            ("No such route, workspace, skill or resource.", false),
-        ),
-        ("413", ("The body is larger than the route takes.", false)),
-        ("429", ("The token's request rate is spent.", true)),
-        (
-            "503",
-            (
-                "The server is busy or a query ran out of time; retry after Retry-After seconds.",
-                true,
-            ),
-        ),
-    ]);
     for (path, item) in doc.paths.paths.iter_mut() {
         let open = is_open(path);
         for op in operations(item) {
-            for (status, (description, retry)) in &every {
-                if open && *status != "404" {
+            for (status, description, retry) in COMMON {
+                if open && status != "404" {
                     continue;
                 }
                 op.responses
                     .responses
                     .entry(status.to_string())
-                    .or_insert_with(|| RefOr::T(error_response(description, *retry)));
+                    .or_insert_with(|| RefOr::T(error_response(description, retry)));
             }
             if !open && op.security.is_none() {
                 op.security = Some(vec![SecurityRequirement::new::<_, _, &str>(BEARER, [])]);
             }
-        }
-    }
-}
-
-/// A response of extra statuses for one route (422, 502, 415, ...).
-pub fn extra_error(doc: &mut OpenApi, path: &str, status: &str, description: &str) {
-    if let Some(item) = doc.paths.paths.get_mut(path) {
-        for op in operations(item) {
-            op.responses
-                .responses
-                .entry(status.to_string())
-                .or_insert_with(|| RefOr::T(error_response(description, false)));
         }
     }
 }
@@ -311,7 +290,7 @@ pub fn base() -> OpenApi {
 }
 
 /// Completes the document of every route: the answers every route may
-/// give, the statuses only some give, and `GET /openapi.json` itself.
+/// give and `GET /openapi.json` itself.
 pub fn finish(doc: &mut OpenApi) {
     use utoipa::openapi::path::{HttpMethod, OperationBuilder};
     doc.paths.add_path_operation(
@@ -335,36 +314,48 @@ pub fn finish(doc: &mut OpenApi) {
             .build(),
     );
     common_answers(doc);
-    let events = "/v1/{workspace_id}/events";
-    extra_error(
-        doc,
-        events,
-        "415",
-        "A Content-Encoding other than gzip or zstd.",
-    );
-    extra_error(
-        doc,
-        events,
-        "422",
-        "The Idempotency-Key was used before with another body.",
-    );
-    for path in [
-        "/api/interaction-metrics/{id}/calculate",
-        "/api/interaction-metrics/calculate-all",
-    ] {
-        extra_error(
-            doc,
-            path,
-            "422",
-            "The metric cannot be calculated as defined.",
-        );
-    }
-    let evaluate = "/v1/{workspace_id}/metrics/{metric_key}/evaluate";
-    extra_error(
-        doc,
-        evaluate,
-        "422",
-        "The metric cannot be evaluated for this subject.",
-    );
-    extra_error(doc, evaluate, "502", "The AI endpoint failed.");
+}
+
+/// `X-Workspace-Id`, which the Interaction Metrics and metric alerts
+/// routes read ([`crate::api::auth::Principal::workspace_from`]).
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct WorkspaceHeader {
+    /// The workspace; may be left out when the token covers one workspace
+    /// only.
+    #[serde(rename = "X-Workspace-Id")]
+    #[param(example = "ws-demo")]
+    pub workspace: Option<String>,
+}
+
+/// The source and subject parameters every Metric Store value route takes
+/// ([`crate::api::metric_store::types::SUBJECT_PARAMS`]).
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SubjectParams {
+    /// production, simulation or all.
+    pub source: Option<String>,
+    /// workspace, service or session.
+    pub scope: Option<String>,
+    /// workspace, service or session.
+    pub entity_type: Option<String>,
+    /// The subject's id.
+    pub entity_id: Option<String>,
+    /// A service of the workspace.
+    pub service_id: Option<String>,
+    /// A call or session.
+    pub session_id: Option<String>,
+}
+
+/// `startTime` and `endTime` of the skill analytics routes (read as text
+/// by [`crate::api::analytics::types::Params`], so that each mistake gets
+/// its code).
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct RangeParams {
+    /// RFC 3339 or epoch milliseconds, inclusive.
+    pub start_time: String,
+    /// RFC 3339 or epoch milliseconds, exclusive.
+    pub end_time: String,
 }

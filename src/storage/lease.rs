@@ -189,10 +189,15 @@ impl Lease {
     }
 
     /// Renews every third of the lease's time to live until the lease is
-    /// lost or cannot be renewed before it lapses; then calls `on_lost`
-    /// (the server exits: its acknowledged events are in the log, which
-    /// the next holder recovers).
-    pub fn spawn_renewal(&self, on_lost: impl FnOnce(Error) + Send + 'static) {
+    /// lost or cannot be renewed before it lapses; then the process exits
+    /// (status 3) rather than write beside another writer: what it
+    /// acknowledged is in the log, which the next holder recovers.
+    pub fn keep_renewed(&self) {
+        fn stop(e: Error) {
+            tracing::error!(error = %e, "lost the writer lease; stopping");
+            eprintln!("metricstore: {e}; stopping so that two servers never write at once");
+            std::process::exit(3);
+        }
         let lease = self.clone();
         tokio::spawn(async move {
             let every = lease.ttl / 3;
@@ -201,14 +206,14 @@ impl Lease {
                 tokio::time::sleep(every).await;
                 match lease.renew().await {
                     Ok(()) => last_ok = tokio::time::Instant::now(),
-                    Err(e @ Error::Lost(_)) => return on_lost(e),
+                    Err(e @ Error::Lost(_)) => return stop(e),
                     Err(e) => {
                         tracing::warn!(error = %e, "could not renew the writer lease");
                         // Stop before the lease can lapse under a writer
                         // that still writes.
                         if last_ok.elapsed() + every >= lease.ttl {
                             lease.lost.store(true, Ordering::SeqCst);
-                            return on_lost(e);
+                            return stop(e);
                         }
                     }
                 }
@@ -221,18 +226,13 @@ impl Lease {
 pub const TTL: Duration = Duration::from_secs(30);
 
 /// Takes the lease of `store`'s location for a command that writes
-/// (`serve`, `generate`, `pipeline`, `rollup`) and keeps it renewed; if
-/// another server takes it, this process exits (status 3) rather than
-/// write beside it.
+/// (`generate`, `pipeline`, `rollup`) and keeps it renewed
+/// ([`Lease::keep_renewed`]).
 pub async fn hold(store: &Store) -> Result<Lease, String> {
     let lease = Lease::acquire(store, TTL)
         .await
         .map_err(|e| e.to_string())?;
-    lease.spawn_renewal(|e| {
-        tracing::error!(error = %e, "lost the writer lease; stopping");
-        eprintln!("metricstore: {e}; stopping so that two servers never write at once");
-        std::process::exit(3);
-    });
+    lease.keep_renewed();
     Ok(lease)
 }
 
@@ -255,25 +255,36 @@ mod tests {
         assert!(first.lost());
     }
 
-    #[tokio::test]
-    async fn a_live_holder_elsewhere_keeps_the_lease_until_it_lapses() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
-        let catalog = Catalog::new(store.clone(), "lease");
+    /// Writes `holder` as the lease of `store`, renewed now and lapsing
+    /// in 30 s (or `expires_ms` when given).
+    async fn put_holder(
+        store: &Store,
+        instance: &str,
+        host: String,
+        pid: u32,
+        expires_ms: Option<i64>,
+    ) {
         let now = now_ms();
-        catalog
+        Catalog::new(store.clone(), "lease")
             .update(KEY, |h: &mut Holder| {
                 *h = Holder {
-                    instance: "elsewhere".into(),
-                    host: "another-host".into(),
-                    pid: 1,
-                    expires_ms: now + 30_000,
+                    instance: instance.into(),
+                    host: host.clone(),
+                    pid,
+                    expires_ms: expires_ms.unwrap_or(now + 30_000),
                     renewed_ms: now,
                 };
                 Ok::<_, Error>(())
             })
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_live_holder_elsewhere_keeps_the_lease_until_it_lapses() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
+        put_holder(&store, "elsewhere", "another-host".into(), 1, None).await;
         let err = Lease::acquire(&store, Duration::from_secs(30))
             .await
             .unwrap_err();
@@ -281,13 +292,14 @@ mod tests {
         assert!(matches!(err, Error::Held(..)), "{text}");
         assert!(text.contains("another-host"), "{text}");
         // Once lapsed, it is free.
-        catalog
-            .update(KEY, |h: &mut Holder| {
-                h.expires_ms = now - 1;
-                Ok::<_, Error>(())
-            })
-            .await
-            .unwrap();
+        put_holder(
+            &store,
+            "elsewhere",
+            "another-host".into(),
+            1,
+            Some(now_ms() - 1),
+        )
+        .await;
         let lease = Lease::acquire(&store, Duration::from_secs(30))
             .await
             .unwrap();
@@ -303,22 +315,8 @@ mod tests {
     async fn a_holder_of_this_host_that_is_gone_is_taken_over() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().to_str().unwrap()).unwrap();
-        let catalog = Catalog::new(store.clone(), "lease");
-        let now = now_ms();
-        catalog
-            .update(KEY, |h: &mut Holder| {
-                *h = Holder {
-                    instance: "killed".into(),
-                    host: host_name(),
-                    // No process has this pid (above Linux's pid_max).
-                    pid: 4_194_305,
-                    expires_ms: now + 30_000,
-                    renewed_ms: now,
-                };
-                Ok::<_, Error>(())
-            })
-            .await
-            .unwrap();
+        // No process has this pid (above Linux's pid_max).
+        put_holder(&store, "killed", host_name(), 4_194_305, None).await;
         Lease::acquire(&store, Duration::from_secs(30))
             .await
             .unwrap();
