@@ -98,6 +98,9 @@ struct Token {
     workspaces: Workspaces,
 }
 
+/// The limiter's key of presented tokens that match none.
+const GUESSES: usize = usize::MAX;
+
 /// The configured tokens and their rate limiter.
 pub struct Auth {
     tokens: Vec<Token>,
@@ -181,6 +184,17 @@ impl Auth {
         Ok(Arc::new(Self { tokens, limiter }))
     }
 
+    /// 429 once `key` (a token's index, or [`GUESSES`]) is past its rate.
+    fn throttle(&self, key: usize) -> Result<(), ApiError> {
+        if let Some(limiter) = &self.limiter
+            && let Err(not_until) = limiter.check_key(&key)
+        {
+            let wait: Duration = not_until.wait_time_from(DefaultClock::default().now());
+            return Err(ApiError::TooManyRequests(wait));
+        }
+        Ok(())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.tokens.is_empty()
     }
@@ -210,13 +224,13 @@ impl Auth {
                 found = Some(i);
             }
         }
-        let i = found.ok_or_else(|| ApiError::Unauthorized("unknown token".into()))?;
-        if let Some(limiter) = &self.limiter
-            && let Err(not_until) = limiter.check_key(&i)
-        {
-            let wait: Duration = not_until.wait_time_from(DefaultClock::default().now());
-            return Err(ApiError::TooManyRequests(wait));
-        }
+        let Some(i) = found else {
+            // Guesses share one key of the limiter, so a token's rate bounds
+            // them all: secrets cannot be tried at line speed.
+            self.throttle(GUESSES)?;
+            return Err(ApiError::Unauthorized("unknown token".into()));
+        };
+        self.throttle(i)?;
         let t = &self.tokens[i];
         Ok(Principal {
             token_index: i,
@@ -234,6 +248,21 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("authorization", format!("Bearer {token}").parse().unwrap());
         h
+    }
+
+    #[test]
+    fn unknown_tokens_share_one_rate() {
+        let auth = Auth::parse("secret-admin:admin:*", 1, 1).unwrap();
+        assert!(matches!(
+            auth.authenticate(&headers("guess-one")),
+            Err(ApiError::Unauthorized(_))
+        ));
+        assert!(matches!(
+            auth.authenticate(&headers("guess-two")),
+            Err(ApiError::TooManyRequests(_))
+        ));
+        // The real token has its own rate.
+        assert!(auth.authenticate(&headers("secret-admin")).is_ok());
     }
 
     #[test]
