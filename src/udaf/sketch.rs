@@ -91,6 +91,17 @@ impl QSketch {
         }
     }
 
+    /// Merges `other` in, taking it whole when this state is empty (no
+    /// copy of its bins).
+    pub fn merge_owned(&mut self, other: QSketch) -> Result<()> {
+        if self.count() == 0 {
+            *self = other;
+            Ok(())
+        } else {
+            self.merge(&other)
+        }
+    }
+
     pub fn merge(&mut self, other: &QSketch) -> Result<()> {
         match other {
             QSketch::Exact(values) => {
@@ -289,27 +300,60 @@ impl AggregateUDFImpl for SketchUdaf {
         };
         Ok(Box::new(SketchAccumulator {
             q,
+            single: None,
             sketch: QSketch::default(),
         }))
     }
 }
 
+/// Merges states lazily: a group's only state (a rollup row alone in its
+/// group, the common case when a query's buckets are the rollup's) is kept
+/// as it came and passed on or decoded once, instead of being decoded,
+/// re-encoded as a partial state and decoded again by the final
+/// aggregate. Decoding sketches was a third of a dashboard request's CPU.
 #[derive(Debug)]
 struct SketchAccumulator {
     /// `Some` for `sketch_quantile`.
     q: Option<f64>,
+    /// The first state seen, undecoded, while it is the only one.
+    single: Option<Vec<u8>>,
+    /// Everything else seen, merged.
     sketch: QSketch,
 }
 
 impl SketchAccumulator {
+    /// Decodes the kept single state into `sketch`.
+    fn settle(&mut self) -> Result<()> {
+        if let Some(bytes) = self.single.take() {
+            self.sketch.merge_owned(QSketch::from_bytes(&bytes)?)?;
+        }
+        Ok(())
+    }
+
     fn merge_states(&mut self, states: &ArrayRef) -> Result<()> {
         let states = states.as_binary::<i32>();
         for i in 0..states.len() {
-            if states.is_valid(i) {
-                self.sketch.merge(&QSketch::from_bytes(states.value(i))?)?;
+            if !states.is_valid(i) {
+                continue;
+            }
+            if self.single.is_none() && self.sketch.count() == 0 {
+                self.single = Some(states.value(i).to_vec());
+            } else {
+                self.settle()?;
+                self.sketch
+                    .merge_owned(QSketch::from_bytes(states.value(i))?)?;
             }
         }
         Ok(())
+    }
+
+    /// The merged state, encoded (the single one as it came).
+    fn encoded(&mut self) -> Option<Vec<u8>> {
+        if self.sketch.count() == 0 {
+            return self.single.clone();
+        }
+        // `sketch` is non-empty, so a single state was settled already.
+        Some(self.sketch.to_bytes())
     }
 }
 
@@ -318,6 +362,7 @@ impl Accumulator for SketchAccumulator {
         match values[0].data_type() {
             DataType::Binary => self.merge_states(&values[0]),
             _ => {
+                self.settle()?;
                 let v = datafusion::arrow::compute::cast(&values[0], &DataType::Float64)?;
                 for x in v.as_primitive::<Float64Type>().iter().flatten() {
                     self.sketch.add(x);
@@ -332,20 +377,29 @@ impl Accumulator for SketchAccumulator {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![ScalarValue::Binary(Some(self.sketch.to_bytes()))])
+        Ok(vec![ScalarValue::Binary(Some(
+            self.encoded()
+                .unwrap_or_else(|| QSketch::default().to_bytes()),
+        ))])
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
         Ok(match self.q {
-            Some(q) => ScalarValue::Float64(self.sketch.quantile(q)),
-            // No value: no state (null), as `sum` of nothing is null.
-            None if self.sketch.count() == 0 => ScalarValue::Binary(None),
-            None => ScalarValue::Binary(Some(self.sketch.to_bytes())),
+            Some(q) => {
+                self.settle()?;
+                ScalarValue::Float64(self.sketch.quantile(q))
+            }
+            None => {
+                // No value: no state (null), as `sum` of nothing is null.
+                // (An encoded state holds a value past its tag byte.)
+                ScalarValue::Binary(self.encoded().filter(|b| b.len() > 1))
+            }
         })
     }
 
     fn size(&self) -> usize {
         std::mem::size_of_val(self)
+            + self.single.as_ref().map_or(0, Vec::capacity)
             + match &self.sketch {
                 QSketch::Exact(v) => v.capacity() * 8,
                 QSketch::Sketch(s) => s.length() * 16 + 256,
@@ -396,6 +450,69 @@ mod tests {
                 }
             }
         }
+    }
+
+    fn state_of(values: impl IntoIterator<Item = f64>) -> Vec<u8> {
+        let mut s = QSketch::default();
+        values.into_iter().for_each(|v| s.add(v));
+        s.to_bytes()
+    }
+
+    fn binary(states: &[Option<&[u8]>]) -> ArrayRef {
+        Arc::new(datafusion::arrow::array::BinaryArray::from(states.to_vec()))
+    }
+
+    #[test]
+    fn a_single_state_passes_through_and_more_merge() {
+        let big = state_of((1..=500).map(f64::from));
+        let small = state_of([7.0, 3.0]);
+        let acc = || SketchAccumulator {
+            q: None,
+            single: None,
+            sketch: QSketch::default(),
+        };
+        // Alone (nulls around it): the same bytes, as partial and final.
+        let mut a = acc();
+        a.merge_batch(&[binary(&[None, Some(&big), None])]).unwrap();
+        assert_eq!(
+            a.state().unwrap(),
+            vec![ScalarValue::Binary(Some(big.clone()))]
+        );
+        assert_eq!(
+            a.evaluate().unwrap(),
+            ScalarValue::Binary(Some(big.clone()))
+        );
+        // Two states, in two batches: merged, every value counted.
+        let mut a = acc();
+        a.merge_batch(&[binary(&[Some(&big)])]).unwrap();
+        a.merge_batch(&[binary(&[Some(&small)])]).unwrap();
+        let ScalarValue::Binary(Some(b)) = a.evaluate().unwrap() else {
+            panic!("a state")
+        };
+        assert_eq!(QSketch::from_bytes(&b).unwrap().count(), 502);
+        // A state, then values.
+        let mut a = acc();
+        a.merge_batch(&[binary(&[Some(&small)])]).unwrap();
+        a.update_batch(&[Arc::new(datafusion::arrow::array::Float64Array::from(
+            vec![1.0],
+        ))])
+        .unwrap();
+        let ScalarValue::Binary(Some(b)) = a.evaluate().unwrap() else {
+            panic!("a state")
+        };
+        assert_eq!(QSketch::from_bytes(&b).unwrap().quantile(0.0), Some(1.0));
+        assert_eq!(QSketch::from_bytes(&b).unwrap().count(), 3);
+        // Nothing: no state.
+        let mut a = acc();
+        a.merge_batch(&[binary(&[None])]).unwrap();
+        assert_eq!(a.evaluate().unwrap(), ScalarValue::Binary(None));
+        // The quantile of a single state, decoded once.
+        let mut a = SketchAccumulator {
+            q: Some(0.5),
+            ..acc()
+        };
+        a.merge_batch(&[binary(&[Some(&small)])]).unwrap();
+        assert_eq!(a.evaluate().unwrap(), ScalarValue::Float64(Some(5.0)));
     }
 
     #[test]
