@@ -1,5 +1,6 @@
 //! `metricstore generate`: seeded, realistic demo events in the layout of
-//! `EVENTS.md`, one zstd Parquet file per UTC day, rows sorted by time.
+//! `EVENTS.md`, one zstd Parquet file per UTC day (row groups per
+//! workspace, sorted by time).
 //!
 //! Each day is generated independently from `(seed, day)`, so days run in
 //! parallel and the same seed always gives the same rows. Users are drawn

@@ -2,7 +2,7 @@
 
 mod common;
 
-use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit};
 use datafusion::physical_plan::displayable;
 use metricstore::engine::Engine;
@@ -75,15 +75,48 @@ async fn generated_files_follow_the_layout_and_are_sorted() {
         count(&engine.sql("SELECT count(*) FROM events").await.unwrap()),
         20_000
     );
-    // Sorted by time within each file.
-    let b = engine
-        .sql(
-            "SELECT count(*) FROM (SELECT time < lag(time) OVER (PARTITION BY date ORDER BY time) AS back \
-             FROM events) WHERE back",
-        )
-        .await
-        .unwrap();
-    assert_eq!(count(&b), 0);
+    // Each row group holds one workspace's rows, sorted by time, and each
+    // workspace of a file is in one run of row groups.
+    use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    for day in ["2026-01-08", "2026-01-09", "2026-01-10"] {
+        for file in std::fs::read_dir(dir.path().join(format!("events/date={day}"))).unwrap() {
+            let path = file.unwrap().path();
+            let open = || {
+                ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap())
+                    .unwrap()
+            };
+            let groups = open().metadata().num_row_groups();
+            let mut seen: Vec<String> = Vec::new();
+            for g in 0..groups {
+                let rows: Vec<RecordBatch> = open()
+                    .with_row_groups(vec![g])
+                    .build()
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                let batch =
+                    datafusion::arrow::compute::concat_batches(&rows[0].schema(), &rows).unwrap();
+                let ws = batch.column(1).as_string::<i32>();
+                let first = ws.value(0).to_string();
+                assert!(
+                    (0..ws.len()).all(|i| ws.value(i) == first),
+                    "{path:?} group {g}"
+                );
+                let t = batch
+                    .column(0)
+                    .as_primitive::<datafusion::arrow::datatypes::TimestampMillisecondType>();
+                assert!(
+                    t.values().windows(2).all(|w| w[0] <= w[1]),
+                    "{path:?} group {g}"
+                );
+                if seen.last() != Some(&first) {
+                    assert!(!seen.contains(&first), "{path:?}: {first} in two runs");
+                    seen.push(first);
+                }
+            }
+            assert!(seen.len() > 1, "{path:?}: several workspaces");
+        }
+    }
 }
 
 #[tokio::test]
@@ -151,6 +184,60 @@ async fn a_query_over_one_day_reads_only_that_days_files() {
         "{plan}"
     );
     assert!(!plan.contains("date=2026-01-07"), "{plan}");
+}
+
+#[tokio::test]
+async fn a_query_of_one_workspace_skips_the_others_row_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::demo_engine(dir.path(), 30_000, 3).await;
+    let sql = "SELECT count(*) FROM events WHERE workspace_id = 'ws-acme'";
+    let df = engine.ctx.sql(sql).await.unwrap();
+    let plan = df.create_physical_plan().await.unwrap();
+    let rows = datafusion::physical_plan::collect(plan.clone(), engine.ctx.task_ctx())
+        .await
+        .unwrap();
+    // The scan's metrics: row groups pruned by statistics, rows read.
+    let mut metrics = datafusion::physical_plan::metrics::MetricsSet::new();
+    datafusion::physical_plan::accept(plan.as_ref(), &mut MetricsOf(&mut metrics)).unwrap();
+    // Row groups: how many the files had, how many their statistics kept
+    // ("6 total → 1 matched").
+    let (mut groups, mut kept) = (0, 0);
+    for m in metrics.iter() {
+        if m.value().name() == "row_groups_pruned_statistics" {
+            let shown = m.value().to_string();
+            let mut numbers = shown
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|w| !w.is_empty())
+                .map(|w| w.parse::<usize>().unwrap());
+            groups += numbers.next().unwrap_or(0);
+            kept += numbers.next().unwrap_or(0);
+        }
+    }
+    let total = count(&engine.sql("SELECT count(*) FROM events").await.unwrap());
+    let mine = count(&rows);
+    assert!(mine > 0 && mine < total / 2, "{mine} of {total}");
+    // Three days of six workspaces: one row group of each day is read.
+    assert_eq!((groups, kept), (18, 3), "{metrics}");
+}
+
+/// Collects the metrics of every operator of a plan.
+struct MetricsOf<'a>(&'a mut datafusion::physical_plan::metrics::MetricsSet);
+
+impl datafusion::physical_plan::ExecutionPlanVisitor for MetricsOf<'_> {
+    type Error = std::convert::Infallible;
+    fn pre_visit(
+        &mut self,
+        plan: &dyn datafusion::physical_plan::ExecutionPlan,
+    ) -> Result<bool, Self::Error> {
+        if plan.name() == "DataSourceExec" {
+            if let Some(m) = plan.metrics() {
+                for metric in m.iter() {
+                    self.0.push(std::sync::Arc::clone(metric));
+                }
+            }
+        }
+        Ok(true)
+    }
 }
 
 #[tokio::test]
