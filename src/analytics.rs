@@ -667,16 +667,20 @@ pub async fn top_paths(
     read_ranked(&engine.execute(plan).await?)
 }
 
-/// Both rankings of the paths route from one execution of the steps
-/// window (the costly part): the steps are computed once into memory and
-/// both rankings read them.
+/// Both rankings of the paths route, and which path answered: the steps
+/// rollup (one merged state per session) where it covers a day of the
+/// range, else one execution of the steps window over the events (the
+/// costly part), which both rankings read from memory.
 pub async fn next_and_paths(
     engine: &Engine,
     skill: &str,
     range: Range,
     intent: &Intent,
     limit: usize,
-) -> Result<(Ranking, Ranking)> {
+) -> Result<(Ranking, Ranking, engine::AnswerPath)> {
+    if let Some((next, paths)) = from_sessions(engine, skill, range, intent, limit).await? {
+        return Ok((next, paths, engine::AnswerPath::Rollup));
+    }
     let plan = steps(engine.events_source(), skill, range)?.build()?;
     let logical = std::sync::Arc::new(plan.schema().as_arrow().clone());
     let batches = engine.execute(plan).await?;
@@ -688,7 +692,98 @@ pub async fn next_and_paths(
     let next = next_from(scan()?, intent, limit)?;
     let paths = paths_from(scan()?, limit)?;
     let (next, paths) = futures::try_join!(engine.execute(next), engine.execute(paths))?;
-    Ok((read_ranked(&next)?, read_ranked(&paths)?))
+    Ok((
+        read_ranked(&next)?,
+        read_ranked(&paths)?,
+        engine::AnswerPath::Raw,
+    ))
+}
+
+/// [`next_and_paths`] from the steps rollup, `None` when no rollup
+/// covers a day of the range. Each session's state is decoded once, here:
+/// its steps in the range, ordered as [`steps`] orders them, give its path
+/// (the first five, with the user of the first) and what followed its
+/// first `intent` (with that step's user); the rankings are then the same
+/// plans as the raw path's.
+async fn from_sessions(
+    engine: &Engine,
+    skill: &str,
+    range: Range,
+    intent: &Intent,
+    limit: usize,
+) -> Result<Option<(Ranking, Ranking)>> {
+    use crate::udaf::steps::SessionSteps;
+    use datafusion::arrow::array::{Array, AsArray, StringBuilder};
+    let Some(rollups) = engine.rollups() else {
+        return Ok(None);
+    };
+    let window = crate::definition::TimeRange {
+        start_ms: range.start_ms,
+        end_ms: range.end_ms,
+    };
+    let plan = match rollups.session_steps(engine, skill, window).await {
+        Ok(Some(plan)) => plan,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            tracing::warn!(error = %e, "steps rollup unavailable; paths read events");
+            return Ok(None);
+        }
+    };
+    let batches = engine.execute_local(plan).await?;
+    let (mut path_names, mut path_users) = (StringBuilder::new(), StringBuilder::new());
+    let (mut next_names, mut next_users) = (StringBuilder::new(), StringBuilder::new());
+    let name = |s: &crate::udaf::steps::Step| s.name.clone().unwrap_or(UNCLASSIFIED.to_string());
+    for b in &batches {
+        let states = b
+            .column_by_name("steps")
+            .ok_or_else(|| DataFusionError::Internal("no steps column".into()))?
+            .as_binary::<i32>();
+        for i in 0..states.len() {
+            if states.is_null(i) {
+                continue;
+            }
+            let session = SessionSteps::from_bytes(states.value(i))?;
+            let ordered = session.ordered(range.start_ms, range.end_ms, UNCLASSIFIED);
+            let Some(first) = ordered.first() else {
+                continue;
+            };
+            let path: Vec<String> = ordered
+                .iter()
+                .take(PATH_STEPS as usize)
+                .map(|s| name(s))
+                .collect();
+            path_names.append_value(path.join(PATH_SEPARATOR));
+            path_users.append_option(session.user(first));
+            if let Some(at) = ordered.iter().position(|s| name(s) == intent.as_str()) {
+                let after = ordered.get(at + 1).map(|s| name(s));
+                next_names.append_value(after.as_deref().unwrap_or(SESSION_ENDED));
+                next_users.append_option(session.user(ordered[at]));
+            }
+        }
+    }
+    let table = |mut names: StringBuilder,
+                 mut users: StringBuilder|
+     -> Result<LogicalPlanBuilder> {
+        let batch = RecordBatch::try_from_iter(vec![
+            (
+                "name",
+                Arc::new(names.finish()) as datafusion::arrow::array::ArrayRef,
+            ),
+            (
+                "user",
+                Arc::new(users.finish()) as datafusion::arrow::array::ArrayRef,
+            ),
+        ])
+        .map_err(DataFusionError::from)?;
+        let table = datafusion::datasource::MemTable::try_new(batch.schema(), vec![vec![batch]])?;
+        let source = datafusion::datasource::provider_as_source(Arc::new(table));
+        Ok(LogicalPlanBuilder::scan("sessions", source, None)?)
+    };
+    let next = ranked(table(next_names, next_users)?, limit)?;
+    let paths = ranked(table(path_names, path_users)?, limit)?;
+    let (next, paths) =
+        futures::try_join!(engine.execute_local(next), engine.execute_local(paths))?;
+    Ok(Some((read_ranked(&next)?, read_ranked(&paths)?)))
 }
 
 fn read_ranked(batches: &[RecordBatch]) -> Result<Ranking> {

@@ -116,7 +116,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             let req = metricstore::bench::dashboard::request(&args.workspace, &at(start), &at(end));
             let figures = metricstore::bench::dashboard::run(
                 &engine,
-                Some(rollups),
+                Some(std::sync::Arc::clone(&rollups)),
                 &req,
                 args.iterations,
                 args.clients,
@@ -137,6 +137,26 @@ async fn run(cli: Cli) -> Result<(), String> {
                     f.requests_per_s,
                     f.refused,
                     f.paths.join(",")
+                );
+            }
+            let range = metricstore::analytics::Range::new(
+                metricstore::storage::events::day_start_millis(start),
+                metricstore::storage::events::day_start_millis(end),
+            )
+            .map_err(|e| e.to_string())?;
+            let timed = metricstore::bench::dashboard::analytics(
+                &engine,
+                Some(rollups),
+                &args.workspace,
+                range,
+                args.iterations,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            for (name, on, p50) in timed {
+                println!(
+                    "{name:<9} rollups {:<5} p50 {p50:>8.1} ms",
+                    if on { "on" } else { "off" }
                 );
             }
             Ok(())

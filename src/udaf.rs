@@ -11,12 +11,15 @@
 //! - [`sketch`] and [`idset`]: mergeable states of quantiles (a DDSketch
 //!   with a relative-error bound) and of distinct ids (roaring bitmaps over
 //!   a dictionary), which rollups store.
+//! - [`steps`]: a session's utterances with their times, mergeable, which
+//!   the rollups keep per session and day for paths.
 
 pub mod idset;
 pub mod quantile;
 pub mod rate;
 pub mod ratio;
 pub mod sketch;
+pub mod steps;
 
 use std::sync::Arc;
 
@@ -42,6 +45,7 @@ pub fn aggregates() -> Vec<Arc<datafusion::logical_expr::AggregateUDF>> {
         sketch::sketch_state_udaf(),
         sketch::sketch_quantile_udaf(),
         idset::idset_count_udaf(),
+        steps::steps_state_udaf(),
     ]
 }
 

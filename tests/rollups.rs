@@ -470,6 +470,68 @@ async fn retention_from_the_activity_rollup_equals_raw() {
     check("rebuilt").await;
 }
 
+/// Paths and next steps from the steps rollup (one state per session and
+/// day) equal the raw window plan's, for ranges on and off day bounds, with
+/// late files and unflushed rows (copies of sessions' utterances, moved a
+/// few hours: sessions then span days and parts), and after a rebuild.
+#[tokio::test(flavor = "multi_thread")]
+async fn paths_from_the_steps_rollup_equal_raw() {
+    use metricstore::analytics::{Intent, Range, next_and_paths};
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::demo_engine(dir.path(), 40_000, 12).await;
+    let rollups = Rollups::open(&engine.store).await.unwrap();
+    rollups.build(&engine, None).await.unwrap();
+    let check = |label: &'static str| {
+        let engine = engine.clone();
+        let rollups = Arc::clone(&rollups);
+        async move {
+            let mut rng = StdRng::seed_from_u64(label.len() as u64);
+            let mut ranges = vec![
+                (FIRST_DAY, FIRST_DAY + 12 * DAY_MS),
+                (FIRST_DAY + 3 * DAY_MS, FIRST_DAY + 5 * DAY_MS),
+            ];
+            for _ in 0..3 {
+                let start = FIRST_DAY + rng.random_range(0..11 * DAY_MS);
+                ranges.push((start, start + rng.random_range(60_000..4 * DAY_MS)));
+            }
+            let mut compared = 0;
+            for (start, end) in ranges {
+                for (intent, limit) in [
+                    ("LaunchRequest", 10),
+                    ("AnswerIntent", 3),
+                    ("NoSuchIntent", 5),
+                ] {
+                    let range = Range::new(start, end).unwrap();
+                    let intent = Intent::parse(intent).unwrap();
+                    for skill in SKILLS {
+                        engine.attach_rollups(Some(Arc::clone(&rollups)));
+                        let got = next_and_paths(&engine, skill, range, &intent, limit)
+                            .await
+                            .unwrap();
+                        engine.attach_rollups(None);
+                        let want = next_and_paths(&engine, skill, range, &intent, limit)
+                            .await
+                            .unwrap();
+                        assert_eq!((got.2, want.2), (AnswerPath::Rollup, AnswerPath::Raw));
+                        assert_eq!(
+                            (&got.0, &got.1),
+                            (&want.0, &want.1),
+                            "{label}: {skill} {start}..{end} {intent:?} {limit}"
+                        );
+                        compared += usize::from(!want.1.items.is_empty());
+                    }
+                }
+            }
+            assert!(compared >= 20, "{label}: {compared} non-empty answers");
+        }
+    };
+    check("built").await;
+    add_late(&engine, dir.path(), (2_000, 21), (300, 22)).await;
+    check("late file and unflushed rows").await;
+    rollups.build(&engine, None).await.unwrap();
+    check("rebuilt").await;
+}
+
 /// The REPL's `\explain` says which path answers each query of a skill
 /// Metrics request, with its plans.
 #[tokio::test(flavor = "multi_thread")]

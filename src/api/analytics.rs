@@ -142,7 +142,8 @@ pub async fn intents(
         ("intent" = Option<String>, Query, description = "The intent paths start from (default LaunchRequest)"),
         ("limit" = Option<u32>, Query, description = "How many next steps and paths to rank"),
     ),
-    responses((status = 200, description = "The intents users invoke next, and the commonest paths", content((PathsResponse = "application/json"), (String = "text/csv"))))
+    responses((status = 200, description = "The intents users invoke next, and the commonest paths", content((PathsResponse = "application/json"), (String = "text/csv")),
+        headers(("x-metricstore-answered-from" = String, description = "`rollup` (per-session states) or `raw` (events)"))))
 )]
 pub async fn paths(
     State(state): State<Arc<AppState>>,
@@ -150,13 +151,13 @@ pub async fn paths(
     headers: HeaderMap,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<Params>, QueryRejection>,
-) -> Result<Answer<PathsResponse>, ApiError> {
+) -> Result<([(&'static str, &'static str); 1], Answer<PathsResponse>), ApiError> {
     let params = params(query)?;
     let range = params.range()?;
     let intent = params.intent()?;
     let limit = params.limit()?;
     let skill = skill(&state, &principal, path).await?;
-    let (next, paths) =
+    let (next, paths, answered) =
         analytics::next_and_paths(&state.engine, &skill, range, &intent, limit).await?;
     let response = PathsResponse {
         skill_id: skill,
@@ -167,9 +168,8 @@ pub async fn paths(
         next: Ranking::new(next),
         paths: Ranking::new(paths),
     };
-    Ok(Answer::negotiate(
-        &headers,
-        response,
-        PathsResponse::to_table,
+    Ok((
+        [(crate::api::alexa::ANSWERED_FROM, answered.name())],
+        Answer::negotiate(&headers, response, PathsResponse::to_table),
     ))
 }

@@ -139,3 +139,47 @@ pub async fn run(
     engine.attach_rollups(None);
     Ok(out)
 }
+
+/// Median times of the skill analytics over the same range, with rollups
+/// (`Some`) and without, runs interleaved: `(analysis, rollups, p50 ms)`.
+pub async fn analytics(
+    engine: &Engine,
+    rollups: Option<Arc<Rollups>>,
+    skill: &str,
+    range: crate::analytics::Range,
+    iterations: usize,
+) -> Result<Vec<(&'static str, bool, f64)>, crate::analytics::Error> {
+    use crate::analytics::{DEFAULT_INTENT, DEFAULT_LIMIT, Intent, Stage};
+    let ways: Vec<Option<Arc<Rollups>>> = match rollups {
+        Some(r) => vec![Some(r), None],
+        None => vec![None],
+    };
+    let intent = Intent::parse(DEFAULT_INTENT)?;
+    let mut times = vec![[Vec::new(), Vec::new()]; ways.len()];
+    for round in 0..=iterations.max(1) {
+        for (i, w) in ways.iter().enumerate() {
+            engine.attach_rollups(w.clone());
+            let t = Instant::now();
+            crate::analytics::retention(engine, skill, range, Stage::Live).await?;
+            let retention = t.elapsed();
+            let t = Instant::now();
+            crate::analytics::next_and_paths(engine, skill, range, &intent, DEFAULT_LIMIT).await?;
+            let paths = t.elapsed();
+            // The first round warms caches and is not counted.
+            if round > 0 {
+                times[i][0].push(retention);
+                times[i][1].push(paths);
+            }
+        }
+    }
+    engine.attach_rollups(None);
+    let mut out = Vec::new();
+    for (i, w) in ways.iter().enumerate() {
+        for (j, name) in ["retention", "paths"].into_iter().enumerate() {
+            let mut sorted = times[i][j].clone();
+            sorted.sort();
+            out.push((name, w.is_some(), percentile(&sorted, 0.5)));
+        }
+    }
+    Ok(out)
+}

@@ -28,6 +28,7 @@ use super::{Compiled, Error, Result, events_predicate, finish, groups, window_ms
 use crate::definition::{Aggregation, Events, Measure, Query, Value};
 use crate::udaf::idset::idset_count;
 use crate::udaf::sketch::{sketch_quantile, sketch_state};
+use crate::udaf::steps::steps_state;
 
 /// The bucket width states are kept at: every API bucket (15 minutes, an
 /// hour, a day, a week, a single period on 15-minute bounds) and every
@@ -46,6 +47,9 @@ pub enum StateKind {
     Distinct,
     /// How many values were true, of how many.
     Truth,
+    /// A session's utterances with their times, steps and users (the
+    /// rollup of paths; no definition compiles to it).
+    Steps,
 }
 
 impl StateKind {
@@ -75,6 +79,7 @@ impl StateKind {
             ],
             StateKind::Distinct => &[("ids", DataType::Binary)],
             StateKind::Truth => &[("n", DataType::Int64), ("t", DataType::Float64)],
+            StateKind::Steps => &[("steps", DataType::Binary)],
         }
     }
 }
@@ -155,6 +160,7 @@ pub fn state_aggregates(leaves: &[LeafSpec], idset_state: &Arc<AggregateUDF>) ->
             StateKind::Numeric => Aggregation::Sum,
             StateKind::Distinct => Aggregation::DistinctCount,
             StateKind::Truth => Aggregation::TrueRatio,
+            StateKind::Steps => Aggregation::Count,
         };
         let leaf = spec.as_leaf(aggregation);
         let sel = selection_expr(&leaf, &path, false)?;
@@ -199,6 +205,13 @@ pub fn state_aggregates(leaves: &[LeafSpec], idset_state: &Arc<AggregateUDF>) ->
                 out.push(filtered(
                     idset_state.call(vec![col("workspace_id"), v]),
                     "ids",
+                ));
+            }
+            StateKind::Steps => {
+                let v = text_expr(field()?);
+                out.push(filtered(
+                    steps_state(vec![col("time"), v, col("user_id")]),
+                    "steps",
                 ));
             }
             StateKind::Truth => {
@@ -257,6 +270,7 @@ pub fn merge_aggregates(leaves: &[LeafSpec], idset_state: &Arc<AggregateUDF>) ->
                 "max" => agg::max(c),
                 "sk" => sketch_state(c),
                 "ids" => idset_state.call(vec![c]),
+                "steps" => steps_state(vec![c]),
                 _ => agg::sum(c),
             };
             out.push(e.alias(column(j, suffix)));

@@ -159,8 +159,26 @@ pub fn builtin_specs() -> Vec<RollupSpec> {
                     bucket_ms,
                 })
         })
-        .chain(std::iter::once(activity_spec()))
+        .chain([activity_spec(), steps_spec()])
         .collect()
+}
+
+/// Each session's utterances: one row per (workspace, UTC day, session)
+/// with its steps, times and users, the input of paths without a scan and
+/// a window over every utterance.
+pub fn steps_spec() -> RollupSpec {
+    RollupSpec {
+        dims: vec!["session_id".into()],
+        leaves: vec![LeafSpec {
+            events: crate::definition::Events {
+                event_types: vec!["utterance".into()],
+                filters: vec![],
+            },
+            value: crate::definition::Value::Field(DefField::Column("intent".into())),
+            kind: crate::compile::states::StateKind::Steps,
+        }],
+        bucket_ms: DAY_MS,
+    }
 }
 
 /// Who was active when: one row per (workspace, UTC day, stage, user) with

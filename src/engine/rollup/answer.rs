@@ -275,3 +275,63 @@ impl Rollups {
         Ok(Some(provider_as_source(Arc::new(view))))
     }
 }
+
+impl Rollups {
+    /// One row per session of `workspace` with an utterance on a day
+    /// `range` touches: `session_id` and `steps`, its merged steps state
+    /// (every step of those days, with its time, so the caller cuts the
+    /// range exactly), from the steps rollup plus the raw events it does
+    /// not cover; `None` when it covers none of those days.
+    pub async fn session_steps(
+        &self,
+        engine: &Engine,
+        workspace: &str,
+        range: crate::definition::TimeRange,
+    ) -> Result<Option<datafusion::logical_expr::LogicalPlan>> {
+        let spec = super::steps_spec();
+        let manifest = self.manifest();
+        let Some(built) = manifest.rollups.get(&spec.id()) else {
+            return Ok(None);
+        };
+        let (listed, pending) = under_publish_lock(engine, async {
+            futures::stream::iter(days_of(range))
+                .map(
+                    |day| async move { Ok::<_, Error>((day.clone(), self.day_files(&day).await?)) },
+                )
+                .buffered(16)
+                .try_collect::<Vec<_>>()
+                .await
+        })
+        .await?;
+        let Some(Split { parts, tail }) = split(built, listed) else {
+            return Ok(None);
+        };
+        let mine = col("workspace_id")
+            .eq(lit(workspace))
+            .and(col("session_id").is_not_null());
+        let columns = |b: LogicalPlanBuilder| -> Result<LogicalPlanBuilder> {
+            Ok(b.project(vec![col("session_id"), col("l0_steps")])?)
+        };
+        let full = built.spec.schema();
+        let mut input = self.part_scans(&parts, &full, |b| columns(b.filter(mine.clone())?))?;
+        let in_range = col("time")
+            .gt_eq(crate::compile::ts(range.start_ms))
+            .and(col("time").lt(crate::compile::ts(range.end_ms)));
+        for r in self.raw_scans(&tail, pending)? {
+            let utterances = col("event_type").eq(lit("utterance"));
+            let states = self.states_plan(
+                &spec,
+                r.filter(mine.clone().and(utterances).and(in_range.clone()))?,
+            )?;
+            input = input.union(columns(LogicalPlanBuilder::from(states))?.build()?)?;
+        }
+        Ok(Some(
+            input
+                .aggregate(
+                    vec![col("session_id")],
+                    vec![crate::udaf::steps::steps_state(vec![col("l0_steps")]).alias("steps")],
+                )?
+                .build()?,
+        ))
+    }
+}
