@@ -193,9 +193,10 @@ async fn a_query_of_one_workspace_skips_the_others_row_groups() {
     let sql = "SELECT count(*) FROM events WHERE workspace_id = 'ws-acme'";
     let df = engine.ctx.sql(sql).await.unwrap();
     let plan = df.create_physical_plan().await.unwrap();
-    let rows = datafusion::physical_plan::collect(plan.clone(), engine.ctx.task_ctx())
-        .await
-        .unwrap();
+    let rows =
+        datafusion::physical_plan::collect(std::sync::Arc::clone(&plan), engine.ctx.task_ctx())
+            .await
+            .unwrap();
     // The scan's metrics: row groups pruned by statistics, rows read.
     let mut metrics = datafusion::physical_plan::metrics::MetricsSet::new();
     datafusion::physical_plan::accept(plan.as_ref(), &mut MetricsOf(&mut metrics)).unwrap();
@@ -229,11 +230,11 @@ impl datafusion::physical_plan::ExecutionPlanVisitor for MetricsOf<'_> {
         &mut self,
         plan: &dyn datafusion::physical_plan::ExecutionPlan,
     ) -> Result<bool, Self::Error> {
-        if plan.name() == "DataSourceExec" {
-            if let Some(m) = plan.metrics() {
-                for metric in m.iter() {
-                    self.0.push(std::sync::Arc::clone(metric));
-                }
+        if plan.name() == "DataSourceExec"
+            && let Some(m) = plan.metrics()
+        {
+            for metric in m.iter() {
+                self.0.push(std::sync::Arc::clone(metric));
             }
         }
         Ok(true)
