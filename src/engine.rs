@@ -633,6 +633,9 @@ fn one_partition(ctx: &SessionContext) -> SessionContext {
     let state = ctx.state();
     let mut config = state.config().clone().with_target_partitions(1);
     config.options_mut().execution.collect_statistics = false;
+    // Rollup parts are cut into small row groups already; their page
+    // indexes cost a second read per part and pruned nothing more.
+    config.options_mut().execution.parquet.enable_page_index = false;
     SessionContext::new_with_state(
         datafusion::execution::SessionStateBuilder::new_from_existing(state)
             .with_config(config)

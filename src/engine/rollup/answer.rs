@@ -277,11 +277,12 @@ impl Rollups {
 }
 
 impl Rollups {
-    /// One row per session of `workspace` with an utterance on a day
-    /// `range` touches: `session_id` and `steps`, its merged steps state
-    /// (every step of those days, with its time, so the caller cuts the
-    /// range exactly), from the steps rollup plus the raw events it does
-    /// not cover; `None` when it covers none of those days.
+    /// The steps states of `workspace`'s sessions on the days `range`
+    /// touches (`session_id`, `steps`: every step of those days, with its
+    /// time, so the caller cuts the range exactly), from the steps rollup
+    /// plus the raw events it does not cover; `None` when it covers none
+    /// of those days. A session has one row per day, part and tail it
+    /// appears in: the caller merges them (most have exactly one).
     pub async fn session_steps(
         &self,
         engine: &Engine,
@@ -325,13 +326,6 @@ impl Rollups {
             )?;
             input = input.union(columns(LogicalPlanBuilder::from(states))?.build()?)?;
         }
-        Ok(Some(
-            input
-                .aggregate(
-                    vec![col("session_id")],
-                    vec![crate::udaf::steps::steps_state(vec![col("l0_steps")]).alias("steps")],
-                )?
-                .build()?,
-        ))
+        Ok(Some(input.build()?))
     }
 }
