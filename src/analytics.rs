@@ -713,7 +713,7 @@ async fn from_sessions(
     intent: &Intent,
     limit: usize,
 ) -> Result<Option<(Ranking, Ranking)>> {
-    use crate::udaf::steps::SessionSteps;
+    use crate::udaf::steps::{StepRef, StepsView};
     use datafusion::arrow::array::{Array, AsArray, StringBuilder};
     let Some(rollups) = engine.rollups() else {
         return Ok(None);
@@ -757,27 +757,31 @@ async fn from_sessions(
     }
     let (mut path_names, mut path_users) = (StringBuilder::new(), StringBuilder::new());
     let (mut next_names, mut next_users) = (StringBuilder::new(), StringBuilder::new());
-    let name = |s: &crate::udaf::steps::Step| s.name.clone().unwrap_or(UNCLASSIFIED.to_string());
+    fn name<'a>(s: &StepRef<'a>) -> &'a str {
+        s.name.unwrap_or(UNCLASSIFIED)
+    }
+    let mut path = String::new();
     for states in by_session.into_values() {
-        let mut session = SessionSteps::from_bytes(states[0])?;
-        for more in &states[1..] {
-            session.merge(SessionSteps::from_bytes(more)?);
+        let mut session = StepsView::default();
+        for s in states {
+            session.extend(s)?;
         }
         let ordered = session.ordered(range.start_ms, range.end_ms, UNCLASSIFIED);
         let Some(first) = ordered.first() else {
             continue;
         };
-        let path: Vec<String> = ordered
-            .iter()
-            .take(PATH_STEPS as usize)
-            .map(|s| name(s))
-            .collect();
-        path_names.append_value(path.join(PATH_SEPARATOR));
+        path.clear();
+        for (k, s) in ordered.iter().take(PATH_STEPS as usize).enumerate() {
+            if k > 0 {
+                path.push_str(PATH_SEPARATOR);
+            }
+            path.push_str(name(s));
+        }
+        path_names.append_value(&path);
         path_users.append_option(session.user(first));
         if let Some(at) = ordered.iter().position(|s| name(s) == intent.as_str()) {
-            let after = ordered.get(at + 1).map(|s| name(s));
-            next_names.append_value(after.as_deref().unwrap_or(SESSION_ENDED));
-            next_users.append_option(session.user(ordered[at]));
+            next_names.append_value(ordered.get(at + 1).map_or(SESSION_ENDED, name));
+            next_users.append_option(session.user(&ordered[at]));
         }
     }
     let table = |mut names: StringBuilder,

@@ -132,38 +132,103 @@ impl SessionSteps {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let view = StepsView::parse(bytes)?;
+        Ok(Self {
+            users: view.users.iter().map(|u| u.map(str::to_string)).collect(),
+            steps: view
+                .steps
+                .iter()
+                .map(|s| Step {
+                    time_ms: s.time_ms,
+                    name: s.name.map(str::to_string),
+                    user: s.user,
+                })
+                .collect(),
+        })
+    }
+}
+
+/// One step of a [`StepsView`], borrowing the state's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepRef<'a> {
+    pub time_ms: i64,
+    pub name: Option<&'a str>,
+    /// Index into [`StepsView::users`].
+    pub user: u32,
+}
+
+/// A session's states read in place: reading a session for its path
+/// allocates nothing per step (the owned [`SessionSteps`] allocated two
+/// strings per step, most of the paths route's own time).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StepsView<'a> {
+    pub users: Vec<Option<&'a str>>,
+    pub steps: Vec<StepRef<'a>>,
+}
+
+impl<'a> StepsView<'a> {
+    pub fn parse(bytes: &'a [u8]) -> Result<Self> {
+        let mut out = Self::default();
+        out.extend(bytes)?;
+        Ok(out)
+    }
+
+    /// Adds the steps of another state of the same session.
+    pub fn extend(&mut self, bytes: &'a [u8]) -> Result<()> {
         let bad = |why: &str| DataFusionError::Execution(format!("bad session state: {why}"));
-        let mut r = Reader { bytes, at: 0 };
         if bytes.is_empty() {
-            return Ok(Self::default());
+            return Ok(());
         }
+        let mut r = Reader { bytes, at: 0 };
         if r.take(1).ok_or_else(|| bad("empty"))?[0] != TAG {
             return Err(bad("unknown kind"));
         }
-        let mut out = Self::default();
+        let offset = self.users.len() as u32;
         let users = r.u32().ok_or_else(|| bad("truncated"))?;
         for _ in 0..users {
-            out.users
+            self.users
                 .push(r.text().ok_or_else(|| bad("truncated user"))?);
         }
         let steps = r.u32().ok_or_else(|| bad("truncated"))?;
         for _ in 0..steps {
             let time_ms = r.i64().ok_or_else(|| bad("truncated step"))?;
             let user = r.u32().ok_or_else(|| bad("truncated step"))?;
-            if user as usize >= out.users.len() {
+            if user >= users {
                 return Err(bad("step of an unknown user"));
             }
             let name = r.text().ok_or_else(|| bad("truncated step"))?;
-            out.steps.push(Step {
+            self.steps.push(StepRef {
                 time_ms,
                 name,
-                user,
+                user: offset + user,
             });
         }
         if r.at != bytes.len() {
             return Err(bad("trailing bytes"));
         }
-        Ok(out)
+        Ok(())
+    }
+
+    pub fn user(&self, step: &StepRef<'a>) -> Option<&'a str> {
+        self.users.get(step.user as usize).copied().flatten()
+    }
+
+    /// As [`SessionSteps::ordered`].
+    pub fn ordered(&self, start_ms: i64, end_ms: i64, unnamed: &'a str) -> Vec<StepRef<'a>> {
+        let mut out: Vec<StepRef<'a>> = self
+            .steps
+            .iter()
+            .filter(|s| start_ms <= s.time_ms && s.time_ms < end_ms)
+            .copied()
+            .collect();
+        out.sort_by(|a, b| {
+            (a.time_ms, a.name.unwrap_or(unnamed), self.user(a)).cmp(&(
+                b.time_ms,
+                b.name.unwrap_or(unnamed),
+                self.user(b),
+            ))
+        });
+        out
     }
 }
 
@@ -187,13 +252,13 @@ impl<'a> Reader<'a> {
         Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
 
-    fn text(&mut self) -> Option<Option<String>> {
+    fn text(&mut self) -> Option<Option<&'a str>> {
         let n = self.u32()?;
         if n == NONE {
             return Some(None);
         }
         let b = self.take(n as usize)?;
-        Some(Some(String::from_utf8(b.to_vec()).ok()?))
+        Some(Some(std::str::from_utf8(b).ok()?))
     }
 }
 
@@ -350,7 +415,8 @@ mod tests {
         let mut b = SessionSteps::default();
         b.add(20, Some("A"), None);
         b.add(30, Some("A"), Some("u1"));
-        let a = SessionSteps::from_bytes(&a.to_bytes()).unwrap();
+        let a_bytes = a.to_bytes();
+        let a = SessionSteps::from_bytes(&a_bytes).unwrap();
         let mut merged = SessionSteps::from_bytes(&b.to_bytes()).unwrap();
         merged.merge(a);
         let merged = SessionSteps::from_bytes(&merged.to_bytes()).unwrap();
@@ -377,6 +443,22 @@ mod tests {
         );
         // The range cuts: [20, 30).
         assert_eq!(merged.ordered(20, 30, "").len(), 1);
+        // Read in place, two states of one session give the same order.
+        let (a_bytes, b_bytes) = (a_bytes, b.to_bytes());
+        let mut view = StepsView::parse(&b_bytes).unwrap();
+        view.extend(&a_bytes).unwrap();
+        let in_place: Vec<_> = view
+            .ordered(0, 100, "")
+            .into_iter()
+            .map(|s| {
+                (
+                    s.time_ms,
+                    s.name.map(str::to_string),
+                    view.user(&s).map(str::to_string),
+                )
+            })
+            .collect();
+        assert_eq!(in_place, order);
     }
 
     #[test]
