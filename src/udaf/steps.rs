@@ -5,7 +5,7 @@
 //!
 //! `steps_state(time, step, user)` or `steps_state(state)`: events or states
 //! in, the merged state (`Binary`) out. Merging concatenates; order is
-//! settled when a session is read ([`SessionSteps::ordered`]).
+//! settled when a session is read ([`StepsView::ordered`]).
 //!
 //! The encoding is our own (little-endian lengths and values): a state is
 //! written and read only by this module, and a general format (JSON, a
@@ -77,36 +77,6 @@ impl SessionSteps {
             s.user = map[s.user as usize];
             s
         }));
-    }
-
-    pub fn user(&self, step: &Step) -> Option<&str> {
-        self.users
-            .get(step.user as usize)
-            .and_then(|u| u.as_deref())
-    }
-
-    /// The steps with `start_ms <= time < end_ms`, by time, then name
-    /// (`unnamed` for steps without one, as the raw plan orders them), then
-    /// user.
-    pub fn ordered(&self, start_ms: i64, end_ms: i64, unnamed: &str) -> Vec<&Step> {
-        let mut out: Vec<&Step> = self
-            .steps
-            .iter()
-            .filter(|s| start_ms <= s.time_ms && s.time_ms < end_ms)
-            .collect();
-        fn key<'a>(
-            steps: &'a SessionSteps,
-            s: &'a Step,
-            unnamed: &'a str,
-        ) -> (i64, &'a str, Option<&'a str>) {
-            (
-                s.time_ms,
-                s.name.as_deref().unwrap_or(unnamed),
-                steps.user(s),
-            )
-        }
-        out.sort_by(|a, b| key(self, a, unnamed).cmp(&key(self, b, unnamed)));
-        out
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -213,7 +183,9 @@ impl<'a> StepsView<'a> {
         self.users.get(step.user as usize).copied().flatten()
     }
 
-    /// As [`SessionSteps::ordered`].
+    /// The steps with `start_ms <= time < end_ms`, by time, then name
+    /// (`unnamed` for steps without one, as the raw plan orders them), then
+    /// user.
     pub fn ordered(&self, start_ms: i64, end_ms: i64, unnamed: &'a str) -> Vec<StepRef<'a>> {
         let mut out: Vec<StepRef<'a>> = self
             .steps
@@ -421,17 +393,25 @@ mod tests {
         merged.merge(a);
         let merged = SessionSteps::from_bytes(&merged.to_bytes()).unwrap();
         assert_eq!(merged.users.len(), 2);
-        let order: Vec<_> = merged
-            .ordered(0, 100, "")
-            .into_iter()
-            .map(|s| {
-                (
-                    s.time_ms,
-                    s.name.clone(),
-                    merged.user(s).map(str::to_string),
-                )
-            })
-            .collect();
+        // Merged owned states, encoded and read in place.
+        let merged_bytes = merged.to_bytes();
+        let merged = StepsView::parse(&merged_bytes).unwrap();
+        let rows = |view: &StepsView,
+                    start: i64,
+                    end: i64|
+         -> Vec<(i64, Option<String>, Option<String>)> {
+            view.ordered(start, end, "")
+                .into_iter()
+                .map(|s| {
+                    (
+                        s.time_ms,
+                        s.name.map(str::to_string),
+                        view.user(&s).map(str::to_string),
+                    )
+                })
+                .collect()
+        };
+        let order = rows(&merged, 0, 100);
         assert_eq!(
             order,
             vec![
@@ -442,22 +422,12 @@ mod tests {
             ]
         );
         // The range cuts: [20, 30).
-        assert_eq!(merged.ordered(20, 30, "").len(), 1);
+        assert_eq!(rows(&merged, 20, 30).len(), 1);
         // Read in place, two states of one session give the same order.
         let (a_bytes, b_bytes) = (a_bytes, b.to_bytes());
         let mut view = StepsView::parse(&b_bytes).unwrap();
         view.extend(&a_bytes).unwrap();
-        let in_place: Vec<_> = view
-            .ordered(0, 100, "")
-            .into_iter()
-            .map(|s| {
-                (
-                    s.time_ms,
-                    s.name.map(str::to_string),
-                    view.user(&s).map(str::to_string),
-                )
-            })
-            .collect();
+        let in_place = rows(&view, 0, 100);
         assert_eq!(in_place, order);
     }
 

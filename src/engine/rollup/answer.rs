@@ -81,6 +81,26 @@ async fn under_publish_lock<T>(
 }
 
 impl Rollups {
+    /// The event files of each UTC day `range` touches and the unflushed
+    /// rows, taken together under the publish lock.
+    async fn listed_days(
+        &self,
+        engine: &Engine,
+        range: crate::definition::TimeRange,
+    ) -> Result<(Vec<(String, BTreeSet<String>)>, Vec<RecordBatch>)> {
+        under_publish_lock(engine, async {
+            // The days' listings, several at a time (a LIST each on S3).
+            futures::stream::iter(days_of(range))
+                .map(
+                    |day| async move { Ok::<_, Error>((day.clone(), self.day_files(&day).await?)) },
+                )
+                .buffered(16)
+                .try_collect::<Vec<_>>()
+                .await
+        })
+        .await
+    }
+
     /// Scans of the raw events no part covers: `tail` files and the
     /// unflushed rows.
     fn raw_scans(
@@ -178,17 +198,7 @@ impl Rollups {
             leaves: at.iter().map(|&j| built.spec.leaves[j].clone()).collect(),
             bucket_ms: built.spec.bucket_ms,
         };
-        let (listed, pending) = under_publish_lock(engine, async {
-            // The days' listings, several at a time (a LIST each on S3).
-            futures::stream::iter(days_of(query.range))
-                .map(
-                    |day| async move { Ok::<_, Error>((day.clone(), self.day_files(&day).await?)) },
-                )
-                .buffered(16)
-                .try_collect::<Vec<_>>()
-                .await
-        })
-        .await?;
+        let (listed, pending) = self.listed_days(engine, query.range).await?;
         let Some(Split { parts, tail }) = split(built, listed) else {
             return Ok(None);
         };
@@ -294,16 +304,7 @@ impl Rollups {
         let Some(built) = manifest.rollups.get(&spec.id()) else {
             return Ok(None);
         };
-        let (listed, pending) = under_publish_lock(engine, async {
-            futures::stream::iter(days_of(range))
-                .map(
-                    |day| async move { Ok::<_, Error>((day.clone(), self.day_files(&day).await?)) },
-                )
-                .buffered(16)
-                .try_collect::<Vec<_>>()
-                .await
-        })
-        .await?;
+        let (listed, pending) = self.listed_days(engine, range).await?;
         let Some(Split { parts, tail }) = split(built, listed) else {
             return Ok(None);
         };
