@@ -146,7 +146,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
             let timed = metricstore::bench::dashboard::analytics(
                 &engine,
-                Some(rollups),
+                Some(std::sync::Arc::clone(&rollups)),
                 &args.workspace,
                 range,
                 args.iterations,
@@ -159,6 +159,10 @@ async fn run(cli: Cli) -> Result<(), String> {
                     if on { "on" } else { "off" }
                 );
             }
+            println!(
+                "rollup parts held decoded in memory: {:.1} MiB",
+                rollups.cached_bytes() as f64 / (1024.0 * 1024.0)
+            );
             Ok(())
         }
         Command::Bench(args) => {

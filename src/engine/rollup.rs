@@ -30,6 +30,7 @@
 
 mod answer;
 mod build;
+mod cache;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
@@ -256,6 +257,7 @@ pub struct Rollups {
     manifest: RwLock<Arc<Manifest>>,
     specs: Vec<RollupSpec>,
     building: tokio::sync::Mutex<()>,
+    parts: cache::PartCache,
 }
 
 fn parquet_files(store: &Store, files: &[String], schema: SchemaRef) -> Result<ListingTable> {
@@ -407,6 +409,7 @@ impl Rollups {
             manifest: RwLock::new(Arc::new(manifest)),
             specs: builtin_specs(),
             building: tokio::sync::Mutex::new(()),
+            parts: cache::PartCache::from_env(),
         }))
     }
 
@@ -416,6 +419,11 @@ impl Rollups {
 
     pub fn specs(&self) -> &[RollupSpec] {
         &self.specs
+    }
+
+    /// Bytes of decoded parts held in memory.
+    pub fn cached_bytes(&self) -> u64 {
+        self.parts.bytes()
     }
 
     /// Ids numbered in the dictionary (all workspaces).

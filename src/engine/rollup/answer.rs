@@ -118,22 +118,28 @@ impl Rollups {
         Ok(raw)
     }
 
-    /// Scans of `parts` (of schema `full`), each restricted to the rows of
-    /// the days it is read for, shaped by `shape` and unioned (an empty
-    /// table when there is no part).
-    fn part_scans(
+    /// Scans of `workspace`'s rows of `parts` (of schema `full`, decoded
+    /// in memory), each part restricted to the rows of the days it is read
+    /// for, shaped by `shape` and unioned (an empty table when there is no
+    /// row); `None` when a part is gone (replaced by a build since the
+    /// manifest was read).
+    async fn part_scans(
         &self,
+        workspace: &str,
         parts: &PartDays,
         full: &SchemaRef,
         shape: impl Fn(LogicalPlanBuilder) -> Result<LogicalPlanBuilder>,
-    ) -> Result<LogicalPlanBuilder> {
-        let mut by_days: BTreeMap<&Vec<String>, Vec<String>> = BTreeMap::new();
+    ) -> Result<Option<LogicalPlanBuilder>> {
+        let mut by_days: BTreeMap<&Vec<String>, Vec<RecordBatch>> = BTreeMap::new();
         for (part, days) in parts {
-            by_days.entry(days).or_default().push(part.clone());
+            let Some(rows) = self.parts.get(&self.store, part, full).await? else {
+                return Ok(None);
+            };
+            by_days.entry(days).or_default().extend(rows.of(workspace));
         }
         let mut out: Option<LogicalPlanBuilder> = None;
-        for (days, files) in by_days {
-            let b = scan(parquet_files(&self.store, &files, Arc::clone(full))?)?
+        for (days, rows) in by_days.into_iter().filter(|(_, r)| !r.is_empty()) {
+            let b = scan(MemTable::try_new(Arc::clone(full), vec![rows])?)?
                 .filter(days_predicate(days))?;
             let b = shape(b)?;
             out = Some(match out {
@@ -141,10 +147,10 @@ impl Rollups {
                 None => b,
             });
         }
-        match out {
-            Some(o) => Ok(o),
-            None => shape(scan(MemTable::try_new(Arc::clone(full), vec![vec![]])?)?),
-        }
+        Ok(Some(match out {
+            Some(o) => o,
+            None => shape(scan(MemTable::try_new(Arc::clone(full), vec![vec![]])?)?)?,
+        }))
     }
 
     /// A plan answering `query` from a rollup and the raw events it does
@@ -219,10 +225,15 @@ impl Rollups {
             }
         }
         let range_filter = events_predicate(&query.workspace_id, query.range, &[], &query.filters)?;
-        let mut input = self.part_scans(&parts, &full, |b| {
-            Ok(b.filter(range_filter.clone())?
-                .project(projection.clone())?)
-        })?;
+        let Some(mut input) = self
+            .part_scans(&query.workspace_id, &parts, &full, |b| {
+                Ok(b.filter(range_filter.clone())?
+                    .project(projection.clone())?)
+            })
+            .await?
+        else {
+            return Ok(None);
+        };
         for r in self.raw_scans(&tail, pending)? {
             let states = self.states_plan(&sub, r.filter(range_filter.clone())?)?;
             input = input.union(states)?;
@@ -271,9 +282,14 @@ impl Rollups {
         };
         let ws = col("workspace_id").eq(lit(workspace));
         let full = built.spec.schema();
-        let mut input = self.part_scans(&parts, &full, |b| {
-            columns(b.filter(ws.clone().and(col("l0_rows").gt(lit(0i64))))?)
-        })?;
+        let Some(mut input) = self
+            .part_scans(workspace, &parts, &full, |b| {
+                columns(b.filter(col("l0_rows").gt(lit(0i64)))?)
+            })
+            .await?
+        else {
+            return Ok(None);
+        };
         for r in self.raw_scans(&tail, pending)? {
             let states = self.states_plan(
                 &spec,
@@ -315,7 +331,14 @@ impl Rollups {
             Ok(b.project(vec![col("session_id"), col("l0_steps")])?)
         };
         let full = built.spec.schema();
-        let mut input = self.part_scans(&parts, &full, |b| columns(b.filter(mine.clone())?))?;
+        let Some(mut input) = self
+            .part_scans(workspace, &parts, &full, |b| {
+                columns(b.filter(col("session_id").is_not_null())?)
+            })
+            .await?
+        else {
+            return Ok(None);
+        };
         let in_range = col("time")
             .gt_eq(crate::compile::ts(range.start_ms))
             .and(col("time").lt(crate::compile::ts(range.end_ms)));
