@@ -704,8 +704,8 @@ pub async fn next_and_paths(
 /// covers a day of the range. Each session's states are decoded once, here:
 /// its steps in the range, ordered as [`steps`] orders them, give its path
 /// (the first five, with the user of the first) and what followed its
-/// first `intent` (with that step's user); the rankings are then the same
-/// plans as the raw path's.
+/// first `intent` (with that step's user); the rankings are then counted
+/// in memory ([`Tally`]), as the raw path's plan counts them.
 async fn from_sessions(
     engine: &Engine,
     skill: &str,
@@ -714,7 +714,7 @@ async fn from_sessions(
     limit: usize,
 ) -> Result<Option<(Ranking, Ranking)>> {
     use crate::udaf::steps::{StepRef, StepsView};
-    use datafusion::arrow::array::{Array, AsArray, StringBuilder};
+    use datafusion::arrow::array::{Array, AsArray};
     let Some(rollups) = engine.rollups() else {
         return Ok(None);
     };
@@ -755,8 +755,7 @@ async fn from_sessions(
             }
         }
     }
-    let (mut path_names, mut path_users) = (StringBuilder::new(), StringBuilder::new());
-    let (mut next_names, mut next_users) = (StringBuilder::new(), StringBuilder::new());
+    let (mut paths, mut next) = (Tally::default(), Tally::default());
     fn name<'a>(s: &StepRef<'a>) -> &'a str {
         s.name.unwrap_or(UNCLASSIFIED)
     }
@@ -777,36 +776,94 @@ async fn from_sessions(
             }
             path.push_str(name(s));
         }
-        path_names.append_value(&path);
-        path_users.append_option(session.user(first));
+        paths.add(&path, session.user(first));
         if let Some(at) = ordered.iter().position(|s| name(s) == intent.as_str()) {
-            next_names.append_value(ordered.get(at + 1).map_or(SESSION_ENDED, name));
-            next_users.append_option(session.user(&ordered[at]));
+            let after = ordered.get(at + 1).map_or(SESSION_ENDED, name);
+            next.add(after, session.user(&ordered[at]));
         }
     }
-    let table = |mut names: StringBuilder,
-                 mut users: StringBuilder|
-     -> Result<LogicalPlanBuilder> {
-        let batch = RecordBatch::try_from_iter(vec![
-            (
-                "name",
-                Arc::new(names.finish()) as datafusion::arrow::array::ArrayRef,
-            ),
-            (
-                "user",
-                Arc::new(users.finish()) as datafusion::arrow::array::ArrayRef,
-            ),
-        ])
-        .map_err(DataFusionError::from)?;
-        let table = datafusion::datasource::MemTable::try_new(batch.schema(), vec![vec![batch]])?;
-        let source = datafusion::datasource::provider_as_source(Arc::new(table));
-        Ok(LogicalPlanBuilder::scan("sessions", source, None)?)
-    };
-    let next = ranked(table(next_names, next_users)?, limit)?;
-    let paths = ranked(table(path_names, path_users)?, limit)?;
-    let (next, paths) =
-        futures::try_join!(engine.execute_local(next), engine.execute_local(paths))?;
-    Ok(Some((read_ranked(&next)?, read_ranked(&paths)?)))
+    Ok(Some((next.ranking(limit), paths.ranking(limit))))
+}
+
+/// Sessions counted by name, for a ranking computed in memory, as
+/// [`ranked`]'s plan computes it from rows: the rollup path has its
+/// (name, user) pairs in hand already, and the plan's four windows over
+/// hundreds of thousands of rows were most of that route's time. The raw
+/// path keeps the plan; the tests hold the two equal.
+#[derive(Debug, Default)]
+struct Tally<'a> {
+    /// Each user seen, numbered.
+    users: HashMap<&'a str, u32>,
+    /// By name: sessions, and the users among them.
+    names: HashMap<String, (i64, std::collections::HashSet<u32>)>,
+}
+
+impl<'a> Tally<'a> {
+    fn add(&mut self, name: &str, user: Option<&'a str>) {
+        let user = user.map(|u| {
+            let next = self.users.len() as u32;
+            *self.users.entry(u).or_insert(next)
+        });
+        let entry = match self.names.get_mut(name) {
+            Some(e) => e,
+            None => self.names.entry(name.to_string()).or_default(),
+        };
+        entry.0 += 1;
+        entry.1.extend(user);
+    }
+
+    /// Rows by users, then sessions descending, then name; past `limit`,
+    /// one `(other)` row of the rest (its users counted once each).
+    fn ranking(self, limit: usize) -> Ranking {
+        let total = self.users.len() as i64;
+        let percentage = |users: usize| {
+            // The plan's arithmetic, operation for operation (`percentage`
+            // and DataFusion's `round`), so both paths give the same bits.
+            let p = users as f64 * 100.0 / total as f64;
+            (p * 100.0).round() / 100.0
+        };
+        let mut names: Vec<_> = self.names.into_iter().collect();
+        names.sort_by(|(a, (an, au)), (b, (bn, bu))| {
+            bu.len()
+                .cmp(&au.len())
+                .then(bn.cmp(an))
+                .then_with(|| a.cmp(b))
+        });
+        let tail = names.split_off(names.len().min(limit));
+        let mut items: Vec<Ranked> = names
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, (sessions, users)))| Ranked {
+                rank: i as i64 + 1,
+                name,
+                users: users.len() as i64,
+                sessions,
+                percentage: percentage(users.len()),
+                folded: 0,
+            })
+            .collect();
+        if !tail.is_empty() {
+            let folded = tail.len() as i64;
+            let mut users = std::collections::HashSet::new();
+            let mut sessions = 0;
+            for (_, (s, u)) in tail {
+                sessions += s;
+                users.extend(u);
+            }
+            items.push(Ranked {
+                rank: limit as i64 + 1,
+                name: OTHER.to_string(),
+                users: users.len() as i64,
+                sessions,
+                percentage: percentage(users.len()),
+                folded,
+            });
+        }
+        Ranking {
+            users: if items.is_empty() { 0 } else { total },
+            items,
+        }
+    }
 }
 
 fn read_ranked(batches: &[RecordBatch]) -> Result<Ranking> {

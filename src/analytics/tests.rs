@@ -135,3 +135,51 @@ fn plan_of_next_after_launch() {
         &next_plan(source, "skill-a", range, &intent, 10).unwrap()
     ));
 }
+
+/// The in-memory ranking of the rollup path, against counts by hand.
+#[test]
+fn a_tally_ranks_by_users_then_sessions_and_folds_the_tail() {
+    let mut t = Tally::default();
+    for (name, user) in [
+        ("b", Some("u1")),
+        ("a", Some("u1")),
+        ("a", Some("u2")),
+        ("b", None),
+        ("c", Some("u3")),
+        ("c", Some("u3")),
+        ("d", Some("u2")),
+    ] {
+        t.add(name, user);
+    }
+    // a: 2 users, 2 sessions; c: 1 user, 2 sessions; b: 1 user (the
+    // session without one counts only as a session), 2 sessions; d: 1, 1.
+    // Ties of users and sessions go by name. 3 users in all.
+    let r = t.ranking(2);
+    assert_eq!(r.users, 3);
+    let rows: Vec<_> = r
+        .items
+        .iter()
+        .map(|i| {
+            (
+                i.rank,
+                i.name.as_str(),
+                i.users,
+                i.sessions,
+                i.percentage,
+                i.folded,
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (1, "a", 2, 2, 66.67, 0),
+            (2, "b", 1, 2, 33.33, 0),
+            // c and d: u3 and u2, 3 sessions, 2 names folded.
+            (3, OTHER, 2, 3, 66.67, 2),
+        ]
+    );
+    // Nothing counted: no rows and no users.
+    let empty = Tally::default().ranking(10);
+    assert_eq!((empty.users, empty.items.len()), (0, 0));
+}
