@@ -62,8 +62,9 @@ pub struct SchedulerArgs {
     #[arg(long)]
     pub data: Option<String>,
     /// Seconds without a heartbeat after which an executor is taken for
-    /// lost and its tasks run elsewhere.
-    #[arg(long, default_value_t = 10)]
+    /// lost and its tasks run elsewhere (at least 15: a busy executor
+    /// reports every 5 s).
+    #[arg(long, default_value_t = 15)]
     pub executor_timeout: u64,
 }
 
@@ -72,8 +73,8 @@ pub struct ExecutorArgs {
     /// The scheduler's HOST:PORT.
     #[arg(long)]
     pub scheduler: String,
-    /// Address for Arrow Flight (shuffle and results); the gRPC task
-    /// service listens on the next port.
+    /// Address for Arrow Flight (shuffle and results). Executors ask the
+    /// scheduler for tasks; none listens for tasks pushed to it.
     #[arg(long, default_value = "127.0.0.1:50051")]
     pub listen: String,
     /// Host name the scheduler and other executors reach this executor by

@@ -118,7 +118,7 @@ fn start_cluster(data: &str, env: &[(String, String)], executors: usize) -> Clus
     let mut scheduler = Proc(
         bin(env)
             .args(["scheduler", "--listen", &addr, "--data", data])
-            .args(["--executor-timeout", "6"])
+            .args(["--executor-timeout", "15"])
             .stdout(Stdio::null())
             .stderr(log_to("scheduler"))
             .spawn()
@@ -138,7 +138,6 @@ fn start_cluster(data: &str, env: &[(String, String)], executors: usize) -> Clus
                 .unwrap(),
         );
         wait_for_port(p, "executor", &mut e.0);
-        wait_for_port(p + 1, "executor", &mut e.0);
         procs.push(e);
     }
     // Executors register right after they listen; give the scheduler a
@@ -541,7 +540,6 @@ async fn the_three_apis_answer_the_same_on_a_cluster() {
 /// in-process answer or a clear error, within a bounded time; afterwards the
 /// remaining executor answers correctly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a known defect: after an executor is lost mid-query the cluster can hang until the query time limit, and the remaining executor then does not answer either; run with `scripts/test --test cluster -- --ignored`"]
 async fn a_lost_executor_gives_a_correct_answer_or_a_clear_error() {
     let _turn = ONE_CLUSTER_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use ballista_core::config::TaskSchedulingPolicy;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
@@ -20,9 +21,22 @@ use crate::storage::Store;
 /// usual 16 MiB.
 const MAX_MESSAGE: u32 = 256 * 1024 * 1024;
 
-/// Seconds between an executor's heartbeats; the scheduler's
-/// `--executor-timeout` should be a few of these.
+/// Seconds between an executor's heartbeats while idle.
 const HEARTBEAT_SECONDS: u64 = 2;
+/// The shortest `--executor-timeout`: a busy executor polls (and so
+/// heartbeats) only every 5 s (Ballista's `HEARTBEAT_POLL_INTERVAL`), and
+/// must not be taken for lost while it works.
+const MIN_EXECUTOR_TIMEOUT_SECONDS: u64 = 15;
+
+/// Executors pull their tasks. Under Ballista's default (the scheduler
+/// pushes tasks to executors) the scheduler counts each executor's free
+/// task slots itself, and a stage rolled back because an executor was lost
+/// never gives back the slots of its tasks on the other executors: the
+/// job, and every later one, then waited forever for slots the survivors
+/// had. A pulling executor counts its own slots, and the scheduler's
+/// handling of a lost executor (expiry by heartbeat, rerunning its tasks)
+/// is the same.
+const POLICY: TaskSchedulingPolicy = TaskSchedulingPolicy::PullStaged;
 
 fn split_host_port(addr: &str, what: &str) -> Result<(String, u16), String> {
     let parsed: SocketAddr = addr
@@ -72,11 +86,12 @@ pub async fn run_scheduler(args: SchedulerArgs) -> Result<(), String> {
         grpc_server_max_decoding_message_size: MAX_MESSAGE,
         grpc_server_max_encoding_message_size: MAX_MESSAGE,
         grpc_client_max_message_size: MAX_MESSAGE,
+        scheduling_policy: POLICY,
         // A lost executor is noticed within seconds, and a job with no
         // executor left fails rather than waits.
-        executor_timeout_seconds: args.executor_timeout.max(HEARTBEAT_SECONDS * 2),
+        executor_timeout_seconds: args.executor_timeout.max(MIN_EXECUTOR_TIMEOUT_SECONDS),
         expire_dead_executor_interval_seconds: HEARTBEAT_SECONDS,
-        no_executors_grace_period_seconds: args.executor_timeout.max(HEARTBEAT_SECONDS * 2),
+        no_executors_grace_period_seconds: args.executor_timeout.max(MIN_EXECUTOR_TIMEOUT_SECONDS),
         ..Default::default()
     };
     let addr: SocketAddr = format!("{}:{}", config.bind_host, config.bind_port)
@@ -113,6 +128,7 @@ pub async fn run_executor(args: ExecutorArgs) -> Result<(), String> {
         grpc_max_decoding_message_size: MAX_MESSAGE,
         grpc_max_encoding_message_size: MAX_MESSAGE,
         executor_heartbeat_interval_seconds: HEARTBEAT_SECONDS,
+        task_scheduling_policy: POLICY,
         override_function_registry: Some(session::executor_functions().map_err(|e| e.to_string())?),
         override_config_producer: Some(Arc::new(session::config)),
         override_runtime_producer: Some(Arc::new(move |_config| {
