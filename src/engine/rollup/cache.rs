@@ -109,7 +109,8 @@ impl PartCache {
     }
 
     /// The part at `rel`, decoded with `schema`'s types, from memory or
-    /// read once (concurrent readers of one part wait for one read);
+    /// read once (concurrent readers of one part wait for one read;
+    /// `get_or_insert_async` looks in memory first);
     /// `None` when it is gone (a build replaced it since the manifest was
     /// read: the caller answers from the events instead).
     pub(super) async fn get(
@@ -118,9 +119,6 @@ impl PartCache {
         rel: &str,
         schema: &SchemaRef,
     ) -> Result<Option<Arc<PartRows>>> {
-        if let Some(p) = self.parts.get(rel) {
-            return Ok(Some(p));
-        }
         let loaded = self
             .parts
             .get_or_insert_async(rel, async {
@@ -210,23 +208,26 @@ mod tests {
             .to_vec()
     }
 
-    #[tokio::test]
-    async fn a_part_is_read_once_and_sliced_by_workspace() {
+    /// A store holding `batches` as the part `p.parquet`.
+    async fn store_with_part(batches: &[RecordBatch]) -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().to_str().unwrap()).unwrap();
-        // Two batches, so the decoded part is one concatenation of both.
-        let bytes = super::super::encode(
-            &schema(),
-            &[
-                batch(&["a", "a", "b"], &[1, 2, 3]),
-                batch(&["b", "c"], &[4, 5]),
-            ],
-        )
-        .unwrap();
+        let bytes = super::super::encode(&schema(), batches).unwrap();
         store
             .put_durable(&store.path("p.parquet"), bytes)
             .await
             .unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn a_part_is_read_once_and_sliced_by_workspace() {
+        // Two batches, so the decoded part is one concatenation of both.
+        let (_dir, store) = store_with_part(&[
+            batch(&["a", "a", "b"], &[1, 2, 3]),
+            batch(&["b", "c"], &[4, 5]),
+        ])
+        .await;
         let cache = PartCache::new(1 << 20);
         let part = cache
             .get(&store, "p.parquet", &schema())
@@ -261,14 +262,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_part_not_sorted_by_workspace_is_refused_by_name() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
-        let bytes =
-            super::super::encode(&schema(), &[batch(&["a", "b", "a"], &[1, 2, 3])]).unwrap();
-        store
-            .put_durable(&store.path("p.parquet"), bytes)
-            .await
-            .unwrap();
+        let (_dir, store) = store_with_part(&[batch(&["a", "b", "a"], &[1, 2, 3])]).await;
         let err = PartCache::new(1 << 20)
             .get(&store, "p.parquet", &schema())
             .await
@@ -278,13 +272,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_zero_bound_keeps_nothing_but_still_answers() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().to_str().unwrap()).unwrap();
-        let bytes = super::super::encode(&schema(), &[batch(&["a"], &[7])]).unwrap();
-        store
-            .put_durable(&store.path("p.parquet"), bytes)
-            .await
-            .unwrap();
+        let (_dir, store) = store_with_part(&[batch(&["a"], &[7])]).await;
         let cache = PartCache::new(0);
         let part = cache
             .get(&store, "p.parquet", &schema())
