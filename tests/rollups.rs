@@ -361,6 +361,56 @@ async fn a_changed_definition_and_a_dead_build_fall_back_to_raw() {
     compare(&engine, &reopened, 9, 20, true).await;
 }
 
+/// Rollups the manifest names under ids this version does not make (an
+/// older state layout, a definition since changed) are not answered from,
+/// and the next build drops them and their parts.
+#[tokio::test(flavor = "multi_thread")]
+async fn rollups_of_another_version_are_not_read_and_are_dropped() {
+    use metricstore::engine::rollup::Manifest;
+    use metricstore::storage::catalog::Catalog;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::demo_engine(dir.path(), 20_000, 3).await;
+    let rollups = Rollups::open(&engine.store).await.unwrap();
+    rollups.build(&engine, None).await.unwrap();
+    // As an older version would have left them: the same specs under
+    // other ids (their parts readable: only the ids keep them unused).
+    let catalog = Catalog::new(engine.store.clone(), "rollups");
+    let mut old_parts = Vec::new();
+    catalog
+        .update("manifest", |m: &mut Manifest| {
+            let renamed = std::mem::take(&mut m.rollups)
+                .into_iter()
+                .map(|(id, b)| (format!("old{id}"), b))
+                .collect();
+            m.rollups = renamed;
+            Ok::<_, std::convert::Infallible>(m.clone())
+        })
+        .await
+        .map_err(|_| "manifest")
+        .unwrap();
+    for (_, c) in Rollups::open(&engine.store)
+        .await
+        .unwrap()
+        .manifest()
+        .rollups
+        .values()
+        .flat_map(|b| &b.days)
+    {
+        old_parts.extend(c.parts.iter().cloned());
+    }
+    let reopened = Rollups::open(&engine.store).await.unwrap();
+    assert_eq!(compare(&engine, &reopened, 11, 20, false).await, 0);
+    reopened.build(&engine, None).await.unwrap();
+    let manifest = reopened.manifest();
+    assert!(manifest.rollups.keys().all(|id| !id.starts_with("old")));
+    assert!(!manifest.rollups.is_empty());
+    assert!(
+        old_parts.iter().all(|p| !dir.path().join(p).exists()),
+        "the dropped rollups' parts are removed"
+    );
+    assert!(compare(&engine, &reopened, 12, 20, true).await > 0);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_api_answers_the_same_from_rollups_and_says_so() {
     let dir = tempfile::tempdir().unwrap();

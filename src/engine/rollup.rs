@@ -54,7 +54,7 @@ use crate::storage::events::{self, DAY_MS, EVENTS_DIR};
 use crate::udaf::idset::{IdDictionary, idset_state_udaf};
 
 /// Bumped when the layout of states changes: old rollups are then unused.
-const STATE_VERSION: u32 = 1;
+const STATE_VERSION: u32 = 2;
 /// Coarser buckets each 15-minute rollup is also kept in: an hourly or
 /// daily query over a month then merges 720 or 30 states per group instead
 /// of 2,880 (a quarter of the 15-minute rows, and 1% of them).

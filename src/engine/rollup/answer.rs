@@ -15,12 +15,13 @@ use datafusion::datasource::memory::MemTable;
 use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, TableSource, col, lit};
 
-use super::{Built, RollupSpec, Rollups, column_of, days_of, days_predicate, parquet_files, scan};
+use super::{Built, RollupSpec, Rollups, column_of, days_of, parquet_files, scan};
 use crate::compile::states::{LeafSpec, compile_from_states};
 use crate::compile::{Compiled, events_predicate};
 use crate::definition::{Dimension, Query};
 use crate::engine::{Engine, Error, Result};
 use crate::storage::events;
+use crate::storage::events::DAY_MS;
 
 /// Part files and the covered days whose rows each is read for (a week's
 /// part serves only the days whose coverage still names it).
@@ -80,6 +81,30 @@ async fn under_publish_lock<T>(
     Ok((listed, pending))
 }
 
+/// The rows of `batch` whose `time` lies in one of `days` (`YYYY-MM-DD`).
+fn of_days(batch: &RecordBatch, days: &[String]) -> Result<RecordBatch> {
+    use datafusion::arrow::array::{Array, AsArray, BooleanArray};
+    use datafusion::arrow::datatypes::TimestampMillisecondType;
+    let wanted: BTreeSet<i64> = days
+        .iter()
+        .filter_map(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .map(|d| events::day_start_millis(d).div_euclid(DAY_MS))
+        .collect();
+    let column = batch
+        .column_by_name("time")
+        .ok_or_else(|| Error::Column("time".into()))?;
+    let times = column
+        .as_primitive_opt::<TimestampMillisecondType>()
+        .ok_or_else(|| Error::Column("time".into()))?;
+    let keep: BooleanArray = (0..times.len())
+        .map(|i| Some(times.is_valid(i) && wanted.contains(&times.value(i).div_euclid(DAY_MS))))
+        .collect();
+    Ok(
+        datafusion::arrow::compute::filter_record_batch(batch, &keep)
+            .map_err(datafusion::error::DataFusionError::from)?,
+    )
+}
+
 impl Rollups {
     /// The event files of each UTC day `range` touches and the unflushed
     /// rows, taken together under the publish lock.
@@ -118,11 +143,13 @@ impl Rollups {
         Ok(raw)
     }
 
-    /// Scans of `workspace`'s rows of `parts` (of schema `full`, decoded
-    /// in memory), each part restricted to the rows of the days it is read
-    /// for, shaped by `shape` and unioned (an empty table when there is no
-    /// row); `None` when a part is gone (replaced by a build since the
-    /// manifest was read).
+    /// A scan of `workspace`'s rows of `parts` (of schema `full`, decoded
+    /// in memory), each part's rows restricted to the days it is read for,
+    /// shaped by `shape` (an empty table when there is no row); `None`
+    /// when a part is gone (replaced by a build since the manifest was
+    /// read). The days are cut here rather than by a filter per part in
+    /// the plan: one table instead of a union of one per set of days
+    /// halved the planning of a dashboard query.
     async fn part_scans(
         &self,
         workspace: &str,
@@ -130,27 +157,20 @@ impl Rollups {
         full: &SchemaRef,
         shape: impl Fn(LogicalPlanBuilder) -> Result<LogicalPlanBuilder>,
     ) -> Result<Option<LogicalPlanBuilder>> {
-        let mut by_days: BTreeMap<&Vec<String>, Vec<RecordBatch>> = BTreeMap::new();
+        let mut rows = Vec::new();
         for (part, days) in parts {
-            let Some(rows) = self.parts.get(&self.store, part, full).await? else {
+            let Some(decoded) = self.parts.get(&self.store, part, full).await? else {
                 return Ok(None);
             };
-            by_days.entry(days).or_default().extend(rows.of(workspace));
+            if let Some(batch) = decoded.of(workspace) {
+                rows.push(of_days(&batch, days)?);
+            }
         }
-        let mut out: Option<LogicalPlanBuilder> = None;
-        for (days, rows) in by_days.into_iter().filter(|(_, r)| !r.is_empty()) {
-            let b = scan(MemTable::try_new(Arc::clone(full), vec![rows])?)?
-                .filter(days_predicate(days))?;
-            let b = shape(b)?;
-            out = Some(match out {
-                Some(o) => o.union(b.build()?)?,
-                None => b,
-            });
-        }
-        Ok(Some(match out {
-            Some(o) => o,
-            None => shape(scan(MemTable::try_new(Arc::clone(full), vec![vec![]])?)?)?,
-        }))
+        rows.retain(|b| b.num_rows() > 0);
+        Ok(Some(shape(scan(MemTable::try_new(
+            Arc::clone(full),
+            vec![rows],
+        )?)?)?))
     }
 
     /// A plan answering `query` from a rollup and the raw events it does
@@ -182,7 +202,11 @@ impl Rollups {
         let manifest = self.manifest();
         let Some((built, at)) = manifest
             .rollups
-            .values()
+            .iter()
+            // Built by this version (its id is the hash of the spec and
+            // the state layout's version): older states may not decode.
+            .filter(|(id, b)| b.spec.id() == **id)
+            .map(|(_, b)| b)
             .filter(|b| fits(b.spec.bucket_ms))
             .filter(|b| needed.iter().all(|c| b.spec.dims.contains(c)))
             .filter_map(|b| {

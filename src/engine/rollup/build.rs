@@ -289,12 +289,26 @@ impl Rollups {
     async fn commit(
         &self,
         changes: Vec<(String, RollupSpec, String, Covered)>,
-        stale: Vec<String>,
+        mut stale: Vec<String>,
     ) -> Result<()> {
         self.persist_dictionary().await?;
+        // Rollups of other specs (a changed definition, an older state
+        // layout) are never answered from: they leave the manifest, and
+        // their parts are removed.
+        let current: std::collections::BTreeSet<String> =
+            self.specs.iter().map(RollupSpec::id).collect();
+        stale.extend(
+            self.manifest()
+                .rollups
+                .iter()
+                .filter(|(id, _)| !current.contains(*id))
+                .flat_map(|(_, b)| b.days.values())
+                .flat_map(|c| c.parts.iter().cloned()),
+        );
         let next = self
             .catalog
             .update(MANIFEST, |m: &mut Manifest| {
+                m.rollups.retain(|id, _| current.contains(id));
                 for (id, spec, day, covered) in &changes {
                     m.rollups
                         .entry(id.clone())
