@@ -722,20 +722,24 @@ async fn from_sessions(
         start_ms: range.start_ms,
         end_ms: range.end_ms,
     };
-    let plan = match rollups.session_steps(engine, skill, window).await {
-        Ok(Some(plan)) => plan,
+    let rows = match rollups.session_steps(engine, skill, window).await {
+        Ok(Some(rows)) => rows,
         Ok(None) => return Ok(None),
         Err(e) => {
             tracing::warn!(error = %e, "steps rollup unavailable; paths read events");
             return Ok(None);
         }
     };
-    let batches = engine.execute_local(plan).await?;
+    let mut batches = rows.parts;
+    if let Some(tail) = rows.tail {
+        batches.extend(engine.execute_local(tail).await?);
+    }
     // Each session's rows, merged here rather than by a group-by: most
     // sessions have one row, taken as it is, and a DataFusion aggregate
     // over the binary states (partial and final, each state copied in and
-    // out) was half the route's time on 10M events.
-    let mut by_session: HashMap<&str, Vec<&[u8]>> = HashMap::new();
+    // out) was half the route's time on 10M events. A session's first row
+    // is kept by position; the rare further ones (a session across
+    // midnight, a late file) beside it.
     let mut cast = Vec::new();
     for b in &batches {
         let text = datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8)
@@ -744,28 +748,42 @@ async fn from_sessions(
             .map_err(DataFusionError::from)?;
         cast.push((text, states));
     }
+    let rows_in: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    let mut position: HashMap<&str, usize> = HashMap::with_capacity(rows_in);
+    let mut first: Vec<&[u8]> = Vec::with_capacity(rows_in);
+    let mut more: HashMap<usize, Vec<&[u8]>> = HashMap::new();
     for (ids, states) in &cast {
         let (ids, states) = (ids.as_string::<i32>(), states.as_binary::<i32>());
         for i in 0..ids.len() {
-            if ids.is_valid(i) && states.is_valid(i) {
-                by_session
-                    .entry(ids.value(i))
-                    .or_default()
-                    .push(states.value(i));
+            if !(ids.is_valid(i) && states.is_valid(i)) {
+                continue;
+            }
+            match position.entry(ids.value(i)) {
+                std::collections::hash_map::Entry::Occupied(at) => {
+                    more.entry(*at.get()).or_default().push(states.value(i))
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(first.len());
+                    first.push(states.value(i));
+                }
             }
         }
     }
+    drop(position);
     let (mut paths, mut next) = (Tally::default(), Tally::default());
     fn name<'a>(s: &StepRef<'a>) -> &'a str {
         s.name.unwrap_or(UNCLASSIFIED)
     }
     let mut path = String::new();
-    for states in by_session.into_values() {
-        let mut session = StepsView::default();
-        for s in states {
+    let mut session = StepsView::default();
+    let mut ordered = Vec::new();
+    for (at, state) in first.iter().enumerate() {
+        session.clear();
+        session.extend(state)?;
+        for s in more.get(&at).into_iter().flatten() {
             session.extend(s)?;
         }
-        let ordered = session.ordered(range.start_ms, range.end_ms, UNCLASSIFIED);
+        session.ordered_into(range.start_ms, range.end_ms, UNCLASSIFIED, &mut ordered);
         let Some(first) = ordered.first() else {
             continue;
         };
@@ -794,27 +812,36 @@ async fn from_sessions(
 struct Tally<'a> {
     /// Each user seen, numbered.
     users: HashMap<&'a str, u32>,
-    /// By name: sessions, and the users among them.
-    names: HashMap<String, (i64, std::collections::HashSet<u32>)>,
+    /// Each name seen, numbered, with its sessions.
+    names: HashMap<String, u32>,
+    sessions: Vec<i64>,
+    /// (name, user) of every session with a user; distinct users per name
+    /// are counted once all are in (a sort, rather than a set per name).
+    pairs: Vec<(u32, u32)>,
 }
 
 impl<'a> Tally<'a> {
     fn add(&mut self, name: &str, user: Option<&'a str>) {
-        let user = user.map(|u| {
-            let next = self.users.len() as u32;
-            *self.users.entry(u).or_insert(next)
-        });
-        let entry = match self.names.get_mut(name) {
-            Some(e) => e,
-            None => self.names.entry(name.to_string()).or_default(),
+        let at = match self.names.get(name) {
+            Some(&at) => at,
+            None => {
+                let at = self.sessions.len() as u32;
+                self.names.insert(name.to_string(), at);
+                self.sessions.push(0);
+                at
+            }
         };
-        entry.0 += 1;
-        entry.1.extend(user);
+        self.sessions[at as usize] += 1;
+        if let Some(u) = user {
+            let next = self.users.len() as u32;
+            let u = *self.users.entry(u).or_insert(next);
+            self.pairs.push((at, u));
+        }
     }
 
     /// Rows by users, then sessions descending, then name; past `limit`,
     /// one `(other)` row of the rest (its users counted once each).
-    fn ranking(self, limit: usize) -> Ranking {
+    fn ranking(mut self, limit: usize) -> Ranking {
         let total = self.users.len() as i64;
         let percentage = |users: usize| {
             // The plan's arithmetic, operation for operation (`percentage`
@@ -822,34 +849,44 @@ impl<'a> Tally<'a> {
             let p = users as f64 * 100.0 / total as f64;
             (p * 100.0).round() / 100.0
         };
-        let mut names: Vec<_> = self.names.into_iter().collect();
-        names.sort_by(|(a, (an, au)), (b, (bn, bu))| {
-            bu.len()
-                .cmp(&au.len())
-                .then(bn.cmp(an))
-                .then_with(|| a.cmp(b))
-        });
+        self.pairs.sort_unstable();
+        self.pairs.dedup();
+        let mut users_of = vec![0usize; self.sessions.len()];
+        for &(at, _) in &self.pairs {
+            users_of[at as usize] += 1;
+        }
+        let mut names: Vec<(String, u32)> = self.names.into_iter().collect();
+        let key = |at: u32| (users_of[at as usize], self.sessions[at as usize]);
+        names.sort_by(|(a, an), (b, bn)| key(*bn).cmp(&key(*an)).then_with(|| a.cmp(b)));
         let tail = names.split_off(names.len().min(limit));
         let mut items: Vec<Ranked> = names
             .into_iter()
             .enumerate()
-            .map(|(i, (name, (sessions, users)))| Ranked {
+            .map(|(i, (name, at))| Ranked {
                 rank: i as i64 + 1,
                 name,
-                users: users.len() as i64,
-                sessions,
-                percentage: percentage(users.len()),
+                users: users_of[at as usize] as i64,
+                sessions: self.sessions[at as usize],
+                percentage: percentage(users_of[at as usize]),
                 folded: 0,
             })
             .collect();
         if !tail.is_empty() {
             let folded = tail.len() as i64;
-            let mut users = std::collections::HashSet::new();
+            let mut in_tail = vec![false; self.sessions.len()];
             let mut sessions = 0;
-            for (_, (s, u)) in tail {
-                sessions += s;
-                users.extend(u);
+            for (_, at) in &tail {
+                in_tail[*at as usize] = true;
+                sessions += self.sessions[*at as usize];
             }
+            let mut users: Vec<u32> = self
+                .pairs
+                .iter()
+                .filter(|(at, _)| in_tail[*at as usize])
+                .map(|&(_, u)| u)
+                .collect();
+            users.sort_unstable();
+            users.dedup();
             items.push(Ranked {
                 rank: limit as i64 + 1,
                 name: OTHER.to_string(),

@@ -29,6 +29,7 @@
 //! One writer per store is assumed (as for flush and compaction).
 
 mod answer;
+pub use answer::SessionRows;
 mod build;
 mod cache;
 

@@ -183,16 +183,37 @@ impl<'a> StepsView<'a> {
         self.users.get(step.user as usize).copied().flatten()
     }
 
+    /// Forgets every state read, keeping the memory for the next session.
+    pub fn clear(&mut self) {
+        self.users.clear();
+        self.steps.clear();
+    }
+
     /// The steps with `start_ms <= time < end_ms`, by time, then name
     /// (`unnamed` for steps without one, as the raw plan orders them), then
     /// user.
     pub fn ordered(&self, start_ms: i64, end_ms: i64, unnamed: &'a str) -> Vec<StepRef<'a>> {
-        let mut out: Vec<StepRef<'a>> = self
-            .steps
-            .iter()
-            .filter(|s| start_ms <= s.time_ms && s.time_ms < end_ms)
-            .copied()
-            .collect();
+        let mut out = Vec::new();
+        self.ordered_into(start_ms, end_ms, unnamed, &mut out);
+        out
+    }
+
+    /// [`StepsView::ordered`] into `out` (cleared first), so that one
+    /// buffer serves every session of a request.
+    pub fn ordered_into(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+        unnamed: &'a str,
+        out: &mut Vec<StepRef<'a>>,
+    ) {
+        out.clear();
+        out.extend(
+            self.steps
+                .iter()
+                .filter(|s| start_ms <= s.time_ms && s.time_ms < end_ms)
+                .copied(),
+        );
         out.sort_by(|a, b| {
             (a.time_ms, a.name.unwrap_or(unnamed), self.user(a)).cmp(&(
                 b.time_ms,
@@ -200,7 +221,6 @@ impl<'a> StepsView<'a> {
                 self.user(b),
             ))
         });
-        out
     }
 }
 

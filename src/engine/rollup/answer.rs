@@ -81,9 +81,11 @@ async fn under_publish_lock<T>(
     Ok((listed, pending))
 }
 
-/// The rows of `batch` whose `time` lies in one of `days` (`YYYY-MM-DD`).
-fn of_days(batch: &RecordBatch, days: &[String]) -> Result<RecordBatch> {
-    use datafusion::arrow::array::{Array, AsArray, BooleanArray};
+/// The rows of `batch` whose `time` lies in one of `days` (`YYYY-MM-DD`),
+/// as slices of it: a part's rows of a workspace are in time order, so a
+/// run of days is one slice and nothing is copied.
+fn of_days(batch: &RecordBatch, days: &[String]) -> Result<Vec<RecordBatch>> {
+    use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::TimestampMillisecondType;
     let wanted: BTreeSet<i64> = days
         .iter()
@@ -96,13 +98,29 @@ fn of_days(batch: &RecordBatch, days: &[String]) -> Result<RecordBatch> {
     let times = column
         .as_primitive_opt::<TimestampMillisecondType>()
         .ok_or_else(|| Error::Column("time".into()))?;
-    let keep: BooleanArray = (0..times.len())
-        .map(|i| Some(times.is_valid(i) && wanted.contains(&times.value(i).div_euclid(DAY_MS))))
-        .collect();
-    Ok(
-        datafusion::arrow::compute::filter_record_batch(batch, &keep)
-            .map_err(datafusion::error::DataFusionError::from)?,
-    )
+    let keep = |i: usize| times.is_valid(i) && wanted.contains(&times.value(i).div_euclid(DAY_MS));
+    let mut out = Vec::new();
+    let mut run: Option<usize> = None;
+    for i in 0..=times.len() {
+        match (run, i < times.len() && keep(i)) {
+            (None, true) => run = Some(i),
+            (Some(from), false) => {
+                out.push(batch.slice(from, i - from));
+                run = None;
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// What paths read of a workspace's sessions: the steps rollup's rows
+/// (`session_id`, `l0_steps`), slices of the decoded parts, and the plan
+/// of the same columns over the raw events the rollup does not cover.
+#[derive(Debug)]
+pub struct SessionRows {
+    pub parts: Vec<RecordBatch>,
+    pub tail: Option<datafusion::logical_expr::LogicalPlan>,
 }
 
 impl Rollups {
@@ -163,7 +181,7 @@ impl Rollups {
                 return Ok(None);
             };
             if let Some(batch) = decoded.of(workspace) {
-                rows.push(of_days(&batch, days)?);
+                rows.extend(of_days(&batch, days)?);
             }
         }
         rows.retain(|b| b.num_rows() > 0);
@@ -328,17 +346,19 @@ impl Rollups {
 
 impl Rollups {
     /// The steps states of `workspace`'s sessions on the days `range`
-    /// touches (`session_id`, `steps`: every step of those days, with its
-    /// time, so the caller cuts the range exactly), from the steps rollup
-    /// plus the raw events it does not cover; `None` when it covers none
-    /// of those days. A session has one row per day, part and tail it
-    /// appears in: the caller merges them (most have exactly one).
+    /// touches (every step of those days, with its time, so the caller
+    /// cuts the range exactly), from the steps rollup plus the raw events
+    /// it does not cover; `None` when it covers none of those days. A
+    /// session has one row per day, part and tail it appears in: the
+    /// caller merges them (most have exactly one). The parts' rows are
+    /// handed over as they are held in memory, not through a plan: a
+    /// filter and a projection copied every state once more.
     pub async fn session_steps(
         &self,
         engine: &Engine,
         workspace: &str,
         range: crate::definition::TimeRange,
-    ) -> Result<Option<datafusion::logical_expr::LogicalPlan>> {
+    ) -> Result<Option<SessionRows>> {
         let spec = super::steps_spec();
         let manifest = self.manifest();
         let Some(built) = manifest.rollups.get(&spec.id()) else {
@@ -348,32 +368,48 @@ impl Rollups {
         let Some(Split { parts, tail }) = split(built, listed) else {
             return Ok(None);
         };
+        let full = built.spec.schema();
+        let columns = [full.index_of("session_id"), full.index_of("l0_steps")];
+        let [Ok(session), Ok(steps)] = columns else {
+            return Err(Error::Column("session_id, l0_steps".into()));
+        };
+        let mut rows = Vec::new();
+        for (part, days) in &parts {
+            let Some(decoded) = self.parts.get(&self.store, part, &full).await? else {
+                return Ok(None);
+            };
+            if let Some(batch) = decoded.of(workspace) {
+                for b in of_days(&batch, days)? {
+                    rows.push(
+                        b.project(&[session, steps])
+                            .map_err(datafusion::error::DataFusionError::from)?,
+                    );
+                }
+            }
+        }
         let mine = col("workspace_id")
             .eq(lit(workspace))
             .and(col("session_id").is_not_null());
-        let columns = |b: LogicalPlanBuilder| -> Result<LogicalPlanBuilder> {
-            Ok(b.project(vec![col("session_id"), col("l0_steps")])?)
-        };
-        let full = built.spec.schema();
-        let Some(mut input) = self
-            .part_scans(workspace, &parts, &full, |b| {
-                columns(b.filter(col("session_id").is_not_null())?)
-            })
-            .await?
-        else {
-            return Ok(None);
-        };
         let in_range = col("time")
             .gt_eq(crate::compile::ts(range.start_ms))
             .and(col("time").lt(crate::compile::ts(range.end_ms)));
+        let mut tail_plan: Option<LogicalPlanBuilder> = None;
         for r in self.raw_scans(&tail, pending)? {
             let utterances = col("event_type").eq(lit("utterance"));
             let states = self.states_plan(
                 &spec,
                 r.filter(mine.clone().and(utterances).and(in_range.clone()))?,
             )?;
-            input = input.union(columns(LogicalPlanBuilder::from(states))?.build()?)?;
+            let b = LogicalPlanBuilder::from(states)
+                .project(vec![col("session_id"), col("l0_steps")])?;
+            tail_plan = Some(match tail_plan {
+                Some(t) => t.union(b.build()?)?,
+                None => b,
+            });
         }
-        Ok(Some(input.build()?))
+        Ok(Some(SessionRows {
+            parts: rows,
+            tail: tail_plan.map(LogicalPlanBuilder::build).transpose()?,
+        }))
     }
 }
