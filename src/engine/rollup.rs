@@ -257,6 +257,9 @@ pub struct Rollups {
     idset_state: Arc<AggregateUDF>,
     manifest: RwLock<Arc<Manifest>>,
     specs: Vec<RollupSpec>,
+    /// The ids of `specs` (hashes of each spec and the state layout): the
+    /// only rollups answered from and kept by builds.
+    current: BTreeSet<String>,
     building: tokio::sync::Mutex<()>,
     parts: cache::PartCache,
 }
@@ -408,6 +411,7 @@ impl Rollups {
             idset_state: idset_state_udaf(Arc::clone(&dictionary)),
             dictionary,
             manifest: RwLock::new(Arc::new(manifest)),
+            current: builtin_specs().iter().map(RollupSpec::id).collect(),
             specs: builtin_specs(),
             building: tokio::sync::Mutex::new(()),
             parts: cache::PartCache::from_env(),

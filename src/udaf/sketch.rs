@@ -66,7 +66,7 @@ const TAG_EXACT: u8 = 0;
 /// A sketch in `postcard` (the crate's own serde form: its bins as one
 /// run of varints). The crate's Java-compatible encoding was decoded bin
 /// by bin, growing and shifting the store each time: decoding and
-/// encoding it were a third of a dashboard request's CPU (see README).
+/// encoding it were a fifth of the dashboard's CPU under load (README).
 const TAG_SKETCH: u8 = 2;
 
 impl QSketch {

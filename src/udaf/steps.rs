@@ -191,15 +191,8 @@ impl<'a> StepsView<'a> {
 
     /// The steps with `start_ms <= time < end_ms`, by time, then name
     /// (`unnamed` for steps without one, as the raw plan orders them), then
-    /// user.
-    pub fn ordered(&self, start_ms: i64, end_ms: i64, unnamed: &'a str) -> Vec<StepRef<'a>> {
-        let mut out = Vec::new();
-        self.ordered_into(start_ms, end_ms, unnamed, &mut out);
-        out
-    }
-
-    /// [`StepsView::ordered`] into `out` (cleared first), so that one
-    /// buffer serves every session of a request.
+    /// user, into `out` (cleared first, so that one buffer serves every
+    /// session of a request).
     pub fn ordered_into(
         &self,
         start_ms: i64,
@@ -420,7 +413,9 @@ mod tests {
                     start: i64,
                     end: i64|
          -> Vec<(i64, Option<String>, Option<String>)> {
-            view.ordered(start, end, "")
+            let mut ordered = Vec::new();
+            view.ordered_into(start, end, "", &mut ordered);
+            ordered
                 .into_iter()
                 .map(|s| {
                     (

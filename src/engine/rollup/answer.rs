@@ -161,20 +161,15 @@ impl Rollups {
         Ok(raw)
     }
 
-    /// A scan of `workspace`'s rows of `parts` (of schema `full`, decoded
-    /// in memory), each part's rows restricted to the days it is read for,
-    /// shaped by `shape` (an empty table when there is no row); `None`
-    /// when a part is gone (replaced by a build since the manifest was
-    /// read). The days are cut here rather than by a filter per part in
-    /// the plan: one table instead of a union of one per set of days
-    /// halved the planning of a dashboard query.
-    async fn part_scans(
+    /// `workspace`'s rows of `parts` (of schema `full`, decoded in
+    /// memory), each part's cut to the days it is read for; `None` when a
+    /// part is gone (replaced by a build since the manifest was read).
+    async fn part_rows(
         &self,
         workspace: &str,
         parts: &PartDays,
         full: &SchemaRef,
-        shape: impl Fn(LogicalPlanBuilder) -> Result<LogicalPlanBuilder>,
-    ) -> Result<Option<LogicalPlanBuilder>> {
+    ) -> Result<Option<Vec<RecordBatch>>> {
         let mut rows = Vec::new();
         for (part, days) in parts {
             let Some(decoded) = self.parts.get(&self.store, part, full).await? else {
@@ -184,7 +179,23 @@ impl Rollups {
                 rows.extend(of_days(&batch, days)?);
             }
         }
-        rows.retain(|b| b.num_rows() > 0);
+        Ok(Some(rows))
+    }
+
+    /// [`Rollups::part_rows`] as one scan, shaped by `shape` (an empty
+    /// table when there is no row). The days are cut in memory rather than
+    /// by a filter per part in the plan: one table instead of a union of
+    /// one per set of days halved the planning of a dashboard query.
+    async fn part_scans(
+        &self,
+        workspace: &str,
+        parts: &PartDays,
+        full: &SchemaRef,
+        shape: impl Fn(LogicalPlanBuilder) -> Result<LogicalPlanBuilder>,
+    ) -> Result<Option<LogicalPlanBuilder>> {
+        let Some(rows) = self.part_rows(workspace, parts, full).await? else {
+            return Ok(None);
+        };
         Ok(Some(shape(scan(MemTable::try_new(
             Arc::clone(full),
             vec![rows],
@@ -221,9 +232,8 @@ impl Rollups {
         let Some((built, at)) = manifest
             .rollups
             .iter()
-            // Built by this version (its id is the hash of the spec and
-            // the state layout's version): older states may not decode.
-            .filter(|(id, b)| b.spec.id() == **id)
+            // Built by this version: older states may not decode.
+            .filter(|(id, _)| self.current.contains(*id))
             .map(|(_, b)| b)
             .filter(|b| fits(b.spec.bucket_ms))
             .filter(|b| needed.iter().all(|c| b.spec.dims.contains(c)))
@@ -373,20 +383,14 @@ impl Rollups {
         let [Ok(session), Ok(steps)] = columns else {
             return Err(Error::Column("session_id, l0_steps".into()));
         };
-        let mut rows = Vec::new();
-        for (part, days) in &parts {
-            let Some(decoded) = self.parts.get(&self.store, part, &full).await? else {
-                return Ok(None);
-            };
-            if let Some(batch) = decoded.of(workspace) {
-                for b in of_days(&batch, days)? {
-                    rows.push(
-                        b.project(&[session, steps])
-                            .map_err(datafusion::error::DataFusionError::from)?,
-                    );
-                }
-            }
-        }
+        let Some(rows) = self.part_rows(workspace, &parts, &full).await? else {
+            return Ok(None);
+        };
+        let rows = rows
+            .iter()
+            .map(|b| b.project(&[session, steps]))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(datafusion::error::DataFusionError::from)?;
         let mine = col("workspace_id")
             .eq(lit(workspace))
             .and(col("session_id").is_not_null());

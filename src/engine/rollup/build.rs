@@ -295,8 +295,7 @@ impl Rollups {
         // Rollups of other specs (a changed definition, an older state
         // layout) are never answered from: they leave the manifest, and
         // their parts are removed.
-        let current: std::collections::BTreeSet<String> =
-            self.specs.iter().map(RollupSpec::id).collect();
+        let current = &self.current;
         stale.extend(
             self.manifest()
                 .rollups
