@@ -29,7 +29,7 @@
 //!   then name ascending; past `limit` rows, the tail is one `(other)` row
 //!   (its users counted once each) that says how many names it folds.
 //!
-//! About 650 lines: the retention and paths plans share their range,
+//! About 950 lines: the retention and paths plans share their range,
 //! stage and step expressions, kept together.
 
 pub mod functions;
@@ -37,7 +37,10 @@ pub mod summary;
 
 pub use summary::Stage;
 
-use std::collections::HashMap;
+// DataFusion's map (hashbrown with foldhash): the paths route hashes every
+// session id, path and user of the range, and SipHash, the standard map's
+// hash, was a fifth of that route's time in a profile.
+use datafusion::common::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
@@ -373,6 +376,33 @@ fn step_after(k: i64) -> Result<Expr> {
     .end()?)
 }
 
+/// The rows of [`steps`] that either ranking reads, and only the columns
+/// it reads: each session's first row, with its `path` (its first five
+/// steps), and, with `intent`, every row of that step, with the step
+/// `after` it. About a third of the steps' rows and a third of their
+/// columns, so the paths route holds this, not the steps, in memory.
+fn heads(steps: LogicalPlanBuilder, intent: Option<&Intent>) -> Result<LogicalPlanBuilder> {
+    let start = col("prev").is_null().or(col("prev").not_eq(col("session")));
+    let mut parts = vec![col("step")];
+    for k in 1..PATH_STEPS {
+        parts.push(step_after(k)?);
+    }
+    let keep = match intent {
+        Some(intent) => start.clone().or(col("step").eq(lit(intent.as_str()))),
+        None => start.clone(),
+    };
+    Ok(steps.filter(keep)?.project(vec![
+        col("session"),
+        col("ord"),
+        col("step"),
+        col("user"),
+        when(start, f::concat_ws(lit(PATH_SEPARATOR), parts))
+            .end()?
+            .alias("path"),
+        step_after(1)?.alias("after"),
+    ])?)
+}
+
 /// What sessions do next after their first `intent`. Columns as
 /// [`ranked`].
 pub fn next_plan(
@@ -382,18 +412,20 @@ pub fn next_plan(
     intent: &Intent,
     limit: usize,
 ) -> Result<LogicalPlan> {
-    next_from(steps(source, skill, range)?, intent, limit)
+    let heads = || heads(steps(Arc::clone(&source), skill, range)?, Some(intent));
+    ranked(|| next_from(heads()?, intent), limit)
 }
 
-/// [`next_plan`] over the rows of [`steps`] (a plan or a table of them).
-fn next_from(steps: LogicalPlanBuilder, intent: &Intent, limit: usize) -> Result<LogicalPlan> {
+/// The (name, user) rows of "next after `intent`" from the rows of
+/// [`heads`] (a plan or a table of them).
+fn next_from(heads: LogicalPlanBuilder, intent: &Intent) -> Result<LogicalPlanBuilder> {
     // Among the rows of `intent`, in the same order, the first of each
     // session is the one whose predecessor is of another session.
     let previous = win::lag(col("session"), Some(1), None)
         .order_by(vec![col("ord").sort(true, false)])
         .build()?
         .alias("prev_same");
-    let counted = steps
+    Ok(heads
         .filter(col("step").eq(lit(intent.as_str())))?
         .window(vec![previous])?
         .filter(
@@ -402,10 +434,9 @@ fn next_from(steps: LogicalPlanBuilder, intent: &Intent, limit: usize) -> Result
                 .or(col("prev_same").not_eq(col("session"))),
         )?
         .project(vec![
-            f::coalesce(vec![step_after(1)?, lit(SESSION_ENDED)]).alias("name"),
+            f::coalesce(vec![col("after"), lit(SESSION_ENDED)]).alias("name"),
             col("user"),
-        ])?;
-    ranked(counted, limit)
+        ])?)
 }
 
 /// The most common first five steps of sessions. Columns as [`ranked`].
@@ -415,34 +446,15 @@ pub fn paths_plan(
     range: Range,
     limit: usize,
 ) -> Result<LogicalPlan> {
-    paths_from(steps(source, skill, range)?, limit)
+    let heads = || heads(steps(Arc::clone(&source), skill, range)?, None);
+    ranked(|| paths_from(heads()?), limit)
 }
 
-/// [`paths_plan`] over the rows of [`steps`].
-fn paths_from(steps: LogicalPlanBuilder, limit: usize) -> Result<LogicalPlan> {
-    let mut parts = vec![col("step")];
-    for k in 1..PATH_STEPS {
-        parts.push(step_after(k)?);
-    }
-    let counted = steps
-        .filter(col("prev").is_null().or(col("prev").not_eq(col("session"))))?
-        .project(vec![
-            f::concat_ws(lit(PATH_SEPARATOR), parts).alias("name"),
-            col("user"),
-        ])?;
-    ranked(counted, limit)
-}
-
-/// A window function over `arg`, partitioned by `by` (whole partitions:
-/// no order, so no frame).
-fn over(
-    fun: Arc<datafusion::logical_expr::AggregateUDF>,
-    arg: Expr,
-    by: Vec<Expr>,
-) -> Result<Expr> {
-    Ok(Expr::from(WindowFunction::new(fun, vec![arg]))
-        .partition_by(by)
-        .build()?)
+/// The (name, user) rows of top paths from the rows of [`heads`].
+fn paths_from(heads: LogicalPlanBuilder) -> Result<LogicalPlanBuilder> {
+    Ok(heads
+        .filter(col("path").is_not_null())?
+        .project(vec![col("path").alias("name"), col("user")])?)
 }
 
 /// Ranks `(name, user)` rows, one per session counted: columns `rank`
@@ -450,22 +462,28 @@ fn over(
 /// users), `sessions`, `percentage` (of `total_users`, the distinct users
 /// of all rows, 2 decimals), `folded` (names folded into the row: 0, or
 /// the tail's size for `(other)`) and `total_users`, sorted by rank.
-fn ranked(rows: LogicalPlanBuilder, limit: usize) -> Result<LogicalPlan> {
-    use datafusion::functions_aggregate::{count::count_udaf, sum::sum_udaf};
+///
+/// `rows` is called twice: once for the counts per name, once to place
+/// each (name, user) pair in its row (a join on name), because DataFusion
+/// plans share no subplans. Windows over every pair (`sum(..) OVER
+/// (PARTITION BY name)`) would read the rows once, but such a window
+/// gathers its whole input into one batch, which the next sort then had
+/// to take in one piece: with a 400 MB pool it was refused on 10M events
+/// (the batch alone was past the sort's share). Aggregates, the join and
+/// the sorts here see batches of the usual size and spill when memory is
+/// short.
+fn ranked(rows: impl Fn() -> Result<LogicalPlanBuilder>, limit: usize) -> Result<LogicalPlan> {
+    use datafusion::logical_expr::GroupingSet;
     let limit = limit as i64;
     // One row per name and user (NULL: the sessions without a user), so
     // that a user's count is a row count within a name.
-    let pairs = rows.aggregate(
-        vec![col("name"), col("user")],
-        vec![agg::count(lit(1i64)).alias("s")],
-    )?;
-    // Each user once (their first row) for the total of distinct users.
-    let first_of_user = win::row_number()
-        .partition_by(vec![col("user")])
-        .order_by(vec![col("name").sort(true, false)])
-        .build()?
-        .alias("of_user");
-    let position = win::dense_rank()
+    let pairs = || -> Result<LogicalPlanBuilder> {
+        Ok(rows()?.aggregate(
+            vec![col("name"), col("user")],
+            vec![agg::count(lit(1i64)).alias("s")],
+        )?)
+    };
+    let position = win::row_number()
         .order_by(vec![
             col("u").sort(false, false),
             col("n").sort(false, false),
@@ -473,32 +491,31 @@ fn ranked(rows: LogicalPlanBuilder, limit: usize) -> Result<LogicalPlan> {
         ])
         .build()?
         .alias("position");
-    let head = col("position").lt_eq(lit(limit));
-    Ok(pairs
-        // One window node per partitioning and order: DataFusion plans
-        // each node's functions under one ordering.
-        .window(vec![
-            over(sum_udaf(), col("s"), vec![col("name")])?.alias("n"),
-            over(count_udaf(), col("user"), vec![col("name")])?.alias("u"),
-        ])?
-        .window(vec![first_of_user])?
-        .project(vec![
-            col("name"),
-            col("user"),
-            col("s"),
-            col("n"),
-            col("u"),
-            when(
-                col("user").is_not_null().and(col("of_user").eq(lit(1i64))),
-                lit(1i64),
-            )
-            .otherwise(lit(0i64))?
-            .alias("new_user"),
-        ])?
-        .window(vec![
-            Expr::from(WindowFunction::new(sum_udaf(), vec![col("new_user")])).alias("total_users"),
-        ])?
+    let names = pairs()?
+        .aggregate(
+            vec![col("name")],
+            vec![
+                agg::sum(col("s")).alias("n"),
+                agg::count(col("user")).alias("u"),
+            ],
+        )?
         .window(vec![position])?
+        .project(vec![col("name").alias("ranked"), col("position")])?
+        .build()?;
+    let head = col("position").lt_eq(lit(limit));
+    // The empty grouping set counts every row's user once: the total.
+    let sets = Expr::GroupingSet(GroupingSet::GroupingSets(vec![
+        vec![col("rank"), col("shown")],
+        vec![],
+    ]));
+    let whole = col("rank").is_null();
+    let total = Expr::from(WindowFunction::new(
+        datafusion::functions_aggregate::min_max::max_udaf(),
+        vec![when(whole.clone(), col("users")).end()?],
+    ))
+    .alias("total_users");
+    Ok(pairs()?
+        .join(names, JoinType::Inner, (vec!["name"], vec!["ranked"]), None)?
         .project(vec![
             when(head.clone(), col("position"))
                 .otherwise(lit(limit + 1))?
@@ -509,17 +526,18 @@ fn ranked(rows: LogicalPlanBuilder, limit: usize) -> Result<LogicalPlan> {
             col("name"),
             col("user"),
             col("s"),
-            col("total_users"),
         ])?
         .aggregate(
-            vec![col("rank"), col("shown")],
+            vec![sets],
             vec![
                 agg::count_distinct(col("user")).alias("users"),
                 agg::sum(col("s")).alias("sessions"),
                 agg::count_distinct(col("name")).alias("items"),
-                agg::max(col("total_users")).alias("total_users"),
             ],
         )?
+        // A dozen rows at most: one window over them all is cheap.
+        .window(vec![total])?
+        .filter(col("rank").is_not_null())?
         .project(vec![
             cast(col("rank"), DataType::Int64).alias("rank"),
             col("shown").alias("name"),
@@ -671,7 +689,7 @@ pub async fn top_paths(
 /// Both rankings of the paths route, and which path answered: the steps
 /// rollup (one merged state per session) where it covers a day of the
 /// range, else one execution of the steps window over the events (the
-/// costly part), which both rankings read from memory.
+/// costly part), whose [`heads`] both rankings read from memory.
 pub async fn next_and_paths(
     engine: &Engine,
     skill: &str,
@@ -682,16 +700,22 @@ pub async fn next_and_paths(
     if let Some((next, paths)) = from_sessions(engine, skill, range, intent, limit).await? {
         return Ok((next, paths, engine::AnswerPath::Rollup));
     }
-    let plan = steps(engine.events_source(), skill, range)?.build()?;
+    let plan = heads(steps(engine.events_source(), skill, range)?, Some(intent))?.build()?;
     let logical = std::sync::Arc::new(plan.schema().as_arrow().clone());
     let batches = engine.execute(plan).await?;
     // The executed schema may differ from the logical one in nullability.
     let schema = batches.first().map(|b| b.schema()).unwrap_or(logical);
     let table = datafusion::datasource::MemTable::try_new(schema, vec![batches])?;
     let source = datafusion::datasource::provider_as_source(Arc::new(table));
-    let scan = || LogicalPlanBuilder::scan("steps", Arc::clone(&source), None);
-    let next = next_from(scan()?, intent, limit)?;
-    let paths = paths_from(scan()?, limit)?;
+    let scan = || -> Result<LogicalPlanBuilder> {
+        Ok(LogicalPlanBuilder::scan(
+            "heads",
+            Arc::clone(&source),
+            None,
+        )?)
+    };
+    let next = ranked(|| next_from(scan()?, intent), limit)?;
+    let paths = ranked(|| paths_from(scan()?), limit)?;
     let (next, paths) = futures::try_join!(engine.execute(next), engine.execute(paths))?;
     Ok((
         read_ranked(&next)?,
@@ -759,10 +783,10 @@ async fn from_sessions(
                 continue;
             }
             match position.entry(ids.value(i)) {
-                std::collections::hash_map::Entry::Occupied(at) => {
+                datafusion::common::hash_map::Entry::Occupied(at) => {
                     more.entry(*at.get()).or_default().push(states.value(i))
                 }
-                std::collections::hash_map::Entry::Vacant(v) => {
+                datafusion::common::hash_map::Entry::Vacant(v) => {
                     v.insert(first.len());
                     first.push(states.value(i));
                 }
@@ -805,8 +829,8 @@ async fn from_sessions(
 
 /// Sessions counted by name, for a ranking computed in memory, as
 /// [`ranked`]'s plan computes it from rows: the rollup path has its
-/// (name, user) pairs in hand already, and the plan's four windows over
-/// hundreds of thousands of rows were most of that route's time. The raw
+/// (name, user) pairs in hand already, and a plan over hundreds of
+/// thousands of rows was most of that route's time. The raw
 /// path keeps the plan; the tests hold the two equal.
 #[derive(Debug, Default)]
 struct Tally<'a> {
@@ -857,8 +881,16 @@ impl<'a> Tally<'a> {
         }
         let mut names: Vec<(String, u32)> = self.names.into_iter().collect();
         let key = |at: u32| (users_of[at as usize], self.sessions[at as usize]);
-        names.sort_by(|(a, an), (b, bn)| key(*bn).cmp(&key(*an)).then_with(|| a.cmp(b)));
+        let order = |(a, an): &(String, u32), (b, bn): &(String, u32)| {
+            key(*bn).cmp(&key(*an)).then_with(|| a.cmp(b))
+        };
+        // Only the head is sorted: tens of thousands of paths, most of
+        // them tied at one user and one session, compared by name.
+        if names.len() > limit {
+            names.select_nth_unstable_by(limit, order);
+        }
         let tail = names.split_off(names.len().min(limit));
+        names.sort_by(order);
         let mut items: Vec<Ranked> = names
             .into_iter()
             .enumerate()

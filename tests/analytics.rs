@@ -556,3 +556,60 @@ async fn the_repl_runs_the_table_functions() {
         String::from_utf8_lossy(&out.stderr).contains("top_paths(skill, start, end [, limit])")
     );
 }
+
+/// Paths from raw events answer within a small memory pool: every sort
+/// of the plan sees batches of the usual size and spills. (Rankings by
+/// `OVER (PARTITION BY name)` windows gathered all (path, user) pairs into
+/// one batch, which the next sort could not take in a pool whose share per
+/// operator was smaller than that batch: refused as busy, here and on 10M
+/// events with a 400 MB pool; here, a 1,356 KB batch against a 1,111 KB
+/// share.) Small batches and merge reservations keep the plan's fixed
+/// needs below the pool, so that only such a batch could exceed it.
+#[tokio::test]
+async fn raw_paths_answer_within_a_small_memory_pool() {
+    use metricstore::engine::{Engine, QueryLimits, session_config};
+    let dir = tempfile::tempdir().unwrap();
+    drop(common::demo_engine(dir.path(), 200_000, 3).await);
+    let rows = common::read_events(dir.path());
+    let mut config = session_config()
+        .with_target_partitions(2)
+        .with_batch_size(1024);
+    config.options_mut().execution.sort_spill_reservation_bytes = 64 << 10;
+    let store = metricstore::storage::Store::open(dir.path().to_str().unwrap()).unwrap();
+    let engine = Engine::with_limits(
+        store,
+        config,
+        QueryLimits {
+            memory_bytes: 12 << 20,
+            ..QueryLimits::default()
+        },
+    )
+    .await
+    .unwrap();
+    let skill = "amzn1.ask.skill.demo-trivia";
+    let (start, end) = (ms("2026-01-08T00:00:00Z"), ms("2026-01-11T00:00:00Z"));
+    let range = Range::new(start, end).unwrap();
+    let sessions = oracle_sessions(&rows, skill, start, end);
+    let want = oracle_paths(&sessions, 10);
+    // Enough distinct (path, user) pairs that one batch of them all is
+    // past an operator's share of the pool.
+    assert!(
+        want.1.last().is_some_and(|r| r.4 > 1_000),
+        "{:?}",
+        want.1.last()
+    );
+    let got = analytics::top_paths(&engine, skill, range, 10)
+        .await
+        .unwrap();
+    check_ranked("paths in a small pool", &got, &want);
+    let intent = Intent::parse("LaunchRequest").unwrap();
+    let (next, paths, _) = analytics::next_and_paths(&engine, skill, range, &intent, 10)
+        .await
+        .unwrap();
+    check_ranked("route paths in a small pool", &paths, &want);
+    check_ranked(
+        "route next in a small pool",
+        &next,
+        &oracle_next(&sessions, "LaunchRequest", 10),
+    );
+}
