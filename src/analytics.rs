@@ -33,6 +33,7 @@
 //! stage and step expressions, kept together.
 
 pub mod functions;
+mod sessions;
 pub mod summary;
 
 pub use summary::Stage;
@@ -729,7 +730,7 @@ pub async fn next_and_paths(
 /// its steps in the range, ordered as [`steps`] orders them, give its path
 /// (the first five, with the user of the first) and what followed its
 /// first `intent` (with that step's user); the rankings are then counted
-/// in memory ([`Tally`]), as the raw path's plan counts them.
+/// in memory ([`sessions::rank`]), as the raw path's plan counts them.
 async fn from_sessions(
     engine: &Engine,
     skill: &str,
@@ -737,7 +738,6 @@ async fn from_sessions(
     intent: &Intent,
     limit: usize,
 ) -> Result<Option<(Ranking, Ranking)>> {
-    use crate::udaf::steps::{StepRef, StepsView};
     use datafusion::arrow::array::{Array, AsArray};
     let Some(rollups) = engine.rollups() else {
         return Ok(None);
@@ -774,8 +774,7 @@ async fn from_sessions(
     }
     let rows_in: usize = batches.iter().map(RecordBatch::num_rows).sum();
     let mut position: HashMap<&str, usize> = HashMap::with_capacity(rows_in);
-    let mut first: Vec<&[u8]> = Vec::with_capacity(rows_in);
-    let mut more: HashMap<usize, Vec<&[u8]>> = HashMap::new();
+    let mut merged: Vec<sessions::Session> = Vec::with_capacity(rows_in);
     for (ids, states) in &cast {
         let (ids, states) = (ids.as_string::<i32>(), states.as_binary::<i32>());
         for i in 0..ids.len() {
@@ -784,155 +783,23 @@ async fn from_sessions(
             }
             match position.entry(ids.value(i)) {
                 datafusion::common::hash_map::Entry::Occupied(at) => {
-                    more.entry(*at.get()).or_default().push(states.value(i))
+                    merged[*at.get()].more.push(states.value(i))
                 }
                 datafusion::common::hash_map::Entry::Vacant(v) => {
-                    v.insert(first.len());
-                    first.push(states.value(i));
+                    v.insert(merged.len());
+                    merged.push(sessions::Session {
+                        first: states.value(i),
+                        more: Vec::new(),
+                    });
                 }
             }
         }
     }
     drop(position);
-    let (mut paths, mut next) = (Tally::default(), Tally::default());
-    fn name<'a>(s: &StepRef<'a>) -> &'a str {
-        s.name.unwrap_or(UNCLASSIFIED)
-    }
-    let mut path = String::new();
-    let mut session = StepsView::default();
-    let mut ordered = Vec::new();
-    for (at, state) in first.iter().enumerate() {
-        session.clear();
-        session.extend(state)?;
-        for s in more.get(&at).into_iter().flatten() {
-            session.extend(s)?;
-        }
-        session.ordered_into(range.start_ms, range.end_ms, UNCLASSIFIED, &mut ordered);
-        let Some(first) = ordered.first() else {
-            continue;
-        };
-        path.clear();
-        for (k, s) in ordered.iter().take(PATH_STEPS as usize).enumerate() {
-            if k > 0 {
-                path.push_str(PATH_SEPARATOR);
-            }
-            path.push_str(name(s));
-        }
-        paths.add(&path, session.user(first));
-        if let Some(at) = ordered.iter().position(|s| name(s) == intent.as_str()) {
-            let after = ordered.get(at + 1).map_or(SESSION_ENDED, name);
-            next.add(after, session.user(&ordered[at]));
-        }
-    }
-    Ok(Some((next.ranking(limit), paths.ranking(limit))))
-}
-
-/// Sessions counted by name, for a ranking computed in memory, as
-/// [`ranked`]'s plan computes it from rows: the rollup path has its
-/// (name, user) pairs in hand already, and a plan over hundreds of
-/// thousands of rows was most of that route's time. The raw
-/// path keeps the plan; the tests hold the two equal.
-#[derive(Debug, Default)]
-struct Tally<'a> {
-    /// Each user seen, numbered.
-    users: HashMap<&'a str, u32>,
-    /// Each name seen, numbered, with its sessions.
-    names: HashMap<String, u32>,
-    sessions: Vec<i64>,
-    /// (name, user) of every session with a user; distinct users per name
-    /// are counted once all are in (a sort, rather than a set per name).
-    pairs: Vec<(u32, u32)>,
-}
-
-impl<'a> Tally<'a> {
-    fn add(&mut self, name: &str, user: Option<&'a str>) {
-        let at = match self.names.get(name) {
-            Some(&at) => at,
-            None => {
-                let at = self.sessions.len() as u32;
-                self.names.insert(name.to_string(), at);
-                self.sessions.push(0);
-                at
-            }
-        };
-        self.sessions[at as usize] += 1;
-        if let Some(u) = user {
-            let next = self.users.len() as u32;
-            let u = *self.users.entry(u).or_insert(next);
-            self.pairs.push((at, u));
-        }
-    }
-
-    /// Rows by users, then sessions descending, then name; past `limit`,
-    /// one `(other)` row of the rest (its users counted once each).
-    fn ranking(mut self, limit: usize) -> Ranking {
-        let total = self.users.len() as i64;
-        let percentage = |users: usize| {
-            // The plan's arithmetic, operation for operation (`percentage`
-            // and DataFusion's `round`), so both paths give the same bits.
-            let p = users as f64 * 100.0 / total as f64;
-            (p * 100.0).round() / 100.0
-        };
-        self.pairs.sort_unstable();
-        self.pairs.dedup();
-        let mut users_of = vec![0usize; self.sessions.len()];
-        for &(at, _) in &self.pairs {
-            users_of[at as usize] += 1;
-        }
-        let mut names: Vec<(String, u32)> = self.names.into_iter().collect();
-        let key = |at: u32| (users_of[at as usize], self.sessions[at as usize]);
-        let order = |(a, an): &(String, u32), (b, bn): &(String, u32)| {
-            key(*bn).cmp(&key(*an)).then_with(|| a.cmp(b))
-        };
-        // Only the head is sorted: tens of thousands of paths, most of
-        // them tied at one user and one session, compared by name.
-        if names.len() > limit {
-            names.select_nth_unstable_by(limit, order);
-        }
-        let tail = names.split_off(names.len().min(limit));
-        names.sort_by(order);
-        let mut items: Vec<Ranked> = names
-            .into_iter()
-            .enumerate()
-            .map(|(i, (name, at))| Ranked {
-                rank: i as i64 + 1,
-                name,
-                users: users_of[at as usize] as i64,
-                sessions: self.sessions[at as usize],
-                percentage: percentage(users_of[at as usize]),
-                folded: 0,
-            })
-            .collect();
-        if !tail.is_empty() {
-            let folded = tail.len() as i64;
-            let mut in_tail = vec![false; self.sessions.len()];
-            let mut sessions = 0;
-            for (_, at) in &tail {
-                in_tail[*at as usize] = true;
-                sessions += self.sessions[*at as usize];
-            }
-            let mut users: Vec<u32> = self
-                .pairs
-                .iter()
-                .filter(|(at, _)| in_tail[*at as usize])
-                .map(|&(_, u)| u)
-                .collect();
-            users.sort_unstable();
-            users.dedup();
-            items.push(Ranked {
-                rank: limit as i64 + 1,
-                name: OTHER.to_string(),
-                users: users.len() as i64,
-                sessions,
-                percentage: percentage(users.len()),
-                folded,
-            });
-        }
-        Ranking {
-            users: if items.is_empty() { 0 } else { total },
-            items,
-        }
-    }
+    let threads = engine.ctx.copied_config().target_partitions();
+    Ok(Some(sessions::rank(
+        &merged, range, intent, limit, threads,
+    )?))
 }
 
 fn read_ranked(batches: &[RecordBatch]) -> Result<Ranking> {

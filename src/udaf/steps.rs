@@ -5,7 +5,7 @@
 //!
 //! `steps_state(time, step, user)` or `steps_state(state)`: events or states
 //! in, the merged state (`Binary`) out. Merging concatenates; order is
-//! settled when a session is read ([`StepsView::ordered`]).
+//! settled when a session is read ([`StepsView::ordered_into`]).
 //!
 //! The encoding is our own (little-endian lengths and values): a state is
 //! written and read only by this module, and a general format (JSON, a
@@ -103,26 +103,39 @@ impl SessionSteps {
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let view = StepsView::parse(bytes)?;
+        let text = |t: Option<&[u8]>| -> Result<Option<String>> {
+            t.map(|t| {
+                std::str::from_utf8(t).map(str::to_string).map_err(|_| {
+                    DataFusionError::Execution("bad session state: text not UTF-8".into())
+                })
+            })
+            .transpose()
+        };
         Ok(Self {
-            users: view.users.iter().map(|u| u.map(str::to_string)).collect(),
+            users: view.users.iter().map(|&u| text(u)).collect::<Result<_>>()?,
             steps: view
                 .steps
                 .iter()
-                .map(|s| Step {
-                    time_ms: s.time_ms,
-                    name: s.name.map(str::to_string),
-                    user: s.user,
+                .map(|s| {
+                    Ok(Step {
+                        time_ms: s.time_ms,
+                        name: text(s.name)?,
+                        user: s.user,
+                    })
                 })
-                .collect(),
+                .collect::<Result<_>>()?,
         })
     }
 }
 
-/// One step of a [`StepsView`], borrowing the state's bytes.
+/// One step of a [`StepsView`], borrowing the state's bytes. Texts stay
+/// bytes (UTF-8 as written; bytes order as their strings do): a reader
+/// validates only what it shows, once per distinct text, where checking
+/// every step's name and user was a tenth of the paths route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StepRef<'a> {
     pub time_ms: i64,
-    pub name: Option<&'a str>,
+    pub name: Option<&'a [u8]>,
     /// Index into [`StepsView::users`].
     pub user: u32,
 }
@@ -132,7 +145,7 @@ pub struct StepRef<'a> {
 /// strings per step, most of the paths route's own time).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StepsView<'a> {
-    pub users: Vec<Option<&'a str>>,
+    pub users: Vec<Option<&'a [u8]>>,
     pub steps: Vec<StepRef<'a>>,
 }
 
@@ -179,7 +192,7 @@ impl<'a> StepsView<'a> {
         Ok(())
     }
 
-    pub fn user(&self, step: &StepRef<'a>) -> Option<&'a str> {
+    pub fn user(&self, step: &StepRef<'a>) -> Option<&'a [u8]> {
         self.users.get(step.user as usize).copied().flatten()
     }
 
@@ -197,7 +210,7 @@ impl<'a> StepsView<'a> {
         &self,
         start_ms: i64,
         end_ms: i64,
-        unnamed: &'a str,
+        unnamed: &'a [u8],
         out: &mut Vec<StepRef<'a>>,
     ) {
         out.clear();
@@ -237,13 +250,12 @@ impl<'a> Reader<'a> {
         Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
     }
 
-    fn text(&mut self) -> Option<Option<&'a str>> {
+    fn text(&mut self) -> Option<Option<&'a [u8]>> {
         let n = self.u32()?;
         if n == NONE {
             return Some(None);
         }
-        let b = self.take(n as usize)?;
-        Some(Some(std::str::from_utf8(b).ok()?))
+        Some(Some(self.take(n as usize)?))
     }
 }
 
@@ -413,17 +425,12 @@ mod tests {
                     start: i64,
                     end: i64|
          -> Vec<(i64, Option<String>, Option<String>)> {
+            let text = |t: &[u8]| String::from_utf8(t.to_vec()).unwrap();
             let mut ordered = Vec::new();
-            view.ordered_into(start, end, "", &mut ordered);
+            view.ordered_into(start, end, b"", &mut ordered);
             ordered
                 .into_iter()
-                .map(|s| {
-                    (
-                        s.time_ms,
-                        s.name.map(str::to_string),
-                        view.user(&s).map(str::to_string),
-                    )
-                })
+                .map(|s| (s.time_ms, s.name.map(text), view.user(&s).map(text)))
                 .collect()
         };
         let order = rows(&merged, 0, 100);
