@@ -38,10 +38,6 @@ pub mod summary;
 
 pub use summary::Stage;
 
-// DataFusion's map (hashbrown with foldhash): the paths route hashes every
-// session id, path and user of the range, and SipHash, the standard map's
-// hash, was a fifth of that route's time in a profile.
-use datafusion::common::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
@@ -738,7 +734,7 @@ async fn from_sessions(
     intent: &Intent,
     limit: usize,
 ) -> Result<Option<(Ranking, Ranking)>> {
-    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::array::AsArray;
     let Some(rollups) = engine.rollups() else {
         return Ok(None);
     };
@@ -758,12 +754,10 @@ async fn from_sessions(
     if let Some(tail) = rows.tail {
         batches.extend(engine.execute_local(tail).await?);
     }
-    // Each session's rows, merged here rather than by a group-by: most
-    // sessions have one row, taken as it is, and a DataFusion aggregate
-    // over the binary states (partial and final, each state copied in and
-    // out) was half the route's time on 10M events. A session's first row
-    // is kept by position; the rare further ones (a session across
-    // midnight, a late file) beside it.
+    // Each session's rows are merged by `sessions::rank` rather than by a
+    // group-by: most sessions have one row, taken as it is, and a
+    // DataFusion aggregate over the binary states (partial and final, each
+    // state copied in and out) was half the route's time on 10M events.
     let mut cast = Vec::new();
     for b in &batches {
         let text = datafusion::arrow::compute::cast(b.column(0), &DataType::Utf8)
@@ -772,34 +766,15 @@ async fn from_sessions(
             .map_err(DataFusionError::from)?;
         cast.push((text, states));
     }
-    let rows_in: usize = batches.iter().map(RecordBatch::num_rows).sum();
-    let mut position: HashMap<&str, usize> = HashMap::with_capacity(rows_in);
-    let mut merged: Vec<sessions::Session> = Vec::with_capacity(rows_in);
-    for (ids, states) in &cast {
-        let (ids, states) = (ids.as_string::<i32>(), states.as_binary::<i32>());
-        for i in 0..ids.len() {
-            if !(ids.is_valid(i) && states.is_valid(i)) {
-                continue;
-            }
-            match position.entry(ids.value(i)) {
-                datafusion::common::hash_map::Entry::Occupied(at) => {
-                    merged[*at.get()].more.push(states.value(i))
-                }
-                datafusion::common::hash_map::Entry::Vacant(v) => {
-                    v.insert(merged.len());
-                    merged.push(sessions::Session {
-                        first: states.value(i),
-                        more: Vec::new(),
-                    });
-                }
-            }
-        }
-    }
-    drop(position);
+    let rows: Vec<sessions::Rows> = cast
+        .iter()
+        .map(|(ids, states)| sessions::Rows {
+            ids: ids.as_string::<i32>(),
+            states: states.as_binary::<i32>(),
+        })
+        .collect();
     let threads = engine.ctx.copied_config().target_partitions();
-    Ok(Some(sessions::rank(
-        &merged, range, intent, limit, threads,
-    )?))
+    Ok(Some(sessions::rank(&rows, range, intent, limit, threads)?))
 }
 
 fn read_ranked(batches: &[RecordBatch]) -> Result<Ranking> {

@@ -563,8 +563,12 @@ async fn the_repl_runs_the_table_functions() {
 /// one batch, which the next sort could not take in a pool whose share per
 /// operator was smaller than that batch: refused as busy, here and on 10M
 /// events with a 400 MB pool; here, a 1,356 KB batch against a 1,111 KB
-/// share.) Small batches and merge reservations keep the plan's fixed
-/// needs below the pool, so that only such a batch could exceed it.
+/// share of a 12 MB pool.) Small batches and merge reservations keep the
+/// plan's fixed needs below the pool, so that only such a batch could
+/// exceed it. The pool is 13 MB: in 12 MB the new plan's own sorts were
+/// refused now and then (by 8 KB), as its operators' peaks met, while the
+/// old batch is still past a 13 MB pool's share (1,111 KB scaled by
+/// 13/12 is 1,204 KB).
 #[tokio::test]
 async fn raw_paths_answer_within_a_small_memory_pool() {
     use metricstore::engine::{Engine, QueryLimits, session_config};
@@ -580,7 +584,7 @@ async fn raw_paths_answer_within_a_small_memory_pool() {
         store,
         config,
         QueryLimits {
-            memory_bytes: 12 << 20,
+            memory_bytes: 13 << 20,
             ..QueryLimits::default()
         },
     )

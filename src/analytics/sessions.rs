@@ -11,8 +11,12 @@
 //! the end (thousands of names and users, not hundreds of thousands of
 //! sessions).
 
-use std::hash::Hash;
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 
+use datafusion::arrow::array::{Array, BinaryArray, StringArray};
+
+// DataFusion's map (hashbrown with foldhash): SipHash, the standard map's
+// hash, was a fifth of this route's time in a profile.
 use datafusion::common::HashMap;
 use datafusion::common::hash_map::Entry;
 
@@ -22,46 +26,64 @@ use super::{
 };
 use crate::udaf::steps::{StepRef, StepsView};
 
+/// One batch of the steps rollup's rows: session ids and their states.
+pub(super) struct Rows<'a> {
+    pub(super) ids: &'a StringArray,
+    pub(super) states: &'a BinaryArray,
+}
+
 /// A session's states: its first (most sessions have one) and the rare
 /// others, of a session across midnight or a late file.
-pub(super) struct Session<'a> {
-    pub(super) first: &'a [u8],
-    pub(super) more: Vec<&'a [u8]>,
+struct Session<'a> {
+    first: &'a [u8],
+    more: Vec<&'a [u8]>,
 }
 
 /// A path: the numbers of its first steps' names, `NO_STEP` past its end.
 type PathKey = [u32; PATH_STEPS as usize];
 const NO_STEP: u32 = u32::MAX;
 
-/// Both rankings (next after `intent`, top paths) of `sessions`, counted on
-/// up to `threads` threads.
+/// Both rankings (next after `intent`, top paths) of the sessions of
+/// `rows`, on `threads` threads: each hashes the session ids of a share
+/// of the batches, then groups and counts the sessions whose hash falls to
+/// it (so a session's rows, wherever they are, meet on one thread).
 pub(super) fn rank(
-    sessions: &[Session<'_>],
+    rows: &[Rows<'_>],
     range: Range,
     intent: &Intent,
     limit: usize,
     threads: usize,
 ) -> Result<(Ranking, Ranking)> {
-    let share = sessions.len().div_ceil(threads.max(1)).max(1);
-    let mut shares = sessions.chunks(share);
-    let mine = shares.next().unwrap_or(&[]);
-    // Scoped threads rather than the runtime's blocking pool: the shares
-    // borrow the request's batches, and the calling task waits for them
-    // anyway.
-    let counted = std::thread::scope(|scope| {
-        let others: Vec<_> = shares
-            .map(|s| scope.spawn(move || Counted::of(s, range, intent)))
-            .collect();
-        let mut all = vec![Counted::of(mine, range, intent)];
-        for t in others {
-            all.push(t.join().map_err(|_| bad("a counting thread panicked"))?);
+    let threads = threads.max(1);
+    let build = HashMap::<(), ()>::default().hasher().clone();
+    let mut hashes: Vec<Vec<u64>> = vec![Vec::new(); rows.len()];
+    for share in on_threads(threads, |t| {
+        rows.iter()
+            .enumerate()
+            .skip(t)
+            .step_by(threads)
+            .map(|(b, r)| {
+                let ids = r.ids;
+                (
+                    b,
+                    (0..ids.len())
+                        .map(|i| build.hash_one(ids.value(i)))
+                        .collect(),
+                )
+            })
+            .collect::<Vec<(usize, Vec<u64>)>>()
+    })? {
+        for (b, h) in share {
+            hashes[b] = h;
         }
-        all.into_iter().collect::<Result<Vec<_>>>()
+    }
+    let counted = on_threads(threads, |t| {
+        Counted::of(&group(rows, &hashes, t, threads), range, intent)
     })?;
     let mut counted = counted.into_iter();
-    let mut total = counted.next().unwrap_or_default();
+    let mut total = counted.next().transpose()?.unwrap_or_default();
     for other in counted {
-        total.absorb(other)?;
+        total.absorb(other?)?;
     }
     let names = &total.names.list;
     let users = total.users.list.len();
@@ -79,6 +101,101 @@ pub(super) fn rank(
             .ranking(limit, users, |&n| names[n as usize].to_string()),
         total.paths.ranking(limit, users, path),
     ))
+}
+
+/// `f(0)` to `f(threads - 1)`, the first on this thread. Scoped threads
+/// rather than the runtime's blocking pool: they borrow the request's
+/// batches, and the calling task waits for them anyway.
+fn on_threads<T: Send>(threads: usize, f: impl Fn(usize) -> T + Sync) -> Result<Vec<T>> {
+    std::thread::scope(|scope| {
+        let f = &f;
+        let others: Vec<_> = (1..threads).map(|t| scope.spawn(move || f(t))).collect();
+        let mut all = vec![f(0)];
+        for t in others {
+            all.push(t.join().map_err(|_| bad("a counting thread panicked"))?);
+        }
+        Ok(all)
+    })
+}
+
+/// The sessions whose id hash falls to thread `me` of `threads`, each with
+/// all its rows.
+fn group<'a>(
+    rows: &[Rows<'a>],
+    hashes: &[Vec<u64>],
+    me: usize,
+    threads: usize,
+) -> Vec<Session<'a>> {
+    let mut position: HashMap<Id<'a>, usize, BuildHasherDefault<Passed>> = HashMap::default();
+    let mut out: Vec<Session> = Vec::new();
+    for (r, hashes) in rows.iter().zip(hashes) {
+        for (i, &hash) in hashes.iter().enumerate() {
+            // The high half picks the thread: the map's buckets use the low.
+            if (hash >> 32) as usize % threads != me || !(r.ids.is_valid(i) && r.states.is_valid(i))
+            {
+                continue;
+            }
+            let state = r.states.value(i);
+            match position.entry(Id {
+                hash,
+                text: r.ids.value(i),
+            }) {
+                Entry::Occupied(at) => out[*at.get()].more.push(state),
+                Entry::Vacant(v) => {
+                    v.insert(out.len());
+                    out.push(Session {
+                        first: state,
+                        more: Vec::new(),
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A session id with its hash, computed once by [`rank`] and passed
+/// through ([`Passed`]) rather than computed again by the map.
+#[derive(Debug, Clone, Copy)]
+struct Id<'a> {
+    hash: u64,
+    text: &'a str,
+}
+
+impl PartialEq for Id<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.text == other.text
+    }
+}
+
+impl Eq for Id<'_> {}
+
+impl Hash for Id<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+/// The hasher of [`Id`]s: their hash as it is. A dozen lines, where a
+/// crate (`nohash-hasher`) would add a dependency for one map.
+#[derive(Debug, Default)]
+struct Passed(u64);
+
+impl Hasher for Passed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; anything else still hashes.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 fn bad(why: &str) -> Error {
@@ -116,6 +233,12 @@ impl<'a> Numbered<'a, str> {
 }
 
 impl<'a> Numbered<'a, [u8]> {
+    /// [`Numbered::user`] remembered in `slot` (one per user of a
+    /// session, whose steps mostly name one).
+    fn user_once(&mut self, slot: &mut Option<u32>, text: &'a [u8]) -> u32 {
+        *slot.get_or_insert_with(|| self.user(text))
+    }
+
     /// Users are only told apart, never shown.
     fn user(&mut self, text: &'a [u8]) -> u32 {
         match self.of.entry(text) {
@@ -145,26 +268,34 @@ impl<'a> Counted<'a> {
         let mut out = Self::default();
         let mut view = StepsView::default();
         let mut ordered = Vec::new();
+        let mut users = Vec::new();
         for session in sessions {
             view.clear();
             view.extend(session.first)?;
-            for s in &session.more {
+            for &s in &session.more {
                 view.extend(s)?;
             }
             view.ordered_into(range.start_ms, range.end_ms, unnamed, &mut ordered);
             let Some(first) = ordered.first() else {
                 continue;
             };
+            users.clear();
+            users.resize(view.users.len(), None);
             let mut key = [NO_STEP; PATH_STEPS as usize];
             for (k, s) in key.iter_mut().zip(&ordered) {
                 *k = out.names.name(name(s))?;
             }
-            let user = view.user(first).map(|u| out.users.user(u));
+            let user = view
+                .user(first)
+                .map(|u| out.users.user_once(&mut users[first.user as usize], u));
             out.paths.add(key, user);
             if let Some(at) = ordered.iter().position(|s| name(s) == wanted) {
                 let after = ordered.get(at + 1).map_or(SESSION_ENDED.as_bytes(), name);
                 let after = out.names.name(after)?;
-                let user = view.user(&ordered[at]).map(|u| out.users.user(u));
+                let step = &ordered[at];
+                let user = view
+                    .user(step)
+                    .map(|u| out.users.user_once(&mut users[step.user as usize], u));
                 out.next.add(after, user);
             }
         }
@@ -399,18 +530,38 @@ mod tests {
             state(&[(1, "C", "u3"), (2, "LaunchRequest", "u3"), (3, "A", "u3")]),
             state(&[(1, "D", "u4")]),
         ];
-        let sessions: Vec<Session> = states
-            .iter()
-            .map(|s| Session {
-                first: s,
-                more: Vec::new(),
-            })
-            .collect();
+        // Each session a row of its own, and the second's later steps in a
+        // second row (a session across midnight).
+        let ids = StringArray::from(vec!["s1", "s2", "s3", "s4", "s5", "s2"]);
+        let mut states: Vec<&[u8]> = states.iter().map(Vec::as_slice).collect();
+        let more = state(&[(4, "E", "u2"), (5, "F", "u2")]);
+        states.push(&more);
+        let states = BinaryArray::from(states);
+        let rows = [Rows {
+            ids: &ids,
+            states: &states,
+        }];
         let range = Range::new(0, 100).unwrap();
         let intent = Intent::parse("LaunchRequest").unwrap();
-        let one = rank(&sessions, range, &intent, 10, 1).unwrap();
+        let one = rank(&rows, range, &intent, 10, 1).unwrap();
         for threads in 2..=6 {
-            assert_eq!(rank(&sessions, range, &intent, 10, threads).unwrap(), one);
+            assert_eq!(rank(&rows, range, &intent, 10, threads).unwrap(), one);
+        }
+        // Rows in batches of their own: the same.
+        let (ids_a, ids_b) = (ids.slice(0, 3), ids.slice(3, 3));
+        let (states_a, states_b) = (states.slice(0, 3), states.slice(3, 3));
+        let split = [
+            Rows {
+                ids: &ids_a,
+                states: &states_a,
+            },
+            Rows {
+                ids: &ids_b,
+                states: &states_b,
+            },
+        ];
+        for threads in 1..=3 {
+            assert_eq!(rank(&split, range, &intent, 10, threads).unwrap(), one);
         }
         let rows = |r: &Ranking| -> Vec<(String, i64, i64)> {
             r.items
@@ -437,7 +588,7 @@ mod tests {
                 ("D".to_string(), 1, 1),
                 ("LaunchRequest".to_string(), 1, 1),
                 ("LaunchRequest > A".to_string(), 1, 1),
-                ("LaunchRequest > B > A".to_string(), 1, 1),
+                ("LaunchRequest > B > A > E > F".to_string(), 1, 1),
             ]
         );
     }
