@@ -29,7 +29,7 @@
 //!   then name ascending; past `limit` rows, the tail is one `(other)` row
 //!   (its users counted once each) that says how many names it folds.
 //!
-//! About 950 lines: the retention and paths plans share their range,
+//! About 820 lines: the retention and paths plans share their range,
 //! stage and step expressions, kept together.
 
 pub mod functions;
